@@ -1,0 +1,1 @@
+"""corr_core.data.sim."""

@@ -1,0 +1,123 @@
+"""Approximate time synchronisation of N timestamped streams.
+
+One implementation serves the rosbag2 reader (:mod:`corr_core.data.bag`) and the live ROS node
+(:mod:`corr_ros.sync`). It follows the idea of ROS ``message_filters.ApproximateTimeSynchronizer``
+with a slop: a set is emitted when every stream has a message whose stamp lies within ``slop_ns``
+of the set's newest stamp. Each stream keeps a bounded queue, so memory never grows with load.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Generic, Hashable, Sequence, TypeVar
+
+from corr_core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class SyncedSet(Generic[T]):
+    """One message per stream whose stamps lie within the slop of each other.
+
+    Attributes:
+        stamp_ns: the newest stamp in the set (ns); the set's reference time.
+        items: stream key -> item.
+        stamps_ns: stream key -> that item's own stamp (ns).
+    """
+
+    stamp_ns: int
+    items: dict[Hashable, T]
+    stamps_ns: dict[Hashable, int] = field(default_factory=dict)
+
+    @property
+    def spread_ns(self) -> int:
+        """Largest minus smallest stamp in the set."""
+        return max(self.stamps_ns.values()) - min(self.stamps_ns.values())
+
+
+class ApproximateSynchronizer(Generic[T]):
+    """Groups items from several streams into sets with stamps within ``slop_ns``.
+
+    Items must arrive in non-decreasing stamp order per stream (as camera drivers and bags give
+    them); an item older than the last one on its stream is dropped and counted.
+
+    Args:
+        keys: the stream names (for example camera names). At least one.
+        slop_ns: the largest allowed difference between stamps in one set, in nanoseconds.
+        queue_size: how many pending items each stream keeps; the oldest is dropped beyond it.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], slop_ns: int, queue_size: int = 10) -> None:
+        if not keys:
+            raise ConfigError("ApproximateSynchronizer needs at least one stream key")
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"duplicate stream keys: {list(keys)}")
+        if slop_ns < 0:
+            raise ConfigError(f"slop must be >= 0 ns, got {slop_ns}")
+        if queue_size < 1:
+            raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
+        self.keys = list(keys)
+        self.slop_ns = int(slop_ns)
+        self.queue_size = int(queue_size)
+        self._queues: dict[Hashable, deque[tuple[int, Any]]] = {k: deque() for k in self.keys}
+        self._last_stamp: dict[Hashable, int] = {}
+        self.dropped: dict[Hashable, int] = {k: 0 for k in self.keys}
+
+    def add(self, key: Hashable, stamp_ns: int, item: T) -> list[SyncedSet[T]]:
+        """Adds one item and returns the sets it completes (oldest first; usually 0 or 1).
+
+        Raises:
+            KeyError: if ``key`` is not one of the streams.
+        """
+        if key not in self._queues:
+            raise KeyError(f"unknown stream {key!r}; expected one of {self.keys}")
+        stamp_ns = int(stamp_ns)
+        if stamp_ns < self._last_stamp.get(key, -(2**63)):
+            self.dropped[key] += 1
+            return []
+        self._last_stamp[key] = stamp_ns
+        q = self._queues[key]
+        q.append((stamp_ns, item))
+        if len(q) > self.queue_size:
+            q.popleft()
+            self.dropped[key] += 1
+        return self._emit()
+
+    def _emit(self) -> list[SyncedSet[T]]:
+        out: list[SyncedSet[T]] = []
+        while all(self._queues[k] for k in self.keys):
+            heads = {k: self._queues[k][0][0] for k in self.keys}
+            oldest_key = min(heads, key=heads.get)
+            oldest = heads[oldest_key]
+            # For every stream pick the candidate closest to the oldest head, within the slop.
+            chosen: dict[Hashable, int] = {}
+            for k in self.keys:
+                best = None
+                for i, (s, _) in enumerate(self._queues[k]):
+                    if s - oldest > self.slop_ns:
+                        break
+                    if best is None or abs(s - oldest) < abs(self._queues[k][best][0] - oldest):
+                        best = i
+                if best is None:
+                    break
+                chosen[k] = best
+            if len(chosen) == len(self.keys):
+                stamps = {k: self._queues[k][i][0] for k, i in chosen.items()}
+                if max(stamps.values()) - min(stamps.values()) <= self.slop_ns:
+                    items = {k: self._queues[k][i][1] for k, i in chosen.items()}
+                    for k, i in chosen.items():
+                        for _ in range(i + 1):  # drop the chosen item and everything older
+                            self._queues[k].popleft()
+                        self.dropped[k] += i
+                    out.append(SyncedSet(max(stamps.values()), items, stamps))
+                    continue
+            # The oldest head cannot be matched by anything that can still arrive: drop it.
+            self._queues[oldest_key].popleft()
+            self.dropped[oldest_key] += 1
+        return out
+
+    def pending(self) -> dict[Hashable, int]:
+        """Number of queued items per stream."""
+        return {k: len(q) for k, q in self._queues.items()}

@@ -1,0 +1,1 @@
+"""Executables: one module per node, each with main()."""
