@@ -1,1 +1,1 @@
-"""corr_core.io."""
+"""Checkpoint and run-directory input/output."""

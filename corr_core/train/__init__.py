@@ -1,1 +1,1 @@
-"""corr_core.train."""
+"""Training: one trainer for every method."""

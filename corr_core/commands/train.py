@@ -1,0 +1,75 @@
+"""``corr train CONFIG [key=value ...]``: train a self-supervised method from a recipe."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from corr_core.config import load_config
+from corr_core.errors import ConfigError
+
+log = logging.getLogger("corr.train")
+
+
+def resolve_data_paths(dcfg: dict[str, Any], config_path: Path) -> dict[str, Any]:
+    """Makes relative data roots absolute: relative to the working directory when they exist
+    there, else relative to the recipe's parent folder (the repository root for ``training/``)."""
+
+    def fix(p: str) -> str:
+        path = Path(p).expanduser()
+        if path.is_absolute() or path.exists():
+            return str(path.resolve()) if path.exists() else str(path)
+        return str((config_path.resolve().parent.parent / path).resolve())
+
+    out = dict(dcfg)
+    out["davis"] = [{**d, "root": fix(d["root"])} for d in dcfg.get("davis") or []]
+    out["folders"] = [fix(f) for f in dcfg.get("folders") or []]
+    out["videos"] = [fix(v) for v in dcfg.get("videos") or []]
+    return out
+
+
+def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
+    """Builds data, method and trainer from a resolved config and trains; returns model path."""
+    from corr_core.methods import build_method
+    from corr_core.train.data import PairCropBatches, build_pool
+    from corr_core.train.trainer import Trainer
+
+    seed = int(cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    device = str(cfg.get("device", "cpu"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config asks for device {device!r} but CUDA is not available here; pass device=cpu")
+    dcfg = resolve_data_paths(cfg.get("data", {}), config_path)
+    pool = build_pool(dcfg, cache_dir=out / "cache")
+    batches = PairCropBatches(pool, int(cfg["train"]["batch_size"]), int(dcfg.get("crop_size", 128)),
+                              tuple(dcfg.get("scale", (0.08, 1.0))), seed=seed)
+    method = build_method(cfg["method"], **cfg.get("model", {}))
+    trainer = Trainer(method, batches, out, cfg, device=device)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = train_from_config(cfg, out, Path(args.config), resume=not args.no_resume)
+    print(f"trained model: {model}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a self-supervised method from a YAML recipe",
+                       description="Train from a recipe under training/. Overrides are key.path=value.")
+    p.add_argument("config", help="recipe YAML, e.g. training/fc_cpu.yaml")
+    p.add_argument("overrides", nargs="*", help="config overrides such as train.iters=100 optim.lr=3e-4")
+    p.add_argument("--out", help="run directory (default runs/<recipe name>); resumes from its last.* if present")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run dir has a state")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=run)

@@ -1,0 +1,96 @@
+"""Checkpoints: safetensors weights plus a JSON metadata file; never pickle.
+
+A checkpoint ``NAME`` is the pair ``NAME.safetensors`` + ``NAME.json``. The JSON holds
+``format`` (must be :data:`FORMAT`), ``arch`` (a registered backbone), ``method``, the resolved
+config, metrics and provenance (git SHA, time). Loading checks all of it, so a missing, truncated
+or foreign file gives a :class:`~corr_core.errors.CheckpointError` that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from corr_core.errors import CheckpointError
+
+FORMAT = "corr-checkpoint/1"
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths for a checkpoint given with or without its suffix."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+    """Writes ``tensors`` (name -> tensor) and ``metadata`` atomically; returns the weights path.
+
+    Both files are first written under temporary names and then renamed, so an interrupted save
+    never leaves a half-written checkpoint in place of a good one.
+    """
+    weights, meta = checkpoint_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": FORMAT, **metadata}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    tmp_w, tmp_m = weights.with_suffix(".safetensors.tmp"), meta.with_suffix(".json.tmp")
+    save_file(tensors, str(tmp_w), metadata={"format": FORMAT, "arch": str(metadata.get("arch", ""))})
+    tmp_m.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    tmp_w.replace(weights)
+    tmp_m.replace(meta)
+    return weights
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Reads a checkpoint written by :func:`save_checkpoint`.
+
+    Returns:
+        ``(tensors, metadata)`` with tensors on the CPU.
+
+    Raises:
+        CheckpointError: the files are missing, unreadable, truncated, or not a corr checkpoint.
+    """
+    weights, meta = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {weights}")
+    if not meta.is_file():
+        raise CheckpointError(
+            f"checkpoint metadata not found: {meta} (a corr checkpoint is a .safetensors file "
+            f"with a .json file of the same name beside it)"
+        )
+    try:
+        metadata = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta}: unreadable checkpoint metadata ({exc})") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise CheckpointError(f"{meta}: not a corr checkpoint (format {found!r}, expected {FORMAT!r})")
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights}: unreadable or truncated safetensors file ({exc})") from exc
+    return tensors, metadata
+
+
+def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: str) -> None:
+    """Loads the tensors under ``prefix`` into ``module``, strictly.
+
+    Raises:
+        CheckpointError: when keys or shapes differ (a checkpoint for another architecture).
+    """
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not state:
+        raise CheckpointError(f"{source}: holds no tensors under {prefix!r}; it is not a checkpoint for this model")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise CheckpointError(
+            f"{source}: weights do not fit the model ({' '.join(first)}); it was written for another architecture"
+        ) from exc

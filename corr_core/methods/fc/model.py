@@ -1,0 +1,119 @@
+"""FC: fine-grained correspondence learning (SFC section 3.3, appendix 0.A.1).
+
+A dense BYOL: an online network (backbone -> dense projector -> dense predictor) and a target
+network (backbone -> projector) whose weights are an exponential moving average of the online
+ones, with ``tau`` rising from ``tau_base`` to 1 on a cosine schedule. Only random crops are used
+as augmentation (colour augmentation hurts fine-grained correspondence, SFC table 3).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from corr_core.methods.fc.loss import LocalCorrespondenceLoss
+from corr_core.models import build_backbone
+
+
+class DenseHead(nn.Sequential):
+    """1x1 conv -> BN -> ReLU -> 1x1 conv: the dense projector/predictor of appendix 0.A.1."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256) -> None:
+        super().__init__(
+            nn.Conv2d(in_dim, hidden_dim, 1, bias=False),
+            nn.BatchNorm2d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim, out_dim, 1),
+        )
+
+
+class FCMethod(nn.Module):
+    """The FC objective wrapped as a trainable method for :class:`corr_core.train.Trainer`.
+
+    Args:
+        arch: registered backbone name.
+        hidden_dim, out_dim: head widths (paper: 2048, 256).
+        radius: positive radius ``r`` of equation 4 (paper: 0.5).
+        tau_base: initial EMA coefficient (paper: 0.99), raised to 1 on a cosine schedule.
+        symmetric: also apply the loss with the views swapped (BYOL's symmetrised loss).
+    """
+
+    name = "fc"
+
+    def __init__(
+        self,
+        arch: str = "resnet18_s8",
+        hidden_dim: int = 2048,
+        out_dim: int = 256,
+        radius: float = 0.5,
+        tau_base: float = 0.99,
+        symmetric: bool = True,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.backbone = build_backbone(arch)
+        c = self.backbone.out_channels
+        self.projector = DenseHead(c, hidden_dim, out_dim)
+        self.predictor = DenseHead(out_dim, hidden_dim, out_dim)
+        self.target_backbone = copy.deepcopy(self.backbone)
+        self.target_projector = copy.deepcopy(self.projector)
+        for p in self.target_parameters():
+            p.requires_grad_(False)
+        self.loss_fn = LocalCorrespondenceLoss(radius)
+        self.tau_base = float(tau_base)
+        self.symmetric = bool(symmetric)
+        self.tau = self.tau_base
+
+    def target_parameters(self):
+        yield from self.target_backbone.parameters()
+        yield from self.target_projector.parameters()
+
+    def online_parameters(self):
+        for mod in (self.backbone, self.projector, self.predictor):
+            yield from mod.parameters()
+
+    def _online(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.projector(self.backbone(x)))
+
+    @torch.no_grad()
+    def _target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_backbone(x))
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """One loss evaluation.
+
+        Args:
+            batch: ``view1``/``view2`` ``(B, 3, S, S)`` float in [0, 1]; ``box1``/``box2`` ``(B, 4)``.
+
+        Returns:
+            ``(loss, logs)``.
+        """
+        x1, x2, b1, b2 = batch["view1"], batch["view2"], batch["box1"], batch["box2"]
+        if self.symmetric:
+            p = self._online(torch.cat([x1, x2]))
+            z = self._target(torch.cat([x2, x1]))
+            boxes_p, boxes_z = torch.cat([b1, b2]), torch.cat([b2, b1])
+        else:
+            p, z, boxes_p, boxes_z = self._online(x1), self._target(x2), b1, b2
+        loss, npos = self.loss_fn(p, z, boxes_p, boxes_z)
+        return loss, {"loss": float(loss.detach()), "positives": float(npos) / p.shape[0], "tau": self.tau}
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        """EMA update of the target network with the cosine-scheduled ``tau`` (BYOL)."""
+        self.tau = 1.0 - (1.0 - self.tau_base) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
+        online = list(self.backbone.parameters()) + list(self.projector.parameters())
+        target = list(self.target_backbone.parameters()) + list(self.target_projector.parameters())
+        torch._foreach_mul_(target, self.tau)
+        torch._foreach_add_(target, online, alpha=1.0 - self.tau)
+        for tb, ob in zip(self.target_backbone.buffers(), self.backbone.buffers(), strict=True):
+            tb.copy_(ob)
+        for tb, ob in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
+            tb.copy_(ob)
+
+    def feature_model(self) -> nn.Module:
+        """The network used downstream (label propagation): the online backbone."""
+        return self.backbone

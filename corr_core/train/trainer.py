@@ -1,0 +1,202 @@
+"""One trainer for every method: checkpoint + resume, logs, NaN guard, provenance.
+
+A *method* is an ``nn.Module`` with
+
+- ``training_step(batch) -> (loss, logs: dict[str, float])``,
+- ``after_step(step, total_steps)`` (EMA updates and the like; optional),
+- ``online_parameters()`` (what the optimiser updates; defaults to ``parameters()``),
+- ``feature_model() -> nn.Module`` (the network used downstream),
+- attributes ``name`` and ``arch``.
+
+Every run directory holds ``config.yaml`` (resolved), ``provenance.json`` (git SHA, time),
+``log.csv`` (one row per logged step), ``last.{safetensors,json}`` (full state for resume) and,
+at the end, ``model.{safetensors,json}`` (the feature backbone alone, what the tracker loads).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from corr_core.config import git_sha, save_run_config
+from corr_core.errors import CheckpointError, TrainingError
+from corr_core.io.checkpoint import checkpoint_paths, load_checkpoint, load_module_state, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Splits an optimiser state into tensors (for safetensors) and JSON-able scalars."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.ndim > 0:
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = float(v)
+    return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = torch.tensor(v)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    """Runs the optimisation loop of a method.
+
+    Args:
+        method: the method module (see module docstring).
+        batches: an endless iterator of batches (dicts of tensors on the CPU).
+        run_dir: where logs and checkpoints go.
+        cfg: the resolved config; uses ``train.iters``, ``train.log_every``, ``train.ckpt_every``,
+            ``optim.lr``, ``optim.weight_decay``, ``train.amp`` and ``train.grad_clip`` when present.
+        device: torch device string.
+    """
+
+    def __init__(
+        self,
+        method: nn.Module,
+        batches: Iterator[dict[str, torch.Tensor]],
+        run_dir: str | Path,
+        cfg: dict[str, Any],
+        device: str = "cpu",
+    ) -> None:
+        self.method = method.to(device)
+        self.batches = batches
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.device = torch.device(device)
+        tcfg, ocfg = cfg.get("train", {}), cfg.get("optim", {})
+        self.iters = int(tcfg.get("iters", 1000))
+        self.log_every = int(tcfg.get("log_every", 10))
+        self.ckpt_every = int(tcfg.get("ckpt_every", 200))
+        self.grad_clip = float(tcfg.get("grad_clip", 0.0) or 0.0)
+        self.amp = bool(tcfg.get("amp", False)) and self.device.type == "cuda"
+        params = list(method.online_parameters()) if hasattr(method, "online_parameters") else list(method.parameters())
+        self.optimizer = torch.optim.Adam(
+            params, lr=float(ocfg.get("lr", 1e-3)), weight_decay=float(ocfg.get("weight_decay", 0.0))
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0
+
+    # ---------------------------------------------------------------- checkpoints
+    def _meta(self, kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "method": getattr(self.method, "name", type(self.method).__name__),
+            "arch": getattr(self.method, "arch", ""),
+            "step": self.step,
+            "iters": self.iters,
+            "config": self.cfg,
+            "git_sha": git_sha(),
+            **(extra or {}),
+        }
+
+    def save_state(self) -> Path:
+        """Writes ``last.*``: the whole method (online + target) and the optimiser."""
+        tensors = {f"method.{k}": v for k, v in self.method.state_dict().items()}
+        opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        extra = {"optimizer": opt_meta, "rng": {"torch_seed": torch.initial_seed()}}
+        return save_checkpoint(self.run_dir / "last", tensors, self._meta("train-state", extra))
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Loads ``last.*`` from ``path`` (default: this run dir) when present; returns whether it did.
+
+        Raises:
+            CheckpointError: the state belongs to another method or architecture.
+        """
+        path = Path(path) if path else self.run_dir / "last"
+        if not checkpoint_paths(path)[0].is_file():
+            return False
+        tensors, meta = load_checkpoint(path)
+        if meta.get("kind") != "train-state":
+            raise CheckpointError(f"{path}: not a training state (kind {meta.get('kind')!r}); cannot resume from it")
+        for key in ("method", "arch"):
+            mine = self._meta("x")[key]
+            if meta.get(key) != mine:
+                raise CheckpointError(f"{path}: written for {key} {meta.get(key)!r}, this run uses {mine!r}")
+        load_module_state(self.method, tensors, "method.", str(path))
+        _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.step = int(meta["step"])
+        log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    def save_model(self, metrics: dict[str, Any] | None = None) -> Path:
+        """Writes ``model.*``: the downstream feature network alone."""
+        feat = self.method.feature_model()
+        tensors = {f"backbone.{k}": v for k, v in feat.state_dict().items()}
+        return save_checkpoint(self.run_dir / "model", tensors, self._meta("backbone", {"metrics": metrics or {}}))
+
+    # ---------------------------------------------------------------- loop
+    def _move(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def fit(self) -> Path:
+        """Trains until ``train.iters`` steps; returns the path of ``model.safetensors``."""
+        save_run_config(self.run_dir, self.cfg, {"method": getattr(self.method, "name", "")})
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists() or self.step == 0
+        fields: list[str] | None = None
+        self.method.train()
+        t0, seen = time.time(), 0
+        with open(log_path, "w" if new_log else "a", newline="") as fh:
+            writer = None
+            bar = tqdm(total=self.iters, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0)
+            while self.step < self.iters:
+                batch = self._move(next(self.batches))
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    loss, logs = self.method.training_step(batch)
+                if not math.isfinite(float(loss.detach())):
+                    # The NaN weights are never written: last.* still holds the last good state.
+                    raise TrainingError(
+                        f"loss became {float(loss.detach())} at step {self.step}; last good state (if any): "
+                        f"{self.run_dir / 'last.safetensors'} (lower optim.lr or check the data)"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if self.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                if hasattr(self.method, "after_step"):
+                    self.method.after_step(self.step, self.iters)
+                seen += next(iter(batch.values())).shape[0]
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == self.iters:
+                    row = {"step": self.step, "time_s": round(time.time() - t0, 2),
+                           "lr": self.optimizer.param_groups[0]["lr"], **logs}
+                    if writer is None:
+                        fields = list(row)
+                        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                        if new_log:
+                            writer.writeheader()
+                    writer.writerow(row)
+                    fh.flush()
+                    bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+                if self.step % self.ckpt_every == 0:
+                    self.save_state()
+            bar.close()
+        self.save_state()
+        dt = max(time.time() - t0, 1e-9)
+        return self.save_model({"train_images_per_s": seen / dt, "train_seconds": dt})

@@ -1,0 +1,163 @@
+"""Declared node parameters: one table per node, with description, type, range and liveness.
+
+Each node lists its parameters as :class:`ParamSpec` rows; :func:`declare_all` declares them with
+descriptors (description, range, constraints), and :meth:`ParamSpec.check` is what the nodes'
+on-set-parameters callbacks use to reject bad values with a reason. The tables are also what the
+tests compare the YAML parameter files against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+_PY_TYPES = {
+    Parameter.Type.BOOL: (bool,),
+    Parameter.Type.INTEGER: (int,),
+    Parameter.Type.DOUBLE: (float, int),
+    Parameter.Type.STRING: (str,),
+    Parameter.Type.STRING_ARRAY: (list, tuple),
+}
+
+TOPIC_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter.
+
+    Attributes:
+        name: parameter name (dots for nesting, e.g. ``qos.input.depth``).
+        type: the rclpy parameter type.
+        default: default value (for string arrays, ``()`` means "unset", declared by type).
+        description: shown by ``ros2 param describe``.
+        live: True if a change takes effect while the node runs; False if it is structural
+            (only accepted while the node is unconfigured, applied at the next configure).
+        range: inclusive ``(low, high)`` for numbers.
+        choices: allowed values for strings (a value may also match ``choice_pattern``).
+        choice_pattern: a regex a string value may match instead of ``choices``.
+        min_items: least number of entries for string arrays.
+        topic_tokens: string array entries must be valid relative ROS names.
+    """
+
+    name: str
+    type: Parameter.Type
+    default: Any
+    description: str
+    live: bool = False
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    choice_pattern: str | None = None
+    min_items: int = 0
+    topic_tokens: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ROS parameter descriptor (description, range, constraints)."""
+        notes = ["changes apply live" if self.live else "structural: change it while unconfigured"]
+        if self.choices:
+            allowed = ", ".join(self.choices) + (" (or cuda:N)" if self.choice_pattern else "")
+            notes.append(f"one of: {allowed}")
+        if self.min_items:
+            notes.append(f"at least {self.min_items} entries")
+        desc = ParameterDescriptor(
+            name=self.name,
+            type=int(self.type),
+            description=self.description,
+            additional_constraints="; ".join(notes),
+        )
+        if self.range is not None and self.type == Parameter.Type.INTEGER:
+            desc.integer_range = [
+                IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)
+            ]
+        elif self.range is not None and self.type == Parameter.Type.DOUBLE:
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(self.range[0]), to_value=float(self.range[1]), step=0.0)
+            ]
+        return desc
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is not acceptable for this parameter, or None if it is."""
+        types = _PY_TYPES.get(self.type, ())
+        if types and (not isinstance(value, types) or (self.type != Parameter.Type.BOOL and isinstance(value, bool))):
+            return f"parameter '{self.name}' must be of type {self.type.name}, got {value!r}"
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return f"parameter '{self.name}' must be in [{self.range[0]}, {self.range[1]}], got {value}"
+        if self.type == Parameter.Type.STRING and (self.choices or self.choice_pattern):
+            ok = value in (self.choices or ()) or (
+                self.choice_pattern is not None and re.fullmatch(self.choice_pattern, value) is not None
+            )
+            if not ok:
+                return f"parameter '{self.name}' must be one of {list(self.choices or ())}, got {value!r}"
+        if self.type == Parameter.Type.STRING_ARRAY:
+            items = list(value)
+            if len(items) < self.min_items:
+                return f"parameter '{self.name}' needs at least {self.min_items} entries, got {items}"
+            if self.topic_tokens:
+                bad = [v for v in items if not TOPIC_TOKEN.match(v)]
+                if bad:
+                    return f"parameter '{self.name}': {bad} are not valid relative ROS names"
+                if len(set(items)) != len(items):
+                    return f"parameter '{self.name}' has duplicate entries: {items}"
+        return None
+
+
+def declare_all(node: Node, specs: Iterable[ParamSpec]) -> list[str]:
+    """Declares every parameter; an override that fails its range/type is replaced by the default.
+
+    Returns:
+        One reason per rejected override (so the node can report it instead of dying).
+    """
+    errors: list[str] = []
+    for spec in specs:
+        default = spec.type if spec.type == Parameter.Type.STRING_ARRAY and not spec.default else spec.default
+        try:
+            node.declare_parameter(spec.name, default, spec.descriptor())
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            errors.append(f"parameter '{spec.name}': override rejected ({exc}); using default {spec.default!r}")
+            node.declare_parameter(spec.name, default, spec.descriptor(), ignore_override=True)
+            continue
+        reason = spec.check(value_of(node, spec))
+        if reason is not None:
+            errors.append(reason)
+    return errors
+
+
+def value_of(node: Node, spec: ParamSpec) -> Any:
+    """The parameter's current value (an unset string array reads as ``[]``)."""
+    if spec.type == Parameter.Type.STRING_ARRAY:
+        param = node.get_parameter_or(spec.name, Parameter(spec.name, Parameter.Type.STRING_ARRAY, []))
+        return list(param.value or [])
+    value = node.get_parameter(spec.name).value
+    if spec.type == Parameter.Type.DOUBLE:
+        return float(value)
+    return value
+
+
+def values(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """``{name: value}`` for every spec."""
+    return {spec.name: value_of(node, spec) for spec in specs}
+
+
+def by_name(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
+    """``{name: spec}``."""
+    return {spec.name: spec for spec in specs}
+
+
+def flatten_yaml_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flattens a ``ros__parameters`` mapping into dotted names (``{"qos": {"input": {"depth": 3}}}``
+    gives ``{"qos.input.depth": 3}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_yaml_params(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,184 @@
+"""FC objective, checkpoints and the trainer: real tiny training runs on synthetic images."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from corr_core.api import build_tracker, load_feature_model
+from corr_core.config import apply_overrides, load_config
+from corr_core.data.transforms import cell_centers, random_crop_box
+from corr_core.errors import CheckpointError, ConfigError, TrainingError
+from corr_core.io.checkpoint import load_checkpoint, save_checkpoint
+from corr_core.methods.fc import FCMethod, LocalCorrespondenceLoss
+from corr_core.train.data import ImagePool, PairCropBatches
+from corr_core.train.trainer import Trainer
+
+
+def _pool(n: int = 6, seed: int = 0) -> ImagePool:
+    rng = np.random.default_rng(seed)
+    pool = ImagePool()
+    # Smooth random colour fields: enough structure for crops to be matchable.
+    imgs = []
+    for _ in range(n):
+        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+        import cv2
+
+        imgs.append(cv2.resize(small, (96, 72), interpolation=cv2.INTER_CUBIC))
+    pool.add_arrays("synthetic", imgs)
+    return pool
+
+
+def _cfg(iters: int = 4) -> dict:
+    return {"method": "fc", "model": {"arch": "resnet18_s8"},
+            "train": {"iters": iters, "log_every": 1, "ckpt_every": 2}, "optim": {"lr": 1e-3}}
+
+
+def test_cell_centers_map_feature_cells_back_to_the_original_image():
+    boxes = torch.tensor([[10.0, 20.0, 40.0, 80.0]])
+    centers, diag = cell_centers(boxes, 2, 4)
+    # 2x4 cells over a 40x80 box at (10, 20): cell size 20x20, first centre at (20, 30).
+    assert torch.allclose(centers[0, 0], torch.tensor([20.0, 30.0]))
+    assert torch.allclose(centers[0, -1], torch.tensor([40.0, 90.0]))
+    assert torch.allclose(diag, torch.tensor([math.sqrt(800.0)]))
+
+
+def test_positive_mask_pairs_same_place_only():
+    loss = LocalCorrespondenceLoss(radius=0.5)
+    same = torch.tensor([[0.0, 0.0, 64.0, 64.0]])
+    m = loss.positive_mask(same, same, 4, 4)
+    assert torch.equal(m[0], torch.eye(16))  # identical crops: each cell matches only itself
+    far = torch.tensor([[0.0, 200.0, 64.0, 64.0]])
+    assert loss.positive_mask(same, far, 4, 4).sum() == 0  # disjoint crops: no positives
+
+
+def test_loss_is_minus_one_for_identical_features_and_ignores_non_positives():
+    loss = LocalCorrespondenceLoss(radius=0.5)
+    box = torch.tensor([[0.0, 0.0, 32.0, 32.0]])
+    f = torch.randn(1, 8, 4, 4)
+    value, npos = loss(f, f.clone(), box, box)
+    assert npos == 16
+    assert value.item() == pytest.approx(-1.0, abs=1e-6)
+    # Changing features at non-positive positions only cannot change the loss:
+    g = f.clone()
+    value2, _ = loss(f, g, box, box)
+    assert value2.item() == pytest.approx(value.item())
+    value3, _ = loss(f, -f, box, box)
+    assert value3.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_random_crop_box_stays_inside_the_image():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        y0, x0, h, w = random_crop_box(50, 70, rng, (0.0, 1.0))
+        assert 0 <= y0 and 0 <= x0 and y0 + h <= 50 and x0 + w <= 70 and h >= 8 and w >= 8
+
+
+def test_training_lowers_the_loss_and_ema_tracks_online(tmp_path):
+    torch.manual_seed(0)
+    method = FCMethod(hidden_dim=64, out_dim=32)
+    batches = PairCropBatches(_pool(), batch_size=4, crop_size=48, scale=(0.3, 1.0), seed=1)
+    fixed = next(batches)
+    before, _ = method.training_step(fixed)
+    trainer = Trainer(method, iter(lambda: fixed, None), tmp_path / "run", _cfg(iters=25))
+    model_path = trainer.fit()
+    method.eval()
+    after, _ = method.training_step(fixed)
+    assert after.item() < before.item() - 0.05
+    # The target moved towards the online network, but is not equal to it (tau < 1).
+    on = torch.cat([p.flatten() for p in method.backbone.parameters()])
+    tg = torch.cat([p.flatten() for p in method.target_backbone.parameters()])
+    assert 0 < (on - tg).abs().max() < 1.0
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 26
+    meta = json.loads(model_path.with_suffix(".json").read_text())
+    assert meta["arch"] == "resnet18_s8" and meta["kind"] == "backbone" and meta["git_sha"]
+    assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "provenance.json").is_file()
+
+
+def test_resume_continues_from_the_saved_step_with_identical_weights(tmp_path):
+    torch.manual_seed(0)
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    t1 = Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=3))
+    t1.fit()
+    t2 = Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=5))
+    assert t2.resume() and t2.step == 3
+    for (k, a), b in zip(t1.method.state_dict().items(), t2.method.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert t2.optimizer.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    t2.fit()
+    assert t2.step == 5
+
+
+def test_nan_loss_stops_training_with_a_clear_error_and_keeps_the_last_good_state(tmp_path):
+    class Exploding(FCMethod):
+        def training_step(self, batch):
+            loss, logs = super().training_step(batch)
+            return (loss * float("nan") if self.explode else loss), logs
+
+    torch.manual_seed(0)
+    method = Exploding(hidden_dim=32, out_dim=16)
+    method.explode = False
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    trainer = Trainer(method, batches, tmp_path / "run", _cfg(iters=6))
+    trainer.iters = 2
+    trainer.fit()
+    good, _ = load_checkpoint(tmp_path / "run" / "last")
+    method.explode = True
+    trainer.iters = 6
+    with pytest.raises(TrainingError, match="loss became nan at step 2"):
+        trainer.fit()
+    kept, meta = load_checkpoint(tmp_path / "run" / "last")
+    assert meta["step"] == 2 and all(torch.isfinite(v).all() for v in kept.values() if v.is_floating_point())
+
+
+def test_checkpoint_errors_name_the_problem(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_feature_model(tmp_path / "missing.safetensors")
+    # A foreign safetensors file (not written by corr): no metadata json.
+    save_checkpoint(tmp_path / "good", {"backbone.x": torch.zeros(1)}, {"arch": "resnet18_s8"})
+    (tmp_path / "foreign.safetensors").write_bytes((tmp_path / "good.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="metadata not found"):
+        load_feature_model(tmp_path / "foreign.safetensors")
+    # Metadata of another format.
+    (tmp_path / "foreign.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="not a corr checkpoint"):
+        load_feature_model(tmp_path / "foreign")
+    # Right format, wrong tensors for the architecture.
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        load_feature_model(tmp_path / "good")
+    # Truncated weights.
+    data = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "good.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable or truncated"):
+        load_feature_model(tmp_path / "good")
+    with pytest.raises(CheckpointError, match="no checkpoint given"):
+        build_tracker(None)
+
+
+def test_trained_backbone_round_trips_through_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    trainer = Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=1))
+    path = trainer.fit()
+    model, meta = load_feature_model(path)
+    x = torch.rand(1, 3, 64, 64)
+    trainer.method.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), trainer.method.backbone(x), atol=1e-6)
+    assert meta["method"] == "fc"
+
+
+def test_config_overrides_are_typed_and_unknown_keys_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {iters: 10, lr: 0.1}\nname: x\n")
+    cfg = load_config(path, ["train.iters=20", "train.lr=1e-4"])
+    assert cfg["train"] == {"iters": 20, "lr": 1e-4}
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(cfg, ["train.itres=3"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides(cfg, ["train.iters"])
