@@ -767,7 +767,8 @@ class SyncedFrames:
     """One image per camera, with stamps within the slop of each other.
 
     Attributes:
-        stamp_ns: the newest header stamp in the set (ns).
+        stamp_ns: the newest stamp in the set (ns): header stamps, or receive times when the
+            reader synchronises on those.
         images: camera -> ``(H, W, 3)`` uint8 RGB, ``(H, W)`` uint8 or ``(H, W)`` uint16
             (see :func:`decode_image`; :func:`to_rgb` makes any of them RGB).
         headers: camera -> :class:`FrameHeader`.
@@ -837,6 +838,8 @@ class BagReader:
         slop_s: the largest allowed difference between header stamps in one set, in seconds.
         queue_size: pending messages kept per camera by the synchroniser.
         camera_info: camera name -> CameraInfo topic (alternative to the key style above).
+        use_receive_time: synchronise on the bag's receive (log) times instead of the header
+            stamps, for drivers that leave header stamps at zero.
 
     Raises:
         CorruptBagError: missing path, missing/garbled metadata, unreadable storage.
@@ -851,7 +854,9 @@ class BagReader:
         slop_s: float = 0.02,
         queue_size: int = 10,
         camera_info: dict[str, str] | None = None,
+        use_receive_time: bool = False,
     ) -> None:
+        self.use_receive_time = bool(use_receive_time)
         self.image_topics, self.info_topics = _split_topics(dict(topics), camera_info)
         if not slop_s >= 0:
             raise ConfigError(f"slop must be >= 0 s, got {slop_s}")
@@ -911,13 +916,13 @@ class BagReader:
         info_cam = {t: c for c, t in self.info_topics.items()}
         latest_info: dict[str, CameraCalibration] = {}
         try:
-            for topic, msgtype, _t, data in self._source.messages(set(cam_of) | set(info_cam)):
+            for topic, msgtype, log_time, data in self._source.messages(set(cam_of) | set(info_cam)):
                 msg = self._deserialize(data, msgtype, topic)
                 if topic in info_cam:
                     latest_info[info_cam[topic]] = decode_camera_info(msg)
                     continue
                 cam = cam_of[topic]
-                stamp = header_stamp_ns(msg.header)
+                stamp = int(log_time) if self.use_receive_time else header_stamp_ns(msg.header)
                 self.stats.messages[cam] += 1
                 self.stats.first_stamp_ns.setdefault(cam, stamp)
                 self.stats.last_stamp_ns[cam] = stamp
@@ -965,7 +970,7 @@ class BagReader:
                 images[cam] = decode_image(msg, topic)
             else:
                 images[cam] = decode_compressed(msg, topic)
-            headers[cam] = FrameHeader(synced.stamps_ns[cam], str(msg.header.frame_id), topic)
+            headers[cam] = FrameHeader(header_stamp_ns(msg.header), str(msg.header.frame_id), topic)
         infos = {c: latest_info[c] for c in self.image_topics if c in latest_info}
         return SyncedFrames(int(synced.stamp_ns), images, headers, infos)
 
@@ -976,10 +981,18 @@ def read_synced(
     slop_s: float = 0.02,
     queue_size: int = 10,
     camera_info: dict[str, str] | None = None,
+    use_receive_time: bool = False,
 ) -> BagReader:
     """Opens a bag for synchronised reading; iterate the result for :class:`SyncedFrames`.
 
     See :class:`BagReader` for the arguments and errors; the returned reader's ``stats`` reports
     messages read and dropped per camera.
     """
-    return BagReader(path, topics, slop_s=slop_s, queue_size=queue_size, camera_info=camera_info)
+    return BagReader(
+        path,
+        topics,
+        slop_s=slop_s,
+        queue_size=queue_size,
+        camera_info=camera_info,
+        use_receive_time=use_receive_time,
+    )
