@@ -1,1 +1,29 @@
-"""corr_core.metrics."""
+"""corr_core.metrics: the field's metrics, numerically identical to the official implementations."""
+
+from corr_core.metrics.davis import (
+    GLOBAL_KEYS,
+    DavisResults,
+    ObjectResult,
+    Results,
+    db_eval_boundary,
+    db_eval_iou,
+    db_statistics,
+    evaluate_davis,
+    evaluate_sequence,
+    f_measure,
+    seg2bmap,
+)
+
+__all__ = [
+    "GLOBAL_KEYS",
+    "DavisResults",
+    "ObjectResult",
+    "Results",
+    "db_eval_boundary",
+    "db_eval_iou",
+    "db_statistics",
+    "evaluate_davis",
+    "evaluate_sequence",
+    "f_measure",
+    "seg2bmap",
+]
