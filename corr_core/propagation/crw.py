@@ -13,7 +13,8 @@ target frame with L2-normalised stride-8 features ``q`` and a context of ``N`` f
    (``PropagationConfig.restrict_reference=False``); masked entries get ``-inf`` here, which gives
    exactly the same weights (zero) and lets the local implementation skip them.
 3. ``A / temperature``; keep the top-k entries of each target row over the *union* of all context
-   frames; softmax over the kept ones (computed in float32 or wider).
+   frames; softmax over the kept ones (computed in float32 or wider). Dividing by a positive
+   temperature does not change the order, so we divide only the k kept values.
 4. Target soft labels = softmax-weighted sum of the kept context positions' soft labels.
 
 The radius is measured in feature cells (CRW builds its mask on the feature grid). CRW's
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from corr_core.errors import ConfigError, ShapeMismatchError
 
 METHODS = ("local", "dense")
+LABEL_RESIZE = ("stretch", "grid")
 DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -72,7 +74,14 @@ class PropagationConfig:
             as CRW's data loader does (it repeats the first frame ``videoLen`` times).
         dtype: dtype of the feature dot products (``"float16"``/``"bfloat16"`` are meant for CUDA);
             ``None`` uses the features' dtype. Top-k and softmax always run in float32 or wider.
-        tile_size: side of the query tiles of the local implementation (speed knob only).
+        label_resize: how label maps go between frame and feature grid when the frame size is not
+            a multiple of ``feature_stride``. ``"stretch"`` (CRW): resize the whole frame onto the
+            grid and back. ``"grid"``: cell ``i`` covers pixels ``[s*i, s*(i+1))`` as in a padded
+            stride-``s`` network: labels are edge-padded (or cropped) to ``grid * s`` pixels before
+            the resize, predictions cropped (or edge-padded) after it. Identical when the size
+            is a multiple of the stride.
+        tile_size: side of the query tiles of the local implementation (speed knob only; 0 picks
+            one from the map size, radius and channels).
         max_block_elements: upper bound on the elements of one affinity block (memory knob only).
     """
 
@@ -85,7 +94,8 @@ class PropagationConfig:
     restrict_reference: bool = False
     pad_context: bool = True
     dtype: str | None = None
-    tile_size: int = 8
+    label_resize: str = "stretch"
+    tile_size: int = 0
     max_block_elements: int = 1 << 24
 
     def __post_init__(self) -> None:
@@ -101,7 +111,7 @@ class PropagationConfig:
             ("topk", 1),
             ("context", 0),
             ("feature_stride", 1),
-            ("tile_size", 1),
+            ("tile_size", 0),
             ("max_block_elements", 1),
         ):
             value = getattr(self, name)
@@ -109,15 +119,26 @@ class PropagationConfig:
                 raise ConfigError(f"PropagationConfig.{name} must be an integer >= {low}, got {value!r}")
         for name in ("radius", "temperature"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or math.isnan(value)
+                or value <= 0
+            ):
                 raise ConfigError(f"PropagationConfig.{name} must be a number > 0, got {value!r}")
         if math.isinf(self.temperature):
             raise ConfigError(f"PropagationConfig.temperature must be finite, got {self.temperature!r}")
         if self.method not in METHODS:
             raise ConfigError(f"PropagationConfig.method must be one of {METHODS}, got {self.method!r}")
+        if self.label_resize not in LABEL_RESIZE:
+            raise ConfigError(
+                f"PropagationConfig.label_resize must be one of {LABEL_RESIZE}, got {self.label_resize!r}"
+            )
         for name in ("restrict_reference", "pad_context"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"PropagationConfig.{name} must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"PropagationConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ConfigError(
                 f"PropagationConfig.dtype must be null or one of {sorted(DTYPES)}, got {self.dtype!r}"
@@ -182,14 +203,16 @@ def radius_mask(h: int, w: int, radius: float, device: torch.device | str | None
     Returns:
         ``(h*w, h*w)`` bool; entry ``[i, j]`` is True when cell ``j`` may be matched to cell ``i``.
     """
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float64),
-        torch.arange(w, device=device, dtype=torch.float64),
-        indexing="ij",
-    )
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     dist2 = (ys[:, None] - ys[None, :]) ** 2 + (xs[:, None] - xs[None, :]) ** 2
-    return dist2 < float(radius) ** 2
+    return dist2 <= _max_dist2(radius)
+
+
+def _max_dist2(radius: float) -> int:
+    """Largest integer squared distance strictly below ``radius**2`` (integer maths on any device)."""
+    r2 = float(radius) * float(radius)  # inf, not OverflowError, for huge radii
+    return 2**62 if not math.isfinite(r2) or r2 > 2**62 else math.ceil(r2) - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +259,7 @@ def _dtypes(cfg: PropagationConfig, feats: torch.Tensor) -> tuple[torch.dtype, t
 
 def _covers_map(h: int, w: int, radius: float) -> bool:
     """True when every pair of cells is closer than ``radius`` (the restriction is a no-op)."""
-    return (h - 1) ** 2 + (w - 1) ** 2 < float(radius) ** 2
+    return (h - 1) ** 2 + (w - 1) ** 2 <= _max_dist2(radius)
 
 
 def _weighted_labels(
@@ -306,9 +329,8 @@ def propagate_dense(
             aff.view(stop - start, n, hw)[:, first_restricted:].masked_fill_(
                 ~allowed[start:stop, None, :], float("-inf")
             )
-        aff = aff / cfg.temperature
         values, indices = aff.topk(k, dim=1)
-        out.append(_weighted_labels(values, indices, ctx_labels, score))
+        out.append(_weighted_labels(values / cfg.temperature, indices, ctx_labels, score))
     return torch.cat(out, dim=1).reshape(-1, h, w)
 
 
@@ -327,7 +349,8 @@ def _topk_global(
         keys: ``(L, C, h, w)`` frames matched without radius.
 
     Returns:
-        ``(hw, k')`` scores and indices into the flattened ``L*h*w`` keys.
+        ``(hw, k')`` raw dot products (not yet divided by the temperature) and indices into the
+        flattened ``L*h*w`` keys.
     """
     n, c, h, w = keys.shape
     total = n * h * w
@@ -339,9 +362,25 @@ def _topk_global(
     indices = torch.empty(hw, k, dtype=torch.long, device=q.device)
     for start in range(0, hw, rows):
         stop = min(start + rows, hw)
-        aff = (q[start:stop] @ flat).to(score) / cfg.temperature
+        aff = (q[start:stop] @ flat).to(score)
         values[start:stop], indices[start:stop] = aff.topk(k, dim=1)
     return values, indices
+
+
+def auto_tile_size(h: int, w: int, r: int, c: int) -> int:
+    """Tile side for :func:`_topk_windowed` minimising a simple cost model.
+
+    Per tile the work is ``(t+2r)^2`` patch cells times (``c`` for copying the patch + ``t^2`` times
+    the matmul, masking and top-k per cell); weights measured on a 2-core CPU (they only pick a
+    speed knob, the result does not depend on it).
+    """
+    best, best_cost = 4, math.inf
+    for t in range(4, 33):
+        tiles = -(-h // t) * -(-w // t)
+        cost = tiles * (t + 2 * r) ** 2 * (c + t * t * (0.014 * c + 1.45))
+        if cost < best_cost:
+            best, best_cost = t, cost
+    return best
 
 
 def _topk_windowed(
@@ -359,34 +398,37 @@ def _topk_windowed(
         keys: ``(S, C, h, w)`` radius-restricted frames.
 
     Returns:
-        ``(hw, k')`` scores and indices into the flattened ``S*h*w`` keys.
+        ``(hw, k')`` raw dot products (not yet divided by the temperature) and indices into the
+        flattened ``S*h*w`` keys.
     """
     s, c, h, w = keys.shape
     hw = h * w
     device = query.device
     radius = float(cfg.radius)
     r = min(math.ceil(radius) - 1, max(h, w) - 1)
-    t = cfg.tile_size
+    t = cfg.tile_size or auto_tile_size(h, w, r, c)
     span = t + 2 * r
     area = span * span
     ny, nx = -(-h // t), -(-w // t)
     hp, wp = ny * t, nx * t
 
+    # Queries as (tile row, tile col, position in tile, C).
     q_tiles = F.pad(query, (0, wp - w, 0, hp - h)).reshape(c, ny, t, nx, t).permute(1, 3, 2, 4, 0)
     q_tiles = q_tiles.reshape(ny, nx, t * t, c)
-    padded = F.pad(keys.to(query.dtype), (r, wp - w + r, r, hp - h + r))
-    k_tiles = padded.unfold(2, span, t).unfold(3, span, t)  # (S, C, ny, nx, span, span), a view
+    # Keys channels-last and zero-padded by R (+ tile remainder): patches are cheap strided views.
+    padded = F.pad(keys.to(query.dtype), (r, wp - w + r, r, hp - h + r)).permute(0, 2, 3, 1)
+    patches = padded.unfold(1, span, t).unfold(2, span, t)  # (S, ny, nx, C, span, span), a view
 
+    # blocked[ty, tx, query, cell]: outside the radius, or outside the image.
     inside = torch.zeros(hp + 2 * r, wp + 2 * r, dtype=torch.bool, device=device)
     inside[r : r + h, r : r + w] = True
-    inside = inside.unfold(0, span, t).unfold(1, span, t).reshape(ny, nx, area)
-
+    inside = inside.unfold(0, span, t).unfold(1, span, t).reshape(ny, nx, 1, area)
     a = torch.arange(t, device=device)
     u = torch.arange(span, device=device)
-    dy = u[None, :] - r - a[:, None]  # (t, span): region row - query row
-    near = (dy[:, None, :, None] ** 2 + dy[None, :, None, :] ** 2).to(torch.float64) < radius**2
-    near = near.permute(0, 2, 1, 3).reshape(t * t, area)  # (query in tile, patch cell)
-    # Absolute coordinates of patch cells for the tile at (0, 0); add tile offsets later.
+    dy = u[None, :] - r - a[:, None]  # (t, span): patch row - query row
+    near = (dy[:, None, :, None] ** 2 + dy[None, :, None, :] ** 2) <= _max_dist2(radius)  # [ay, ax, uy, ux]
+    blocked = ~(near.reshape(1, 1, t * t, area) & inside)  # (ny, nx, t*t, area)
+    # Image coordinates of the patch cells of tile (0, 0); tiles add (ty * t, tx * t).
     cell_y = (u - r)[:, None].expand(span, span).reshape(area)
     cell_x = (u - r)[None, :].expand(span, span).reshape(area)
 
@@ -399,11 +441,10 @@ def _topk_windowed(
         for tx0 in range(0, nx, group):
             tx1 = min(tx0 + group, nx)
             g = tx1 - tx0
-            patch = k_tiles[:, :, ty, tx0:tx1].permute(2, 1, 0, 3, 4).reshape(g, c, s * area)
-            aff = torch.bmm(q_tiles[ty, tx0:tx1], patch).to(score)
-            allowed = near[None] & inside[ty, tx0:tx1, None, :]  # (g, t*t, area)
-            aff.view(g, t * t, s, area).masked_fill_(~allowed[:, :, None, :], float("-inf"))
-            aff = aff / cfg.temperature
+            # (g, S, span, span, C) copy, contiguous rows of span*C: then (g, S*area, C).
+            patch = patches[:, ty, tx0:tx1].permute(1, 0, 3, 4, 2).reshape(g, s * area, c)
+            aff = torch.bmm(q_tiles[ty, tx0:tx1], patch.transpose(1, 2)).to(score)
+            aff.view(g, t * t, s, area).masked_fill_(blocked[ty, tx0:tx1, :, None, :], float("-inf"))
             val, idx = aff.topk(k, dim=2)
             frame, cell = idx // area, idx % area
             tile_x = (torch.arange(tx0, tx1, device=device) * t)[:, None, None]
@@ -454,7 +495,7 @@ def propagate_local(
     if len(parts_v) > 1:
         values, pos = values.topk(k, dim=1)
         indices = indices.gather(1, pos)
-    return _weighted_labels(values, indices, ctx_labels, score).reshape(-1, h, w)
+    return _weighted_labels(values / cfg.temperature, indices, ctx_labels, score).reshape(-1, h, w)
 
 
 def propagate_step(

@@ -1,0 +1,346 @@
+"""Streaming label propagation: ``Tracker.step(frame, masks=None) -> labels`` with bounded memory.
+
+The tracker runs the CRW protocol (:mod:`corr_core.propagation.crw`) online, one frame at a time:
+
+* the first call gives masks; they become the *reference*: its features and its per-id one-hot
+  maps resized to feature resolution (bilinear, as CRW) are kept for the whole stream;
+* every later frame is matched against the reference plus the last ``cfg.context`` frames, whose
+  labels are the *soft* labels predicted for them (fed back, as CRW does); the result is resized
+  bilinearly to frame size and arg-maxed into the original integer ids;
+* with ``cfg.pad_context`` (default, as CRW's data loader) the short-term memory starts as
+  ``cfg.context`` copies of the reference frame (the same tensors, no extra memory).
+
+Memory is bounded: the reference plus a ``deque(maxlen=cfg.context)``; nothing grows with the
+length of the stream.
+
+Frame sizes that are not multiples of ``cfg.feature_stride``: the model runs on the frame as it is
+(no padding is added; a padded stride-8 network gives ``ceil(H/8) x ceil(W/8)`` cells) and its grid
+must be ``floor`` or ``ceil`` of ``H / feature_stride`` (same for W), which catches a wrong stride
+early. Labels go between frame and grid as ``cfg.label_resize`` says: ``"stretch"`` (default, CRW)
+resizes the whole frame onto the grid and back, which misplaces labels by up to half a stride
+towards the bottom/right edge for such sizes (under 2 px on 854-wide DAVIS); ``"grid"`` treats cell
+``i`` as pixels ``[s*i, s*(i+1))`` (edge-pad or crop to ``grid * s`` pixels around the resize),
+which is exact for padded convolutional backbones. Both agree when the size is a multiple of the
+stride.
+
+Masks given again later *re-anchor* the tracker: that frame and its masks become the new reference,
+the short-term memory restarts from it (old predictions that contradict the new masks are dropped),
+and ids not seen before are added (ids that are absent from the new masks keep their channel but
+are no longer predicted).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corr_core.errors import CorrError, DataError, ShapeMismatchError
+from corr_core.propagation.crw import (
+    PropagationConfig,
+    downsample_labels,
+    propagate_step,
+    upsample_labels,
+)
+
+_CHANNEL_CHUNK = 16  # channels resized at a time when decoding (bounds full-resolution buffers)
+
+
+class Tracker:
+    """Propagates per-object masks through a video stream (CRW protocol, bounded memory).
+
+    Args:
+        model: maps float RGB in [0, 1], ``(B, 3, H, W)``, to ``(B, C, H/stride, W/stride)``
+            features (normalisation inside the model). ``None`` for a tracker used only through
+            :meth:`step_features` (see :meth:`from_features`). It is moved to ``device`` and put
+            in eval mode.
+        cfg: propagation hyper-parameters (``None``: defaults).
+        device: where features, labels and the propagation live.
+
+    Example:
+        >>> tracker = Tracker(model, PropagationConfig(), device="cuda")  # doctest: +SKIP
+        >>> labels0 = tracker.step(frame0, masks0)  # doctest: +SKIP
+        >>> labels1 = tracker.step(frame1)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        cfg: PropagationConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.cfg = PropagationConfig() if cfg is None else cfg
+        self.cfg.validate()
+        self.device = torch.device(device)
+        self.model = None if model is None else model.to(self.device).eval()
+        self._store_dtype = self.cfg.torch_dtype or torch.float32
+        self.reset()
+
+    @classmethod
+    def from_features(
+        cls, cfg: PropagationConfig | None = None, device: str | torch.device = "cpu"
+    ) -> Tracker:
+        """A tracker without a model, fed with precomputed features through :meth:`step_features`."""
+        return cls(None, cfg, device)
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        """Forgets everything (reference, memory, ids, sizes); the next call needs masks again."""
+        self._ids: np.ndarray | None = None  # sorted channel ids, int64; 0 (background) included
+        self._out_dtype: np.dtype | None = None
+        self._image_size: tuple[int, int] | None = None
+        self._feat_size: tuple[int, int] | None = None
+        self._ref: tuple[torch.Tensor, torch.Tensor] | None = None  # (C, h, w), (K, h, w)
+        self._memory: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.context)
+        self._num_frames = 0
+        self._soft: torch.Tensor | None = None
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        """Ids of the tracked objects (background 0 excluded), ascending."""
+        if self._ids is None:
+            return ()
+        return tuple(int(i) for i in self._ids if i != 0)
+
+    @property
+    def label_ids(self) -> tuple[int, ...]:
+        """Id of each soft-label channel, background 0 first."""
+        return () if self._ids is None else tuple(int(i) for i in self._ids)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames processed since the last :meth:`reset`."""
+        return self._num_frames
+
+    @property
+    def memory_frames(self) -> int:
+        """Frames held in memory: 1 (reference) + the short-term frames (at most ``cfg.context``)."""
+        return 0 if self._ref is None else 1 + len(self._memory)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the features and soft labels held (a frame held twice is counted twice)."""
+        held = ([self._ref] if self._ref is not None else []) + list(self._memory)
+        return sum(t.numel() * t.element_size() for pair in held for t in pair)
+
+    @property
+    def soft_labels(self) -> torch.Tensor | None:
+        """``(K, h, w)`` soft labels of the last frame at feature resolution (channels: label_ids)."""
+        return self._soft
+
+    # ------------------------------------------------------------------ public steps
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """Processes one frame.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 RGB.
+            masks: ``(H, W)`` integer (or bool) label map, 0 = background. Required on the first
+                call (and after :meth:`reset`); given later, it re-anchors the tracker.
+
+        Returns:
+            ``(H, W)`` label map with the ids of the given masks, in the dtype of the first masks
+            (``uint16`` when they were bool). Where masks are given they are returned as they are.
+
+        Raises:
+            CorrError: first call without masks, or no model.
+            DataError: wrong frame dtype, or mask ids that are negative / do not fit the dtype.
+            ShapeMismatchError: the frame size differs from the stream's, masks do not match the
+                frame, or the model's output does not match ``cfg.feature_stride``.
+        """
+        if self.model is None:
+            raise CorrError("Tracker.step needs a model; this tracker was built for step_features() only")
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+            shape = getattr(frame, "shape", type(frame).__name__)
+            raise ShapeMismatchError(f"Tracker.step: frame must be an (H, W, 3) RGB array, got {shape}")
+        if frame.dtype != np.uint8:
+            raise DataError(f"Tracker.step: frame must be uint8 RGB, got dtype {frame.dtype}")
+        size = (int(frame.shape[0]), int(frame.shape[1]))
+        self._check_image_size(size)
+        masks = self._prepare_masks(masks, size)  # before running the model: fail fast
+        feat = self._encode(frame)
+        return self._step(feat, masks, size)
+
+    @torch.inference_mode()
+    def step_features(
+        self,
+        feat: torch.Tensor,
+        masks: np.ndarray | None = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """Processes one frame given its features (e.g. one item of a batch computed on the GPU).
+
+        Args:
+            feat: ``(C, h, w)`` or ``(1, C, h, w)`` features (L2-normalised here).
+            masks: as in :meth:`step`.
+            image_size: ``(H, W)`` of the output; defaults to the masks' size, else the size fixed
+                by the first masks.
+
+        Returns:
+            ``(H, W)`` label map, as in :meth:`step`.
+        """
+        if feat.dim() == 4 and feat.shape[0] == 1:
+            feat = feat[0]
+        if feat.dim() != 3:
+            raise ShapeMismatchError(f"step_features: feat must be (C, h, w), got {tuple(feat.shape)}")
+        if image_size is None:
+            if masks is not None and isinstance(masks, np.ndarray) and masks.ndim == 2:
+                image_size = (int(masks.shape[0]), int(masks.shape[1]))
+            elif self._image_size is not None:
+                image_size = self._image_size
+            else:
+                stride = self.cfg.feature_stride
+                image_size = (int(feat.shape[1]) * stride, int(feat.shape[2]) * stride)
+        size = (int(image_size[0]), int(image_size[1]))
+        self._check_image_size(size)
+        masks = self._prepare_masks(masks, size)
+        feat = F.normalize(feat.to(self.device, torch.float32), dim=0).to(self._store_dtype)
+        return self._step(feat, masks, size)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_image_size(self, size: tuple[int, int]) -> None:
+        if self._image_size is not None and size != self._image_size:
+            raise ShapeMismatchError(
+                f"Tracker: frame size changed from {self._image_size[0]}x{self._image_size[1]} to "
+                f"{size[0]}x{size[1]} (HxW); call reset() before changing the stream's size"
+            )
+
+    def _prepare_masks(self, masks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+        """Validates masks (bool becomes uint16); None is only allowed once the tracker is anchored."""
+        if masks is None:
+            if self._ref is None:
+                raise CorrError(
+                    "Tracker.step: the first frame (and the first after reset()) needs masks, an (H, W) "
+                    "integer label map with 0 = background; got masks=None"
+                )
+            return None
+        if not isinstance(masks, np.ndarray) or masks.ndim != 2:
+            shape = getattr(masks, "shape", type(masks).__name__)
+            raise ShapeMismatchError(f"Tracker: masks must be an (H, W) integer array, got {shape}")
+        if (int(masks.shape[0]), int(masks.shape[1])) != size:
+            raise ShapeMismatchError(
+                f"Tracker: masks are {masks.shape[0]}x{masks.shape[1]} but the frame is "
+                f"{size[0]}x{size[1]} (HxW)"
+            )
+        if masks.dtype == np.bool_:
+            masks = masks.astype(np.uint16)
+        if not np.issubdtype(masks.dtype, np.integer):
+            raise DataError(f"Tracker: masks must hold integer ids, got dtype {masks.dtype}")
+        low, high = int(masks.min()), int(masks.max())
+        if low < 0:
+            raise DataError(f"Tracker: mask ids must be >= 0, got {low}")
+        out_dtype = masks.dtype if self._out_dtype is None else self._out_dtype
+        if high > np.iinfo(out_dtype).max:
+            raise DataError(
+                f"Tracker: mask id {high} does not fit the output dtype {np.dtype(out_dtype)} "
+                "fixed by the first masks; call reset() to start over"
+            )
+        return masks
+
+    def _encode(self, frame: np.ndarray) -> torch.Tensor:
+        """Model features of one frame, L2-normalised over channels: ``(C, h, w)``."""
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+        x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        out = self.model(x)
+        if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeMismatchError(f"Tracker: the model must return (1, C, h, w) features, got {shape}")
+        h, w = out.shape[-2:]
+        stride = self.cfg.feature_stride
+        for name, cells, pixels in (("height", h, frame.shape[0]), ("width", w, frame.shape[1])):
+            if not pixels // stride <= cells <= -(-pixels // stride):
+                raise ShapeMismatchError(
+                    f"Tracker: model output {name} {cells} does not match frame {name} {pixels} at "
+                    f"feature_stride {stride} (expected {pixels // stride} or {-(-pixels // stride)})"
+                )
+        return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
+
+    def _step(self, feat: torch.Tensor, masks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+        feat_size = (int(feat.shape[1]), int(feat.shape[2]))
+        if self._feat_size is not None and feat_size != self._feat_size:
+            raise ShapeMismatchError(
+                f"Tracker: feature map size changed from {self._feat_size[0]}x{self._feat_size[1]} to "
+                f"{feat_size[0]}x{feat_size[1]}; call reset() before changing the stream's size"
+            )
+        if masks is not None:
+            out = self._anchor(feat, masks)
+        else:
+            ref_feat, ref_labels = self._ref
+            feats = torch.stack([ref_feat] + [f for f, _ in self._memory])
+            labels = torch.stack([ref_labels] + [lab for _, lab in self._memory])
+            soft = propagate_step(feat, feats, labels, self.cfg, num_reference=1).float()
+            if self.cfg.context > 0:
+                self._memory.append((feat, soft))
+            self._soft = soft
+            out = self._decode(soft, size)
+        self._feat_size = feat_size
+        self._image_size = size
+        self._num_frames += 1
+        return out
+
+    def _anchor(self, feat: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+        """Makes (feat, masks) the reference; returns the masks in the output dtype.
+
+        ``masks`` went through :meth:`_prepare_masks`.
+        """
+        present = np.unique(masks).astype(np.int64)
+        out_dtype = masks.dtype if self._out_dtype is None else self._out_dtype
+        known = np.zeros(1, np.int64) if self._ids is None else self._ids
+        ids = np.union1d(np.union1d(known, present), np.zeros(1, np.int64))
+        channel = torch.from_numpy(np.searchsorted(ids, masks.astype(np.int64))).to(self.device)
+        labels = self._onehot_at(channel, len(ids), (int(feat.shape[1]), int(feat.shape[2])))
+        self._ids, self._out_dtype = ids, np.dtype(out_dtype)
+        self._ref = (feat, labels)
+        self._memory.clear()
+        if self.cfg.pad_context:
+            self._memory.extend([(feat, labels)] * self.cfg.context)
+        self._soft = labels
+        return masks.astype(self._out_dtype, copy=True)
+
+    def _grid_pixels(self, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+        """Pixel extent the feature grid stands for: the frame (stretch) or ``grid * stride``."""
+        if self.cfg.label_resize == "stretch":
+            return size
+        return grid[0] * self.cfg.feature_stride, grid[1] * self.cfg.feature_stride
+
+    @staticmethod
+    def _fit(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Crops ``(K, H, W)`` maps to ``size`` or pads them by repeating the last row/column."""
+        maps = maps[:, : size[0], : size[1]]
+        pad_h, pad_w = size[0] - maps.shape[1], size[1] - maps.shape[2]
+        if pad_h or pad_w:
+            maps = F.pad(maps[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+        return maps
+
+    def _onehot_at(self, channel: torch.Tensor, k: int, grid: tuple[int, int]) -> torch.Tensor:
+        """``(K, h, w)`` float32 one-hot maps of an ``(H, W)`` channel-index map at feature resolution."""
+        extent = self._grid_pixels(grid, (int(channel.shape[0]), int(channel.shape[1])))
+        out = []
+        for start in range(0, k, _CHANNEL_CHUNK):
+            ks = torch.arange(start, min(start + _CHANNEL_CHUNK, k), device=channel.device)
+            onehot = self._fit((channel[None] == ks[:, None, None]).float(), extent)
+            out.append(downsample_labels(onehot, grid))
+        return torch.cat(out)
+
+    def _decode(self, soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """Upsamples soft labels to ``size`` and arg-maxes them into ids (channel chunks at a time)."""
+        best_val = best_idx = None
+        extent = self._grid_pixels((int(soft.shape[1]), int(soft.shape[2])), size)
+        for start in range(0, soft.shape[0], _CHANNEL_CHUNK):
+            up = self._fit(upsample_labels(soft[start : start + _CHANNEL_CHUNK], extent), size)
+            idx = up.argmax(dim=0, keepdim=True)  # first maximum on ties, as numpy's argmax
+            val = up.gather(0, idx)[0]
+            idx = idx[0] + start
+            if best_val is None:
+                best_val, best_idx = val, idx
+            else:
+                better = val > best_val
+                best_val = torch.where(better, val, best_val)
+                best_idx = torch.where(better, idx, best_idx)
+        ids = self._ids[best_idx.cpu().numpy()]
+        return ids.astype(self._out_dtype)
