@@ -68,7 +68,7 @@ class ParamSpec:
             notes.append(f"at least {self.min_items} entries")
         desc = ParameterDescriptor(
             name=self.name,
-            type=int(self.type),
+            type=self.type.value,
             description=self.description,
             additional_constraints="; ".join(notes),
         )
@@ -85,7 +85,9 @@ class ParamSpec:
     def check(self, value: Any) -> str | None:
         """Why ``value`` is not acceptable for this parameter, or None if it is."""
         types = _PY_TYPES.get(self.type, ())
-        if types and (not isinstance(value, types) or (self.type != Parameter.Type.BOOL and isinstance(value, bool))):
+        if types and (
+            not isinstance(value, types) or (self.type != Parameter.Type.BOOL and isinstance(value, bool))
+        ):
             return f"parameter '{self.name}' must be of type {self.type.name}, got {value!r}"
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f"parameter '{self.name}' must be in [{self.range[0]}, {self.range[1]}], got {value}"
@@ -108,24 +110,27 @@ class ParamSpec:
         return None
 
 
-def declare_all(node: Node, specs: Iterable[ParamSpec]) -> list[str]:
+def declare_all(node: Node, specs: Iterable[ParamSpec]) -> dict[str, str]:
     """Declares every parameter; an override that fails its range/type is replaced by the default.
 
     Returns:
-        One reason per rejected override (so the node can report it instead of dying).
+        ``{name: reason}`` for every rejected override or invalid value (so the node can report
+        it instead of dying).
     """
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     for spec in specs:
         default = spec.type if spec.type == Parameter.Type.STRING_ARRAY and not spec.default else spec.default
         try:
             node.declare_parameter(spec.name, default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-            errors.append(f"parameter '{spec.name}': override rejected ({exc}); using default {spec.default!r}")
+            errors[spec.name] = (
+                f"parameter '{spec.name}': override rejected ({exc}); using default {spec.default!r}"
+            )
             node.declare_parameter(spec.name, default, spec.descriptor(), ignore_override=True)
             continue
         reason = spec.check(value_of(node, spec))
         if reason is not None:
-            errors.append(reason)
+            errors[spec.name] = reason
     return errors
 
 

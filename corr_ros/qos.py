@@ -11,8 +11,8 @@ a volatile subscriber accepts both volatile and transient-local publishers.
 
 from __future__ import annotations
 
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -22,6 +22,7 @@ from rclpy.qos import (
 )
 
 from corr_core.errors import ConfigError
+from corr_ros.params import ParamSpec
 
 RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -74,26 +75,30 @@ def _check_depth(depth: int) -> None:
         raise ConfigError(f"QoS depth must be in 1..{MAX_DEPTH}, got {depth}")
 
 
-def declare_qos_parameters(node: Node, roles: tuple[str, ...] = ("input", "masks", "output")) -> None:
-    """Declares ``qos.<role>.depth`` and ``qos.<role>.reliability`` for each role on ``node``."""
+def qos_param_specs(roles: tuple[str, ...] = ("input", "masks", "output")) -> list[ParamSpec]:
+    """Parameter rows ``qos.<role>.depth`` and ``qos.<role>.reliability`` for each role (structural)."""
+    specs: list[ParamSpec] = []
     for role in roles:
         depth, reliability = DEFAULTS[role]
-        node.declare_parameter(
-            f"qos.{role}.depth",
-            depth,
-            ParameterDescriptor(
-                description=f"QoS history depth (keep last N) of the {role} topics",
-                integer_range=[IntegerRange(from_value=1, to_value=MAX_DEPTH, step=1)],
-            ),
+        specs.append(
+            ParamSpec(
+                f"qos.{role}.depth",
+                Parameter.Type.INTEGER,
+                depth,
+                f"QoS history depth (keep last N) of the {role} topics",
+                range=(1, MAX_DEPTH),
+            )
         )
-        node.declare_parameter(
-            f"qos.{role}.reliability",
-            reliability,
-            ParameterDescriptor(
-                description=f"QoS reliability of the {role} topics: 'best_effort' or 'reliable'",
-                additional_constraints="one of: best_effort, reliable",
-            ),
+        specs.append(
+            ParamSpec(
+                f"qos.{role}.reliability",
+                Parameter.Type.STRING,
+                reliability,
+                f"QoS reliability of the {role} topics",
+                choices=tuple(RELIABILITIES),
+            )
         )
+    return specs
 
 
 def qos_from_parameters(node: Node, role: str) -> QoSProfile:

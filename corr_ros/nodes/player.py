@@ -1,0 +1,389 @@
+"""``corr_player``: plays a recorded episode on camera topics for ``corr_node``.
+
+Sources (one of):
+
+* ``root``: a DAVIS-layout episode with one folder per camera, as ``corr generate sim`` writes it:
+  ``<root>/<camera>/JPEGImages/<resolution>/<sequence>/%05d.jpg`` and the first-frame masks in
+  ``<root>/<camera>/Annotations/<resolution>/<sequence>/00000.png``. Stamps are synthetic
+  (start time + i / rate), the same for every camera of a frame.
+* ``bag``: a rosbag2 file (mcap or sqlite3); images are synchronised across cameras and keep the
+  bag's header stamps and frame ids.
+
+Per camera it publishes ``<camera>/image_raw`` (rgb8) and ``<camera>/camera_info`` at ``rate``,
+and, right before the first frame, the first-frame mask on ``<camera>/masks_in`` (mono16, stamped
+like the first frame; it waits until the subscribers acknowledged it). With
+``wait_for_labels: true`` it publishes frame i+1 only after ``<camera>/labels`` for frame i arrived
+from every camera (or ``labels_timeout`` passed), so a slow node drops nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from corr_core.errors import ConfigError, CorrError, DataError
+from corr_ros.conversions import camera_info, labels_to_image, ns_to_stamp, rgb_to_image, stamp_to_ns
+from corr_ros.params import ParamSpec, declare_all, values
+from corr_ros.qos import qos_from_parameters, qos_param_specs, reliable_qos
+
+_T = Parameter.Type
+
+#: Every parameter of corr_player.
+PARAMS: list[ParamSpec] = [
+    ParamSpec(
+        "root", _T.STRING, "", "DAVIS-layout episode: <root>/<camera>/JPEGImages/<resolution>/<sequence>/"
+    ),
+    ParamSpec("bag", _T.STRING, "", "rosbag2 to play instead of root (header stamps kept)"),
+    ParamSpec(
+        "cameras",
+        _T.STRING_ARRAY,
+        [],
+        "cameras to play; empty: every camera folder of root / every <camera>/image_raw topic of the bag",
+        topic_tokens=True,
+    ),
+    ParamSpec("resolution", _T.STRING, "", "JPEGImages sub-folder (e.g. 480p); '' takes the first one"),
+    ParamSpec("sequence", _T.STRING, "", "sequence folder; '' takes the first one"),
+    ParamSpec("rate", _T.DOUBLE, 10.0, "frames per second published", range=(0.01, 1000.0)),
+    ParamSpec("max_frames", _T.INTEGER, 0, "stop after this many frames (0: all)", range=(0, 10**9)),
+    ParamSpec("publish_masks", _T.BOOL, True, "publish the first-frame masks on <camera>/masks_in first"),
+    ParamSpec(
+        "masks",
+        _T.STRING_ARRAY,
+        [],
+        "label PNG per camera for masks_in (same order as cameras); default: the episode's first annotation",
+    ),
+    ParamSpec(
+        "wait_for_labels", _T.BOOL, False, "lockstep: publish frame i+1 after <camera>/labels of frame i"
+    ),
+    ParamSpec(
+        "labels_timeout", _T.DOUBLE, 10.0, "seconds to wait for the labels of a frame", range=(0.01, 3600.0)
+    ),
+    ParamSpec(
+        "wait_for_subscribers",
+        _T.DOUBLE,
+        10.0,
+        "seconds to wait for a subscriber on every <camera>/image_raw before starting (0: do not wait)",
+        range=(0.0, 3600.0),
+    ),
+    ParamSpec(
+        "slop", _T.DOUBLE, 0.02, "bag source: stamp slop (s) of the cross-camera sync", range=(0.0, 10.0)
+    ),
+    ParamSpec("frame_id_suffix", _T.STRING, "", "DAVIS source: header frame_id is <camera><suffix>"),
+    *qos_param_specs(("output",)),
+]
+
+
+@dataclass
+class Frame:
+    """One frame of every camera: ``(H, W, 3)`` uint8 RGB images and their headers' stamp/frame."""
+
+    images: dict[str, np.ndarray]
+    frame_ids: dict[str, str]
+    stamps_ns: dict[str, int] | None = None
+    infos: dict[str, Any] = field(default_factory=dict)
+
+
+class DavisEpisode:
+    """An episode in the DAVIS layout with one sub-folder per camera.
+
+    Raises:
+        DataError: missing folders or frames; differing frame counts are cut to the shortest.
+    """
+
+    def __init__(
+        self, root: str | Path, cameras: list[str], resolution: str, sequence: str, frame_id_suffix: str = ""
+    ) -> None:
+        from corr_core.data.davis import DavisDataset
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"episode folder not found: {self.root} (parameter 'root')")
+        if not cameras:
+            cameras = sorted(p.name for p in self.root.iterdir() if (p / "JPEGImages").is_dir())
+            if not cameras:
+                raise DataError(f"{self.root} holds no camera folders with JPEGImages/ (parameter 'root')")
+        self.cameras = list(cameras)
+        self._sets = {}
+        self._seq = {}
+        for cam in self.cameras:
+            jpeg = self.root / cam / "JPEGImages"
+            if not jpeg.is_dir():
+                raise DataError(f"camera {cam!r}: {jpeg} not found")
+            res = resolution or next(iter(sorted(p.name for p in jpeg.iterdir() if p.is_dir())), "")
+            ds = DavisDataset(self.root / cam, resolution=res)
+            seq = sequence or ds.sequences[0]
+            if seq not in ds.sequences:
+                raise DataError(
+                    f"camera {cam!r}: sequence {seq!r} not in {ds.image_dir}; have {ds.sequences}"
+                )
+            self._sets[cam], self._seq[cam] = ds, seq
+        counts = {c: self._sets[c].num_frames(self._seq[c]) for c in self.cameras}
+        self.length = min(counts.values())
+        self.frame_ids = {c: f"{c}{frame_id_suffix}" for c in self.cameras}
+
+    def first_masks(self) -> dict[str, np.ndarray]:
+        """Camera -> the first frame's ``(H, W)`` label map."""
+        return {c: self._sets[c].read_annotation(self._seq[c], 0) for c in self.cameras}
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(self.length):
+            images = {c: self._sets[c].read_frame(self._seq[c], i) for c in self.cameras}
+            yield Frame(images, dict(self.frame_ids))
+
+
+class BagEpisode:
+    """Synchronised camera images from a rosbag2 file (topics ``/<camera>/image_raw[/compressed]``)."""
+
+    def __init__(self, path: str | Path, cameras: list[str], slop_s: float) -> None:
+        from corr_core.data.bag import bag_info
+
+        self.path = Path(path)
+        topics = bag_info(self.path)["topics"]
+        if not cameras:
+            cameras = sorted(
+                t.strip("/")[: -len("/image_raw")] for t in topics if t.endswith("/image_raw")
+            ) or sorted(
+                t.strip("/")[: -len("/image_raw/compressed")]
+                for t in topics
+                if t.endswith("/image_raw/compressed")
+            )
+            if not cameras:
+                raise DataError(f"bag {self.path} has no <camera>/image_raw topics; topics: {sorted(topics)}")
+        self.cameras = list(cameras)
+        self.topics: dict[str, str] = {}
+        for cam in self.cameras:
+            for cand in (f"/{cam}/image_raw", f"/{cam}/image_raw/compressed"):
+                if cand in topics:
+                    self.topics[cam] = cand
+                    break
+            else:
+                raise DataError(f"bag {self.path} has no /{cam}/image_raw topic; topics: {sorted(topics)}")
+            if f"/{cam}/camera_info" in topics:
+                self.topics[f"{cam}/camera_info"] = f"/{cam}/camera_info"
+        self.slop_s = slop_s
+        self.length = None
+
+    def first_masks(self) -> dict[str, np.ndarray]:
+        raise DataError(f"bag {self.path} holds no masks: give one label PNG per camera in parameter 'masks'")
+
+    def __iter__(self) -> Iterator[Frame]:
+        from corr_core.data.bag import read_synced, to_rgb
+
+        with read_synced(self.path, self.topics, slop_s=self.slop_s) as reader:
+            for synced in reader:
+                yield Frame(
+                    {c: to_rgb(img) for c, img in synced.images.items()},
+                    {c: h.frame_id for c, h in synced.headers.items()},
+                    {c: h.stamp_ns for c, h in synced.headers.items()},
+                    dict(synced.camera_info),
+                )
+
+
+class LabelWaiter:
+    """Remembers which (camera, stamp) labels arrived; waits for all cameras of one stamp."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._seen: dict[str, set[int]] = {}
+
+    def on_labels(self, cam: str, msg: Image) -> None:
+        with self._cond:
+            self._seen.setdefault(cam, set()).add(stamp_to_ns(msg.header))
+            self._cond.notify_all()
+
+    def wait(self, stamps: dict[str, int], timeout: float, alive: Any) -> list[str]:
+        """Waits until labels for every ``camera: stamp`` arrived; returns the cameras still missing."""
+        deadline = time.monotonic() + timeout
+
+        def missing() -> list[str]:
+            return [c for c, s in stamps.items() if s not in self._seen.get(c, ())]
+
+        with self._cond:
+            while missing() and alive() and time.monotonic() < deadline:
+                self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            left = missing()
+            for cam, stamp in stamps.items():  # forget what is no longer needed
+                self._seen[cam] = {s for s in self._seen.get(cam, ()) if s > stamp}
+            return left
+
+
+class Player(Node):
+    """The ``corr_player`` node; :meth:`run` plays the episode (call it outside the executor)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("corr_player", **kwargs)
+        errors = declare_all(self, PARAMS)
+        if errors:
+            raise ConfigError("; ".join(errors.values()))
+        self.p = values(self, PARAMS)
+        if bool(self.p["root"]) == bool(self.p["bag"]):
+            raise ConfigError("set exactly one of the parameters 'root' (DAVIS-layout episode) and 'bag'")
+        if self.p["root"]:
+            self.source: DavisEpisode | BagEpisode = DavisEpisode(
+                self.p["root"],
+                self.p["cameras"],
+                self.p["resolution"],
+                self.p["sequence"],
+                self.p["frame_id_suffix"],
+            )
+        else:
+            self.source = BagEpisode(self.p["bag"], self.p["cameras"], self.p["slop"])
+        self.cameras = self.source.cameras
+        if self.p["masks"] and len(self.p["masks"]) != len(self.cameras):
+            raise ConfigError(
+                f"parameter 'masks' has {len(self.p['masks'])} entries for cameras {self.cameras}"
+            )
+        out_qos = qos_from_parameters(self, "output")
+        mask_qos = reliable_qos(depth=1, transient_local=True)
+        self.image_pubs = {c: self.create_publisher(Image, f"{c}/image_raw", out_qos) for c in self.cameras}
+        self.info_pubs = {
+            c: self.create_publisher(CameraInfo, f"{c}/camera_info", out_qos) for c in self.cameras
+        }
+        self.mask_pubs = {c: self.create_publisher(Image, f"{c}/masks_in", mask_qos) for c in self.cameras}
+        self.waiter = LabelWaiter()
+        if self.p["wait_for_labels"]:
+            for cam in self.cameras:
+                self.create_subscription(
+                    Image, f"{cam}/labels", lambda m, cam=cam: self.waiter.on_labels(cam, m), reliable_qos(10)
+                )
+        self.published = 0
+        self.label_timeouts = 0
+        self.get_logger().info(
+            f"playing {self.p['root'] or self.p['bag']} for cameras {self.cameras} at {self.p['rate']} Hz"
+            + (" in lockstep with <camera>/labels" if self.p["wait_for_labels"] else "")
+        )
+
+    def _alive(self) -> bool:
+        return self.context.ok()
+
+    def _masks(self) -> dict[str, np.ndarray]:
+        if self.p["masks"]:
+            from corr_core.data.labels import read_label_png
+
+            return {
+                c: read_label_png(p, require_palette=False)
+                for c, p in zip(self.cameras, self.p["masks"], strict=True)
+                if p
+            }
+        return self.source.first_masks()
+
+    def _wait_for_subscribers(self) -> None:
+        timeout = float(self.p["wait_for_subscribers"])
+        deadline = time.monotonic() + timeout
+        pubs = list(self.image_pubs.values())
+        if self.p["publish_masks"]:
+            pubs += list(self.mask_pubs.values())
+        stop = threading.Event()
+        while timeout > 0 and self._alive() and time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in pubs):
+                return
+            stop.wait(0.05)
+        lonely = [p.topic_name for p in pubs if p.get_subscription_count() == 0]
+        if lonely and timeout > 0:
+            self.get_logger().warning(f"no subscriber after {timeout} s on {lonely}; playing anyway")
+
+    def run(self) -> int:
+        """Plays the episode; returns the number of frames published."""
+        masks = self._masks() if self.p["publish_masks"] else {}
+        self._wait_for_subscribers()
+        period = 1.0 / float(self.p["rate"])
+        t0_ns = self.get_clock().now().nanoseconds
+        start = time.monotonic()
+        pacer = threading.Event()
+        limit = int(self.p["max_frames"])
+        for i, frame in enumerate(self.source):
+            if not self._alive() or (limit and i >= limit):
+                break
+            pacer.wait(max(0.0, start + i * period - time.monotonic()))
+            stamps = frame.stamps_ns or {c: t0_ns + int(round(i * period * 1e9)) for c in self.cameras}
+            if i == 0 and masks:
+                self._publish_masks(masks, stamps, frame.frame_ids)
+            for cam in self.cameras:
+                header = ns_to_stamp(stamps[cam], Header(frame_id=frame.frame_ids[cam]))
+                image = frame.images[cam]
+                info = frame.infos.get(cam)
+                self.info_pubs[cam].publish(
+                    camera_info(image.shape[1], image.shape[0], header)
+                    if info is None
+                    else camera_info(
+                        info.width, info.height, header, info.K, info.D, info.P, info.distortion_model
+                    )
+                )
+                self.image_pubs[cam].publish(rgb_to_image(image, header))
+            self.published += 1
+            if self.p["wait_for_labels"]:
+                missing = self.waiter.wait(stamps, float(self.p["labels_timeout"]), self._alive)
+                if missing and self._alive():
+                    self.label_timeouts += 1
+                    self.get_logger().warning(
+                        f"frame {i}: no labels from {missing} within {self.p['labels_timeout']} s; going on"
+                    )
+        self.get_logger().info(
+            f"done: {self.published} frames published"
+            + (f", {self.label_timeouts} waited out without labels" if self.p["wait_for_labels"] else "")
+        )
+        return self.published
+
+    def _publish_masks(
+        self, masks: dict[str, np.ndarray], stamps: dict[str, int], frame_ids: dict[str, str]
+    ) -> None:
+        for cam, labels in masks.items():
+            header = ns_to_stamp(stamps[cam], Header(frame_id=frame_ids[cam]))
+            self.mask_pubs[cam].publish(labels_to_image(labels, header))
+            ids = sorted(int(v) for v in np.unique(labels) if v)
+            self.get_logger().info(
+                f"camera '{cam}': published mask with ids {ids} on {self.mask_pubs[cam].topic_name}"
+            )
+        for cam in masks:
+            if not self.mask_pubs[cam].wait_for_all_acked(Duration(seconds=2.0)):
+                self.get_logger().warning(
+                    f"camera '{cam}': masks_in not acknowledged by every subscriber within 2 s"
+                )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Runs ``corr_player`` until the episode ends (or SIGINT/SIGTERM); exit code 1 on bad input."""
+    rclpy.init(args=args)
+    node: Player | None = None
+    executor: SingleThreadedExecutor | None = None
+    spinner: threading.Thread | None = None
+    code = 0
+    try:
+        node = Player()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, name="corr_player_spin", daemon=True)
+        spinner.start()
+        node.run()
+    except CorrError as exc:
+        rclpy.logging.get_logger("corr_player").error(str(exc))
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        if spinner is not None:
+            spinner.join(timeout=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
