@@ -62,11 +62,22 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[st
             node = node[p]
         if parts[-1] not in node:
             raise ConfigError(f"override {item!r}: unknown key {key!r} (known here: {sorted(node)})")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        node[parts[-1]] = parse_value(raw, item)
     return cfg
+
+
+def parse_value(raw: str, what: str = "value") -> Any:
+    """A YAML scalar/list, with ``1e-4`` read as a float (YAML 1.1 wants ``1.0e-4``)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {what!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -9,8 +9,9 @@ of the set's newest stamp. Each stream keeps a bounded queue, so memory never gr
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Hashable, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from corr_core.errors import ConfigError
 
