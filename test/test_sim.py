@@ -105,4 +105,4 @@ def test_written_episode_layout_meta_and_bag(tmp_path):
         assert len(meta["cameras"][cam]["T_world_cam"]) == 4
     with AnyReader([info.bag_path]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts == {"ego/image_raw": 4, "ego/camera_info": 4, "exo1/image_raw": 4, "exo1/camera_info": 4}
+    assert counts == {"/ego/image_raw": 4, "/ego/camera_info": 4, "/exo1/image_raw": 4, "/exo1/camera_info": 4}

@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     generate_episode(sim_root, seed=args.seed, num_frames=args.frames, num_objects=args.objects,
                      num_exo=len(CAMERAS) - 1, size=(w, h), name=name, bag=True)
     episode_bag = sim_root / "bags" / name
-    with read_synced(episode_bag, {c: f"{c}/image_raw" for c in CAMERAS}) as reader:
+    with read_synced(episode_bag, {c: f"/{c}/image_raw" for c in CAMERAS}) as reader:
         stamps = [s.stamp_ns for s in reader]
     if len(stamps) != args.frames:
         raise DataError(f"{episode_bag}: expected {args.frames} synchronised frames, read {len(stamps)}")

@@ -196,6 +196,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
                 if self.step % self.ckpt_every == 0:
                     self.save_state()
+                    self.save_model()  # a usable snapshot of the feature network, overwritten
             bar.close()
         self.save_state()
         dt = max(time.time() - t0, 1e-9)

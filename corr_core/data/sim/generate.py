@@ -7,7 +7,7 @@ Layout under ``out_dir`` for an episode ``name`` rendered at height ``H``::
     <cam>/Depth/<name>/%05d.png               depth, uint16 millimetres
     <cam>/ImageSets/2016/val.txt              episode names
     meta/<name>.json                          seed, objects, K and per-frame camera-to-world poses
-    bags/<name>/                              rosbag2 (MCAP): <cam>/image_raw, <cam>/camera_info
+    bags/<name>/                              rosbag2 (MCAP): /<cam>/image_raw, /<cam>/camera_info
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def generate_episode(out_dir: str | Path, seed: int = 0, num_frames: int = 40, n
                     meta["cameras"][cam]["T_world_cam"].append(c["T_world_cam"].tolist())
                     if writer is not None:
                         fid = f"{cam}_optical_frame"
-                        writer.add_image(f"{cam}/image_raw", stamp, fid, c["rgb"])
-                        writer.add_camera_info(f"{cam}/camera_info", stamp, fid, size[0], size[1], c["K"])
+                        writer.add_image(f"/{cam}/image_raw", stamp, fid, c["rgb"])
+                        writer.add_camera_info(f"/{cam}/camera_info", stamp, fid, size[0], size[1], c["K"])
             cameras = list(renderer.cameras)
     finally:
         if writer is not None:
