@@ -1,0 +1,502 @@
+"""JHMDB pose-keypoint propagation evaluated with PCK (the CRW / UVC protocol).
+
+:func:`run_jhmdb` runs every video of a JHMDB test list through label propagation and scores it:
+
+1. each frame is resized to ``image_size`` (CRW: 320 x 320, aspect ratio not kept) and encoded by
+   the feature model (stride 8 -> a 40 x 40 grid);
+2. the 15 joints of frame 0 become Gaussian label maps on the feature grid plus a background
+   channel (:func:`corr_core.metrics.jhmdb.keypoints_to_label_maps`, ``sigma = 0.5`` cells);
+3. the maps are propagated frame by frame with the CRW step of :mod:`corr_core.propagation.crw`:
+   the context is the first frame with its given maps plus the ``m`` preceding frames with their
+   *predicted soft* maps (fed back), the short-term memory starting as ``m`` copies of the first
+   frame, exactly as :class:`~corr_core.propagation.tracker.Tracker` does for masks. The memory is
+   bounded (first frame + ``m`` frames) whatever the video length;
+4. each frame's joint maps are read back as keypoints (weighted mean of the top-3 cells,
+   :func:`~corr_core.metrics.jhmdb.label_maps_to_keypoints`) in original image pixels and scored
+   with PCK@0.1..0.5 pooled over the data set (:class:`~corr_core.metrics.jhmdb.PCKAccumulator`;
+   frame 0 is the given annotation and is not scored).
+
+The tracker's public API takes integer masks, so the soft-map loop lives here
+(:class:`SoftLabelPropagator`), on top of the same :func:`~corr_core.propagation.crw.propagate_step`.
+Propagation settings default to SFC Table 0.A.1, JHMDB column: top-k 10, ``m = 8``, radius 3
+feature cells, temperature 0.05.
+
+Outputs in ``out_dir``::
+
+    per_video.csv          video, frames, scored joint-frames, PCK@0.1 ... PCK@0.5 of that video
+    summary.csv            one row: PCK@0.1 ... PCK@0.5 (mean over joints, pooled over videos)
+    metrics.json           global PCK, per-joint PCK, per-video rows, tracking speed, settings
+    keypoints/<class>/<video>.npy   (T, 15, 2) float64 predicted (x, y) pixels, -1 = not visible
+
+Data layout (official JHMDB, see :mod:`corr_core.data.jhmdb`)::
+
+    root/Frames/<class>/<video>/00001.png ...
+    root/joint_positions/<class>/<video>/joint_positions.mat
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from corr_core.data.jhmdb import JOINT_NAMES, JhmdbVideo, list_frames, load_joint_positions, read_filelist
+from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
+from corr_core.evaluation.vos import _clean
+from corr_core.metrics.jhmdb import (
+    DEFAULT_SIGMA,
+    DEFAULT_THRESHOLDS,
+    DEFAULT_TOPK,
+    PCKAccumulator,
+    keypoints_to_label_maps,
+    label_maps_to_keypoints,
+    pck,
+)
+from corr_core.propagation.crw import PropagationConfig, propagate_step
+
+__all__ = [
+    "JHMDB_IMAGE_SIZE",
+    "JHMDB_PROPAGATION",
+    "SoftLabelPropagator",
+    "discover_videos",
+    "format_jhmdb_summary",
+    "jhmdb_config",
+    "resolve_videos",
+    "run_jhmdb",
+]
+
+#: SFC Table 0.A.1, JHMDB column (single network), with CRW's temperature.
+JHMDB_PROPAGATION: dict[str, Any] = {"topk": 10, "context": 8, "radius": 3.0, "temperature": 0.05}
+#: CRW's JHMDB input size ``(H, W)`` (``--cropSize 320``: frames are resized to 320 x 320).
+JHMDB_IMAGE_SIZE = (320, 320)
+
+
+def jhmdb_config(propagation: PropagationConfig | dict[str, Any] | None = None) -> PropagationConfig:
+    """A :class:`PropagationConfig` with the JHMDB defaults, updated by ``propagation``.
+
+    Args:
+        propagation: a full config (used as it is), a dict of fields overriding
+            :data:`JHMDB_PROPAGATION`, or None for the defaults.
+
+    Raises:
+        ConfigError: on an unknown field or an invalid value.
+    """
+    if isinstance(propagation, PropagationConfig):
+        return propagation
+    values = {**JHMDB_PROPAGATION, **(propagation or {})}
+    return PropagationConfig.from_dict(values)
+
+
+class SoftLabelPropagator:
+    """Streaming CRW propagation of arbitrary soft label maps at feature resolution.
+
+    The same context protocol as :class:`~corr_core.propagation.tracker.Tracker` (first frame with
+    its given maps + the last ``cfg.context`` frames with their predicted soft maps, memory padded
+    with copies of the first frame when ``cfg.pad_context``), but the labels are ``(K, h, w)``
+    float maps given and returned at feature resolution (no resizing, no arg-max).
+
+    Args:
+        model: maps float RGB in [0, 1], ``(1, 3, H, W)``, to ``(1, C, h, w)`` features.
+        cfg: propagation settings.
+        device: where the model, features and labels live.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, cfg: PropagationConfig, device: str | torch.device = "cpu"
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        self._store_dtype = cfg.torch_dtype or torch.float32
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the reference and the memory; the next call must be :meth:`start`."""
+        self._ref: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._memory: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.context)
+
+    @property
+    def memory_frames(self) -> int:
+        """Frames held: 1 (reference) + the short-term frames (at most ``cfg.context``)."""
+        return 0 if self._ref is None else 1 + len(self._memory)
+
+    @torch.inference_mode()
+    def encode(self, frame: np.ndarray) -> torch.Tensor:
+        """L2-normalised features of one ``(H, W, 3) uint8`` RGB frame: ``(C, h, w)``.
+
+        Raises:
+            ShapeMismatchError: if the frame is not ``(H, W, 3)`` or the model output not 4-D.
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ShapeMismatchError(f"frame must be an (H, W, 3) RGB array, got shape {frame.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+        x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        out = self.model(x)
+        if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeMismatchError(f"the feature model must return (1, C, h, w) features, got {shape}")
+        return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
+
+    @torch.inference_mode()
+    def start(self, feat: torch.Tensor, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Sets the reference frame: its features and its given ``(K, h, w)`` soft labels.
+
+        Returns:
+            The labels as a float32 tensor on the device.
+
+        Raises:
+            ShapeMismatchError: if the labels' grid differs from the features'.
+        """
+        lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        lab = lab.to(self.device, torch.float32)
+        if lab.dim() != 3 or tuple(lab.shape[1:]) != tuple(feat.shape[1:]):
+            raise ShapeMismatchError(
+                f"label maps {tuple(lab.shape)} do not fit the feature grid {tuple(feat.shape[1:])} "
+                "(expected (K, h, w))"
+            )
+        self.reset()
+        self._ref = (feat, lab)
+        if self.cfg.pad_context:
+            self._memory.extend([(feat, lab)] * self.cfg.context)
+        return lab
+
+    @torch.inference_mode()
+    def step(self, feat: torch.Tensor) -> torch.Tensor:
+        """Propagates the labels to the frame with features ``feat``; returns ``(K, h, w)`` float32.
+
+        Raises:
+            CorrError: if :meth:`start` was not called.
+        """
+        if self._ref is None:
+            raise CorrError("SoftLabelPropagator.step: call start(features, labels) first")
+        ref_feat, ref_labels = self._ref
+        feats = torch.stack([ref_feat] + [f for f, _ in self._memory])
+        labels = torch.stack([ref_labels] + [lab for _, lab in self._memory])
+        soft = propagate_step(feat, feats, labels, self.cfg, num_reference=1).float()
+        if self.cfg.context > 0:
+            self._memory.append((feat, soft))
+        return soft
+
+
+# --------------------------------------------------------------------------------------------
+# Videos
+# --------------------------------------------------------------------------------------------
+
+
+def discover_videos(root: str | Path) -> list[JhmdbVideo]:
+    """Every ``Frames/<class>/<video>`` of an official-layout root that has a joint file.
+
+    Raises:
+        DataError: if ``root/Frames`` is missing or no video has a ``joint_positions.mat``.
+    """
+    root = Path(root)
+    frames_root = root / "Frames"
+    if not frames_root.is_dir():
+        raise DataError(f"JHMDB root {root} has no Frames/ folder (expected Frames/<class>/<video>/)")
+    videos = []
+    for frames_dir in sorted(p for p in frames_root.glob("*/*") if p.is_dir()):
+        joints = root / "joint_positions" / frames_dir.parent.name / frames_dir.name / "joint_positions.mat"
+        if joints.is_file():
+            videos.append(JhmdbVideo(frames_dir=frames_dir, joints_path=joints))
+    if not videos:
+        raise DataError(
+            f"no JHMDB video with joint_positions/<class>/<video>/joint_positions.mat under {root}"
+        )
+    return videos
+
+
+def _rebase(path: Path, base: Path, root: Path) -> Path:
+    """``path`` re-anchored from ``base`` onto ``root`` when it was relative to ``base``."""
+    try:
+        return root / path.relative_to(base)
+    except ValueError:
+        return path
+
+
+def resolve_videos(root: str | Path | None = None, filelist: str | Path | None = None) -> list[JhmdbVideo]:
+    """The videos to evaluate: those of a CRW/UVC test list, else every video under ``root``.
+
+    A relative ``filelist`` that does not exist is also looked up in ``root``. Relative paths in
+    the list are taken relative to the list's folder; when such a path does not exist and ``root``
+    is given, relative to ``root`` instead.
+
+    Raises:
+        ConfigError: if neither argument is given.
+        DataError: for a missing list/folder or a listed video whose frames or joints are missing.
+    """
+    if filelist is None:
+        if root is None:
+            raise ConfigError("JHMDB evaluation needs a root folder or a file list")
+        return discover_videos(root)
+    filelist = Path(filelist)
+    if not filelist.is_file() and root is not None and not filelist.is_absolute():
+        if (Path(root) / filelist).is_file():
+            filelist = Path(root) / filelist
+    videos = read_filelist(filelist)
+    if root is not None:
+        root = Path(root)
+        base = filelist.parent
+        videos = [
+            JhmdbVideo(
+                frames_dir=v.frames_dir if v.frames_dir.is_dir() else _rebase(v.frames_dir, base, root),
+                joints_path=v.joints_path if v.joints_path.is_file() else _rebase(v.joints_path, base, root),
+            )
+            for v in videos
+        ]
+    for v in videos:
+        if not v.frames_dir.is_dir():
+            raise DataError(f"{filelist}: JHMDB frame folder not found: {v.frames_dir}")
+        if not v.joints_path.is_file():
+            raise DataError(f"{filelist}: JHMDB joint file not found: {v.joints_path}")
+    return videos
+
+
+def _video_name(video: JhmdbVideo) -> str:
+    return f"{video.frames_dir.parent.name}/{video.frames_dir.name}"
+
+
+def _read_rgb(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(frame resized to size, original (H, W))``; bilinear resize as CRW's ``cv2.resize``."""
+    try:
+        with Image.open(path) as im:
+            rgb = np.array(im.convert("RGB"))
+    except Exception as exc:  # PIL raises many types for broken files
+        raise DataError(f"{path}: unreadable image ({exc})") from exc
+    orig = (int(rgb.shape[0]), int(rgb.shape[1]))
+    if size is not None and orig != tuple(size):
+        import cv2
+
+        rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    return rgb, orig
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------------------------
+
+
+def _feature_model(model: Any, propagation: Any, device: Any) -> tuple[Any, PropagationConfig, Any]:
+    """(feature model, config, device) from a feature model or a Tracker-like object."""
+    if hasattr(model, "model") and hasattr(model, "cfg") and not isinstance(model, torch.nn.Module):
+        if model.model is None:
+            raise ConfigError("run_jhmdb: the tracker has no feature model (built from_features?)")
+        cfg = model.cfg if propagation is None else jhmdb_config(propagation)
+        return model.model, cfg, getattr(model, "device", device)
+    if not callable(model):
+        raise ConfigError(
+            f"run_jhmdb needs a feature model (nn.Module) or a Tracker, got {type(model).__name__}"
+        )
+    return model, jhmdb_config(propagation), device
+
+
+def _propagate_video(
+    prop: SoftLabelPropagator,
+    frames: Sequence[Path],
+    gt: np.ndarray,
+    image_size: tuple[int, int] | None,
+    sigma: float,
+    readback_topk: int,
+) -> tuple[np.ndarray, float]:
+    """Predicted ``(T, J, 2)`` keypoints of one video and the seconds spent encoding + propagating."""
+    n_joints = gt.shape[1]
+    pred = np.full((len(frames), n_joints, 2), -1.0)
+    seconds = 0.0
+    orig0 = None
+    for t, path in enumerate(frames):
+        frame, orig = _read_rgb(path, image_size)
+        if orig0 is None:
+            orig0 = orig
+        elif orig != orig0:
+            raise ShapeMismatchError(
+                f"{path}: frame is {orig[0]}x{orig[1]}, the video's first frame {orig0[0]}x{orig0[1]}"
+            )
+        t0 = time.perf_counter()
+        feat = prop.encode(frame)
+        if t == 0:
+            maps = keypoints_to_label_maps(
+                gt[0], orig, (int(feat.shape[1]), int(feat.shape[2])), sigma=sigma, add_background=True
+            )
+            soft = prop.start(feat, maps)
+        else:
+            soft = prop.step(feat)
+        seconds += time.perf_counter() - t0
+        pred[t] = label_maps_to_keypoints(soft[1:].cpu().numpy(), orig, topk=readback_topk)
+    return pred, seconds
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(["" if v is None else (f"{v:.6f}" if isinstance(v, float) else v) for v in row])
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def format_jhmdb_summary(metrics: dict) -> str:
+    """Two-line table of the global PCK values of a JHMDB ``metrics.json`` dictionary."""
+    keys = list(metrics["global"])
+    head = "  ".join(f"{k:>8}" for k in keys)
+    vals = "  ".join(
+        f"{metrics['global'][k]:8.4f}" if isinstance(metrics["global"][k], (int, float)) else f"{'nan':>8}"
+        for k in keys
+    )
+    return f"{head}\n{vals}"
+
+
+def run_jhmdb(
+    model: Any,
+    root: str | Path | None,
+    filelist: str | Path | None,
+    out_dir: str | Path,
+    *,
+    propagation: PropagationConfig | dict[str, Any] | None = None,
+    image_size: tuple[int, int] | None = JHMDB_IMAGE_SIZE,
+    sigma: float = DEFAULT_SIGMA,
+    readback_topk: int = DEFAULT_TOPK,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    device: str | torch.device = "cpu",
+    max_videos: int | None = None,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """Propagates frame-0 joints through every video and scores them with PCK (module docstring).
+
+    Args:
+        model: the feature network (``(1, 3, H, W)`` float RGB in [0, 1] -> ``(1, C, h, w)``), or a
+            :class:`~corr_core.propagation.tracker.Tracker` whose model (and, when ``propagation``
+            is None, whose settings) are used.
+        root: official-layout JHMDB root (``Frames/``, ``joint_positions/``); every video under it
+            when ``filelist`` is None, else the fall-back base for the list's relative paths.
+        filelist: a CRW/UVC test list (``<frames folder> <joint_positions.mat>`` per line).
+        out_dir: output folder (created).
+        propagation: settings overriding :data:`JHMDB_PROPAGATION` (dict) or a full config.
+        image_size: ``(H, W)`` frames are resized to before encoding (CRW: 320 x 320); None keeps
+            the original size. Keypoints are always reported in original pixels.
+        sigma: Gaussian width of the label maps in feature cells (0.5).
+        readback_topk: cells averaged when reading a joint back (3).
+        thresholds: PCK thresholds.
+        device: torch device for a bare feature model.
+        max_videos: evaluate only the first videos (smoke runs).
+        progress: one line per video on stderr.
+        extra: more entries for ``metrics.json`` (e.g. checkpoint).
+
+    Returns:
+        The ``metrics.json`` dictionary: ``global`` (``PCK@<thr>`` fractions), ``per_joint``,
+        ``per_video``, ``counts``, ``tracking``, ``settings``, ``timestamp``.
+
+    Raises:
+        DataError: missing/unreadable frames or joint files, or a video without frames.
+        ShapeMismatchError: frames of different sizes in one video, or a bad model output.
+        ConfigError: invalid propagation settings.
+    """
+    feature_model, cfg, device = _feature_model(model, propagation, device)
+    if image_size is not None:
+        image_size = (int(image_size[0]), int(image_size[1]))
+        if min(image_size) < 1:
+            raise ConfigError(f"image_size must be positive (H, W), got {image_size}")
+    videos = resolve_videos(root, filelist)
+    if max_videos is not None:
+        videos = videos[: max(0, int(max_videos))]
+    if not videos:
+        raise DataError("no JHMDB video to evaluate")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prop = SoftLabelPropagator(feature_model, cfg, device)
+    acc = PCKAccumulator(thresholds)
+    keys = [f"PCK@{t:g}" for t in acc.thresholds]
+    per_video = []
+    total_seconds, total_frames = 0.0, 0
+    for k, video in enumerate(videos):
+        name = _video_name(video)
+        frames = list_frames(video.frames_dir)
+        gt = load_joint_positions(video.joints_path, num_joints=None)
+        n = min(len(frames), gt.shape[0])
+        if n < 1:
+            raise DataError(f"{video.frames_dir}: no frame to evaluate")
+        gt = gt[:n]
+        pred, seconds = _propagate_video(prop, frames[:n], gt, image_size, sigma, readback_topk)
+        prop.reset()
+        acc.add(pred, gt)
+        scores = pck(pred, gt, acc.thresholds)
+        row = {
+            "video": name,
+            "frames": len(frames),
+            "annotated_frames": int(gt.shape[0]),
+            "evaluated_frames": n,
+            "counted": int(scores["num_counted"]),
+            **{key: scores[key] for key in keys},
+        }
+        per_video.append(row)
+        path = out_dir / "keypoints" / f"{name}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, pred, allow_pickle=False)
+        total_seconds += seconds
+        total_frames += n
+        _log(
+            progress,
+            f"[{k + 1}/{len(videos)}] {name}: {n} frames, PCK@0.1 {scores.get(keys[0], float('nan')):.3f}, "
+            f"{n / max(seconds, 1e-9):.1f} frames/s",
+        )
+
+    summary = acc.summary()
+    per_joint_arr = acc.per_joint()
+    joint_names = (
+        JOINT_NAMES
+        if per_joint_arr.shape[1] == len(JOINT_NAMES)
+        else tuple(str(j) for j in range(per_joint_arr.shape[1]))
+    )
+    metrics = {
+        "protocol": "JHMDB keypoint propagation, PCK (CRW/UVC eval_pck.py semantics)",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "global": {key: summary[key] for key in keys},
+        "per_joint": {
+            name: {key: float(per_joint_arr[i, j]) for i, key in enumerate(keys)}
+            for j, name in enumerate(joint_names)
+        },
+        "per_video": per_video,
+        "counts": {"videos": int(summary["num_videos"]), "counted_joint_frames": int(summary["num_counted"])},
+        "tracking": {
+            "frames": total_frames,
+            "seconds": total_seconds,
+            "frames_per_second": total_frames / total_seconds if total_seconds > 0 else None,
+        },
+        "settings": {
+            "propagation": cfg.to_dict(),
+            "image_size": list(image_size) if image_size is not None else None,
+            "sigma": sigma,
+            "readback_topk": readback_topk,
+            "root": None if root is None else str(root),
+            "filelist": None if filelist is None else str(filelist),
+        },
+        **(extra or {}),
+    }
+    metrics = _clean(metrics)
+    _write_csv(
+        out_dir / "per_video.csv",
+        ["video", "frames", "annotated_frames", "evaluated_frames", "counted", *keys],
+        (
+            [r[c] for c in ("video", "frames", "annotated_frames", "evaluated_frames", "counted", *keys)]
+            for r in per_video
+        ),
+    )
+    _write_csv(out_dir / "summary.csv", keys, [[metrics["global"][key] for key in keys]])
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _log(progress, format_jhmdb_summary(metrics))
+    return metrics
