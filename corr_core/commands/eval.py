@@ -71,19 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     vos.add_argument("--year", default="2016", help="ImageSets year for split names (default 2016)")
     vos.add_argument("--resolution", default="480p", help="frame/annotation resolution folder (default 480p)")
     vos.add_argument("--sequences", nargs="+", default=None, metavar="SEQ", help="only these sequences")
-    source = vos.add_mutually_exclusive_group()
-    source.add_argument(
-        "--checkpoint", type=Path, default=None, help="corr checkpoint (.safetensors with its .json)"
-    )
-    source.add_argument(
-        "--random-init",
-        type=int,
-        nargs="?",
-        const=0,
-        default=None,
-        metavar="SEED",
-        help="use a randomly initialised network (the papers' baseline), seed 0 unless given",
-    )
+    from corr_core.propagation.crw import PropagationConfig
+
+    source = _add_model_args(vos, PropagationConfig().to_dict())
     source.add_argument(
         "--predictions",
         type=Path,
@@ -91,18 +81,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="score this predictions folder instead of tracking",
     )
-    vos.add_argument("--out", type=Path, default=None, help="output folder (default runs/eval/vos-<time>)")
-    vos.add_argument(
-        "--topk", type=int, default=None, help="context positions kept per target position (default 10)"
-    )
-    vos.add_argument(
-        "--context", type=int, default=None, help="preceding frames in the context memory (default 20)"
-    )
-    vos.add_argument(
-        "--radius", type=float, default=None, help="spatial radius in feature cells (default 12)"
-    )
-    vos.add_argument("--temperature", type=float, default=None, help="softmax temperature (default 0.05)")
-    vos.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     vos.add_argument("--no-overlays", action="store_true", help="do not write overlay JPEGs")
     vos.add_argument(
         "--allow-missing-objects",
@@ -113,7 +91,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     vos.add_argument("--workers", type=int, default=None, help="scoring threads (default: up to 4)")
-    vos.add_argument("--quiet", action="store_true", help="no per-sequence progress lines")
     vos.set_defaults(func=run_vos_command)
     _add_jhmdb_parser(tasks)
     _add_vip_parser(tasks)
@@ -121,8 +98,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_compare_parser(tasks)
 
 
-def _add_model_args(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
-    """--checkpoint/--random-init, propagation settings (``defaults`` shown), --device, --out, --quiet."""
+def _add_model_args(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> argparse._MutuallyExclusiveGroup:
+    """--checkpoint/--random-init, propagation settings (``defaults`` shown), --device, --out, --quiet.
+
+    Returns the checkpoint/random-init group, so a task can add another model source to it.
+    """
     source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--checkpoint", type=Path, default=None, help="corr checkpoint (.safetensors with its .json)"
@@ -163,6 +143,7 @@ def _add_model_args(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> Non
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/eval/<task>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no per-video progress lines")
+    return source
 
 
 def _add_size_args(p: argparse.ArgumentParser, default: tuple[int, int], source: str) -> None:
