@@ -191,6 +191,7 @@ def score(outputs: dict[str, dict[str, dict[int, np.ndarray]]], sim_root: Path, 
 def run(args: argparse.Namespace) -> int:
     from corr_core.data.bag import read_synced
     from corr_core.data.sim import generate_episode
+    from corr_core.evaluation.vos import json_ready
 
     out = Path(args.out)
     if out.exists():
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         "camera_frames_per_s": fps * len(CAMERAS),
         "total_s": time.time() - t_start,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2))
     print(f"\ncorr demo: {len(stamps)} frames x {len(CAMERAS)} cameras through corr_node "
           f"({metrics['synchronised_sets_per_s']:.2f} synchronised sets/s, "
           f"{metrics['camera_frames_per_s']:.2f} camera frames/s end to end)")

@@ -48,6 +48,7 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 _STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+STORAGES = tuple(_STORAGES)
 
 # encoding -> (channels, dtype) of the raw pixel layout.
 _LAYOUTS: dict[str, tuple[int, np.dtype]] = {
@@ -276,9 +277,16 @@ class BagWriter:
             self._closed = True
             self._writer.close()
 
-    def _connection(self, topic: str, msgtype: str) -> Any:
+    def connect(self, topic: str, msgtype: str) -> Any:
+        """The connection for ``topic`` (created on first use).
+
+        Raises:
+            DataError: ``msgtype`` is not a ROS 2 Jazzy type, or the topic already has another type.
+        """
         conn = self._connections.get(topic)
         if conn is None:
+            if msgtype not in TYPESTORE.types:
+                raise DataError(f"cannot record {topic}: {msgtype} is not a ROS 2 Jazzy message type")
             conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
             self._connections[topic] = conn
         elif conn.msgtype != msgtype:
@@ -286,6 +294,12 @@ class BagWriter:
                 f"topic {topic} in {self.path} already carries {conn.msgtype}, cannot add {msgtype}"
             )
         return conn
+
+    def add_raw(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+        """Writes an already CDR-serialised message (what a raw rclpy subscription receives)."""
+        if self._closed:
+            raise DataError(f"bag {self.path} is closed")
+        self._writer.write(self.connect(topic, msgtype), int(stamp_ns), bytes(data))
 
     def add_message(self, topic: str, msgtype: str, stamp_ns: int, msg: Any) -> None:
         """Writes any message of the Jazzy typestore (``TYPESTORE.types[msgtype](...)``).
@@ -298,7 +312,7 @@ class BagWriter:
         """
         if self._closed:
             raise DataError(f"bag {self.path} is closed")
-        conn = self._connection(topic, msgtype)
+        conn = self.connect(topic, msgtype)
         self._writer.write(conn, int(stamp_ns), TYPESTORE.serialize_cdr(msg, msgtype))
 
     def add_image(

@@ -28,7 +28,7 @@ import numpy as np
 
 from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError
-from corr_core.evaluation.vos import _clean
+from corr_core.evaluation.vos import json_ready
 from corr_core.metrics.egoexo import CONF_THRESH, EgoExoEvaluator, load_pairs_json
 
 __all__ = ["DIRECTIONS", "GLOBAL_METRICS", "format_egoexo_summary", "run_egoexo_pairs"]
@@ -137,7 +137,7 @@ def run_egoexo_pairs(
         "pairs": str(pairs_json),
         **(extra or {}),
     }
-    metrics = _clean(metrics)
+    metrics = json_ready(metrics)
     with open(out_dir / "items.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["direction", "take", "object", "camera", "frame", *_ITEM_SCORES])

@@ -53,7 +53,7 @@ from PIL import Image
 
 from corr_core.data.jhmdb import JOINT_NAMES, JhmdbVideo, list_frames, load_joint_positions, read_filelist
 from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
-from corr_core.evaluation.vos import _clean
+from corr_core.evaluation.vos import json_ready
 from corr_core.metrics.jhmdb import (
     DEFAULT_SIGMA,
     DEFAULT_THRESHOLDS,
@@ -487,7 +487,7 @@ def run_jhmdb(
         },
         **(extra or {}),
     }
-    metrics = _clean(metrics)
+    metrics = json_ready(metrics)
     _write_csv(
         out_dir / "per_video.csv",
         ["video", "frames", "annotated_frames", "evaluated_frames", "counted", *keys],

@@ -53,7 +53,7 @@ from PIL import Image
 
 from corr_core.data.labels import read_label_png, write_label_png
 from corr_core.errors import ConfigError, DataError, ShapeMismatchError
-from corr_core.evaluation.vos import _clean
+from corr_core.evaluation.vos import json_ready
 from corr_core.metrics.vip import NUM_CLASSES, ConfusionHistogram, resize_labels_nearest
 
 __all__ = [
@@ -349,7 +349,7 @@ def run_vip(
         "predictions": str(pred_root),
         **(extra or {}),
     }
-    metrics = _clean(metrics)
+    metrics = json_ready(metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ("video", "frames", "scored_frames", "mIoU", "pixel_accuracy")
     _write_csv(out_dir / "per_video.csv", cols, ([r[c] for c in cols] for r in per_video))

@@ -58,12 +58,12 @@ def _json_float(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def _clean(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """NaN/inf -> None so that metrics.json is strict JSON."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return _json_float(float(obj))
     if isinstance(obj, np.integer):
@@ -92,7 +92,7 @@ def write_reports(results: DavisResults, out_dir: str | Path, extra: dict | None
         "scoring_frames_per_second": results.n_frames / results.seconds if results.seconds > 0 else None,
         **(extra or {}),
     }
-    metrics = _clean(metrics)
+    metrics = json_ready(metrics)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -301,7 +301,7 @@ def score_predictions(
     extra = {"predictions": str(pred_dir), "missing_objects_policy": missing_objects}
     if out_dir is not None:
         return write_reports(results, out_dir, extra)
-    return _clean(
+    return json_ready(
         {
             "protocol": "DAVIS semi-supervised (official davis2017-evaluation semantics)",
             "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

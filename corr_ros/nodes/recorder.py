@@ -26,14 +26,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
-from corr_core.errors import ConfigError, CorrError, DataError
+from corr_core.data.bag import STORAGES, BagWriter
+from corr_core.errors import ConfigError, CorrError
 from corr_ros.params import ParamSpec, declare_all, values
 from corr_ros.qos import reliable_qos
 
 _T = Parameter.Type
-_STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 #: Every parameter of corr_recorder.
 PARAMS: list[ParamSpec] = [
@@ -45,7 +44,7 @@ PARAMS: list[ParamSpec] = [
         "topics to record: 'name' (type looked up on the graph) or 'name:package/msg/Type'",
         min_items=1,
     ),
-    ParamSpec("storage", _T.STRING, "mcap", "rosbag2 storage plugin", choices=tuple(_STORAGES)),
+    ParamSpec("storage", _T.STRING, "mcap", "rosbag2 storage plugin", choices=STORAGES),
     ParamSpec(
         "max_messages",
         _T.INTEGER,
@@ -90,16 +89,11 @@ class Recorder(Node):
         self.p = values(self, PARAMS)
         if not self.p["output"]:
             raise ConfigError("parameter 'output' (the bag folder to create) is empty")
-        from corr_core.data.bag import TYPESTORE
-
-        self._typestore = TYPESTORE
         self.path = Path(self.p["output"])
-        if self.path.exists():
-            raise DataError(f"bag folder {self.path} exists already; corr does not overwrite bags")
         self._closed = True  # until the writer is open
         self._qos = reliable_qos(self.p["qos.depth"], self.p["qos.reliability"])
         self.counts: dict[str, int] = {}
-        self._connections: dict[str, Any] = {}
+        self._types: dict[str, str] = {}  # topic -> message type, once subscribed
         self._waiting: dict[str, str] = {}  # resolved topic -> type ('' = look it up)
         for entry in self.p["topics"]:
             name, _, msgtype = entry.partition(":")
@@ -108,13 +102,7 @@ class Recorder(Node):
                 message_class(msgtype)  # fail early on a bad type
             self._waiting[resolved] = msgtype.strip()
             self.counts[resolved] = 0
-        self._writer = Writer(
-            self.path, version=Writer.VERSION_LATEST, storage_plugin=_STORAGES[self.p["storage"]]
-        )
-        try:
-            self._writer.open()
-        except WriterError as exc:
-            raise DataError(f"cannot create bag {self.path}: {exc}") from exc
+        self._writer = BagWriter(self.path, storage=self.p["storage"])
         self._closed = False
         self._started = time.monotonic()
         self._warned = False
@@ -146,10 +134,8 @@ class Recorder(Node):
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         cls = message_class(msgtype)
-        try:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._typestore)
-        except Exception as exc:  # type missing from the typestore
-            raise ConfigError(f"cannot record {topic}: {msgtype} is not a ROS 2 Jazzy type ({exc})") from exc
+        self._writer.connect(topic, msgtype)
+        self._types[topic] = msgtype
         self.create_subscription(
             cls, topic, lambda data, t=topic: self._on_message(t, data), self._qos, raw=True
         )
@@ -161,7 +147,7 @@ class Recorder(Node):
         limit = int(self.p["max_messages"])
         if limit and self.counts[topic] >= limit:
             return
-        self._writer.write(self._connections[topic], self.get_clock().now().nanoseconds, data)
+        self._writer.add_raw(topic, self._types[topic], self.get_clock().now().nanoseconds, data)
         self.counts[topic] += 1
 
     def close(self) -> None:
