@@ -1,4 +1,4 @@
-"""MuJoCo scenes: real OSMesa rendering of tiny episodes."""
+"""MuJoCo tabletop episodes: real OSMesa rendering of tiny episodes, files, metadata and the bag."""
 
 from __future__ import annotations
 
@@ -8,101 +8,254 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corr_core.data.sim import generate_episode, render_episode
-from corr_core.data.sim.scene import sample_scene
+from corr_core.cli import main as corr_main
+from corr_core.data.sim import generate_episode, render_episode, sample_scene
+from corr_core.data.sim.motion import plan_trajectories
+from corr_core.errors import ConfigError
 
-SIZE = (128, 96)
+SIZE = (160, 120)
+FRAMES = 6
+OBJECTS = 5
+
+
+def _push_seed() -> int:
+    """The first seed whose first scripted event (of a 6-frame episode) is a push."""
+    return next(s for s in range(100) if sample_scene(s, OBJECTS, 1, FRAMES).events[0].kind == "push")
+
+
+SEED = _push_seed()
 
 
 @pytest.fixture(scope="module")
 def frames():
-    return list(render_episode(seed=3, num_frames=8, num_objects=5, num_exo=1, size=SIZE))
+    return list(render_episode(seed=SEED, num_frames=FRAMES, num_objects=OBJECTS, num_exo=1, size=SIZE))
 
 
-def test_objects_visible_in_both_cameras_with_shared_ids(frames):
-    ego = set(np.unique(frames[0]["cameras"]["ego"]["labels"])) - {0}
-    exo = set(np.unique(frames[0]["cameras"]["exo1"]["labels"])) - {0}
-    assert len(ego) >= 3 and len(exo) >= 3
-    assert ego <= set(range(1, 6)) and exo <= set(range(1, 6))
-    assert len(ego & exo) >= 3
-    # The same id has similar colour statistics in both cameras (same object, same texture).
-    oid = sorted(ego & exo)[0]
-    means = [frames[0]["cameras"][c]["rgb"][frames[0]["cameras"][c]["labels"] == oid].mean(0) for c in ("ego", "exo1")]
-    assert np.abs(means[0] - means[1]).max() < 60
+def _centroid(labels: np.ndarray, oid: int) -> np.ndarray | None:
+    ys, xs = np.nonzero(labels == oid)
+    return np.array([ys.mean(), xs.mean()]) if len(ys) else None
 
 
-def test_ego_moves_exo_stays(frames):
-    ego_t = [f["cameras"]["ego"]["T_world_cam"] for f in frames]
-    exo_t = [f["cameras"]["exo1"]["T_world_cam"] for f in frames]
-    assert np.linalg.norm(ego_t[0][:3, 3] - ego_t[-1][:3, 3]) > 0.05
-    assert all(np.allclose(t, exo_t[0]) for t in exo_t)
+def test_frames_have_the_documented_arrays(frames):
+    assert len(frames) == FRAMES and [f["index"] for f in frames] == list(range(FRAMES))
+    stamps = [f["stamp_ns"] for f in frames]
+    assert np.all(np.diff(stamps) == 100_000_000)
+    for cam in ("ego", "exo1"):
+        c = frames[0]["cameras"][cam]
+        assert c["rgb"].shape == (SIZE[1], SIZE[0], 3) and c["rgb"].dtype == np.uint8
+        assert c["labels"].shape == (SIZE[1], SIZE[0]) and c["depth"].dtype == np.float32
+        assert c["K"].shape == (3, 3) and c["T_world_cam"].shape == (4, 4)
+
+
+def test_objects_visible_in_both_cameras_with_the_same_ids(frames):
+    cams = frames[0]["cameras"]
+    ids = {c: set(np.unique(cams[c]["labels"]).tolist()) - {0} for c in ("ego", "exo1")}
+    assert ids["ego"] <= set(range(1, OBJECTS + 1)) and ids["exo1"] <= set(range(1, OBJECTS + 1))
+    shared = ids["ego"] & ids["exo1"]
+    assert len(shared) >= 3
+    # The same id is the same object: its mean colour agrees between the two views.
+    diffs = []
+    for oid in shared:
+        masks = [cams[c]["labels"] == oid for c in ("ego", "exo1")]
+        if min(m.sum() for m in masks) < 30:
+            continue
+        means = [cams[c]["rgb"][m].mean(axis=0) for c, m in zip(("ego", "exo1"), masks, strict=True)]
+        diffs.append(np.abs(means[0] - means[1]).max())
+    assert len(diffs) >= 2 and max(diffs) < 60 and np.median(diffs) < 40
+
+
+def test_ego_camera_moves_and_exo_camera_stays(frames):
+    ego = [f["cameras"]["ego"]["T_world_cam"] for f in frames]
+    exo = [f["cameras"]["exo1"]["T_world_cam"] for f in frames]
+    assert np.linalg.norm(ego[0][:3, 3] - ego[-1][:3, 3]) > 0.01
+    assert not np.allclose(ego[0][:3, :3], ego[-1][:3, :3])
     assert not np.array_equal(frames[0]["cameras"]["ego"]["rgb"], frames[-1]["cameras"]["ego"]["rgb"])
-    # A rotation matrix, and the optical z axis points at the table (downwards).
-    r = ego_t[0][:3, :3]
-    assert np.allclose(r @ r.T, np.eye(3), atol=1e-6) and r[2, 2] < -0.3
+    assert all(np.array_equal(t, exo[0]) for t in exo)
+    for t in (ego[0], exo[0]):
+        r = t[:3, :3]
+        assert np.allclose(r @ r.T, np.eye(3), atol=1e-6) and np.isclose(np.linalg.det(r), 1.0)
+        assert r[2, 2] < -0.3  # the optical axis (z) points down at the table
 
 
-def test_scripted_motion_moves_a_mask_in_the_static_camera(frames):
-    spec = sample_scene(3, 5, 1)
-    moving = [o.id for o in spec.objects if o.motion != "static"]
-    assert {o.motion for o in spec.objects} >= {"push", "pick_place"}
-    lab0, lab1 = frames[0]["cameras"]["exo1"]["labels"], frames[-1]["cameras"]["exo1"]["labels"]
-
-    def centroid(lab, oid):
-        ys, xs = np.nonzero(lab == oid)
-        return np.array([ys.mean(), xs.mean()]) if len(ys) else None
-
-    shifts = [np.linalg.norm(centroid(lab0, i) - centroid(lab1, i)) for i in moving
-              if centroid(lab0, i) is not None and centroid(lab1, i) is not None]
-    assert shifts and max(shifts) > 2.0
-    # Static objects stay put (a moving object may occlude one of them, so most, not all).
-    static = [o.id for o in spec.objects if o.motion == "static"]
-    still = [np.linalg.norm(centroid(lab0, i) - centroid(lab1, i)) < 1.0 for i in static
-             if centroid(lab0, i) is not None and centroid(lab1, i) is not None]
+def test_pushed_object_mask_moves_while_unmoved_objects_stay(frames):
+    spec = sample_scene(SEED, OBJECTS, 1, FRAMES)
+    pushed = spec.events[0].object_id
+    moved = {e.object_id for e in spec.events}
+    first, last = frames[0]["cameras"]["exo1"]["labels"], frames[-1]["cameras"]["exo1"]["labels"]
+    a, b = _centroid(first, pushed), _centroid(last, pushed)
+    assert a is not None and b is not None
+    assert np.linalg.norm(a - b) > 2.0
+    # Objects nobody touches keep their masks (the gripper may occlude one, hence "most").
+    still = [
+        np.linalg.norm(_centroid(first, o.id) - _centroid(last, o.id)) < 1.0
+        for o in spec.objects
+        if o.id not in moved
+        if _centroid(first, o.id) is not None and _centroid(last, o.id) is not None
+    ]
     assert still and sum(still) >= len(still) / 2
 
 
-def test_lookalike_copies_shape_size_and_texture():
-    spec = sample_scene(11, 5, 1)
-    look = [o for o in spec.objects if o.lookalike_of is not None]
-    assert len(look) == 1
-    src = next(o for o in spec.objects if o.id == look[0].lookalike_of)
-    assert (look[0].shape, look[0].size, look[0].texture) == (src.shape, src.size, src.texture)
-    assert np.hypot(*(np.array(look[0].start) - src.start)) > 0.05
+def test_depth_intrinsics_and_poses_agree_with_the_scene(frames):
+    """Back-projecting object pixels with depth, K and T_world_cam lands on the object."""
+    spec = sample_scene(SEED, OBJECTS, 1, FRAMES)
+    traj = plan_trajectories(spec)
+    for i in (0, FRAMES - 1):
+        for cam in ("ego", "exo1"):
+            c = frames[i]["cameras"][cam]
+            assert (c["depth"] > 0).all() and c["depth"].max() < 8.0  # the room's walls bound every ray
+            for obj in spec.objects:
+                v, u = np.nonzero(c["labels"] == obj.id)
+                if len(v) < 10:
+                    continue
+                d = c["depth"][v, u]
+                assert 0.2 < d.min() and d.max() < 2.5
+                rays = np.linalg.inv(c["K"]) @ np.stack([u, v, np.ones_like(u)]).astype(float)
+                world = c["T_world_cam"][:3, :3] @ (rays * d) + c["T_world_cam"][:3, 3:4]
+                dist = np.linalg.norm(world - traj.obj_pos[i, obj.id - 1][:, None], axis=0)
+                bound = max(obj.radius(), obj.half_height()) * 1.8 + 0.01
+                assert np.percentile(dist, 95) < bound, (cam, i, obj.id)
 
 
-def test_deterministic_from_seed():
+def test_depth_of_a_sphere_back_projects_onto_its_surface():
+    """Sub-millimetre check of K (principal point at (W-1)/2, (H-1)/2), depth and poses: a
+    half-pixel error in K alone would put the points ~2 mm off the sphere."""
+    from scipy.ndimage import binary_erosion
+
+    seed = next(
+        s for s in range(100) if any(o.shape == "sphere" for o in sample_scene(s, OBJECTS, 1, 1).objects)
+    )
+    spec = sample_scene(seed, OBJECTS, 1, 1)
+    centres = plan_trajectories(spec).obj_pos[0]
+    frame = next(iter(render_episode(seed=seed, num_frames=1, num_objects=OBJECTS, size=SIZE)))
+    checked = 0
+    for c in frame["cameras"].values():
+        for obj in (o for o in spec.objects if o.shape == "sphere"):
+            v, u = np.nonzero(binary_erosion(c["labels"] == obj.id))  # no edge pixels
+            if len(v) < 15:
+                continue
+            rays = np.linalg.inv(c["K"]) @ np.stack([u, v, np.ones_like(u)]).astype(float)
+            world = c["T_world_cam"][:3, :3] @ (rays * c["depth"][v, u]) + c["T_world_cam"][:3, 3:4]
+            residual = np.abs(np.linalg.norm(world - centres[obj.id - 1][:, None], axis=0) - obj.size[0])
+            assert residual.mean() < 0.001
+            checked += 1
+    assert checked >= 1
+
+
+def test_same_seed_same_bytes_other_seed_other_scene():
     a = list(render_episode(seed=5, num_frames=2, size=SIZE))
     b = list(render_episode(seed=5, num_frames=2, size=SIZE))
     c = list(render_episode(seed=6, num_frames=2, size=SIZE))
     for fa, fb in zip(a, b, strict=True):
-        assert np.array_equal(fa["cameras"]["ego"]["rgb"], fb["cameras"]["ego"]["rgb"])
-        assert np.array_equal(fa["cameras"]["exo1"]["labels"], fb["cameras"]["exo1"]["labels"])
+        for cam in ("ego", "exo1"):
+            for key in ("rgb", "labels", "depth", "T_world_cam"):
+                assert np.array_equal(fa["cameras"][cam][key], fb["cameras"][cam][key]), (cam, key)
     assert not np.array_equal(a[0]["cameras"]["ego"]["rgb"], c[0]["cameras"]["ego"]["rgb"])
+    assert not np.array_equal(a[0]["cameras"]["exo1"]["labels"], c[0]["cameras"]["exo1"]["labels"])
 
 
-def test_depth_is_metric_and_plausible(frames):
-    cam = frames[0]["cameras"]["exo1"]
-    on_objects = cam["depth"][cam["labels"] > 0]
-    assert on_objects.size and 0.3 < on_objects.min() and on_objects.max() < 2.0
-    assert (cam["depth"] > 0).all()
+def test_lookalikes_copy_an_object_and_sometimes_move():
+    twin_moved = 0
+    for seed in range(10):
+        spec = sample_scene(seed, 8, 1, 40)
+        looks = [o for o in spec.objects if o.lookalike_of is not None]
+        assert len(looks) == 2
+        for look in looks:
+            src = spec.object(look.lookalike_of)
+            assert src.lookalike_of is None
+            assert (look.shape, look.size, look.material) == (src.shape, src.size, src.material)
+            assert np.hypot(*np.subtract(look.xy, src.xy)) >= look.radius() + src.radius()
+        twins = {o.id for o in looks} | {o.lookalike_of for o in looks}
+        twin_moved += any(e.object_id in twins for e in spec.events)
+    assert 0 < twin_moved
+    assert {o.lookalike_of for o in sample_scene(0, 2, 1, 10).objects} == {None}
 
 
-def test_written_episode_layout_meta_and_bag(tmp_path):
+def test_written_episode_layout_meta_and_bag(tmp_path, frames):
     from rosbags.highlevel import AnyReader
 
-    info = generate_episode(tmp_path, seed=2, num_frames=4, size=SIZE, name="ep")
+    info = generate_episode(tmp_path, seed=SEED, num_frames=FRAMES, num_objects=OBJECTS, size=SIZE, name="ep")
     meta = json.loads(info.meta_path.read_text())
-    ids = {o["id"] for o in meta["scene"]["objects"]}
-    for cam in ("ego", "exo1"):
-        ann = Image.open(tmp_path / cam / "Annotations" / "96p" / "ep" / "00003.png")
-        assert ann.mode == "P"
-        assert set(np.unique(np.array(ann))) - {0} <= ids
-        assert len(list((tmp_path / cam / "JPEGImages" / "96p" / "ep").glob("*.jpg"))) == 4
-        depth = np.array(Image.open(tmp_path / cam / "Depth" / "ep" / "00000.png"))
-        assert depth.dtype == np.uint16 and depth.max() > 300
-        assert (tmp_path / cam / "ImageSets" / "2016" / "val.txt").read_text().split() == ["ep"]
-        assert len(meta["cameras"][cam]["T_world_cam"]) == 4
+    assert info.cameras == ["ego", "exo1"] and meta["seed"] == SEED
+    ids = {o["id"] for o in meta["objects"]}
+    assert ids == set(range(1, OBJECTS + 1))
+    assert any(o["lookalike_of"] in ids for o in meta["objects"])
+    res = f"{SIZE[1]}p"
+    for cam in info.cameras:
+        root = tmp_path / cam
+        assert (root / "ImageSets" / "2016" / "val.txt").read_text().split() == ["ep"]
+        assert len(list((root / "JPEGImages" / res / "ep").glob("*.jpg"))) == FRAMES
+        assert meta["cameras"][cam]["frame_id"] == f"{cam}_optical_frame"
+        assert np.allclose(meta["cameras"][cam]["K"], frames[0]["cameras"][cam]["K"])
+        assert len(meta["cameras"][cam]["T_world_cam"]) == FRAMES
+        for i in (0, FRAMES - 1):
+            mem = frames[i]["cameras"][cam]
+            with Image.open(root / "Annotations" / res / "ep" / f"{i:05d}.png") as ann:
+                assert ann.mode == "P"
+                labels = np.array(ann)
+            assert set(np.unique(labels).tolist()) - {0} <= ids
+            assert np.array_equal(labels, mem["labels"])
+            jpg = np.array(Image.open(root / "JPEGImages" / res / "ep" / f"{i:05d}.jpg"))
+            assert np.abs(jpg.astype(int) - mem["rgb"]).mean() < 4
+            depth = np.array(Image.open(root / "Depth" / "ep" / f"{i:05d}.png"))
+            assert depth.dtype == np.uint16
+            assert np.abs(depth.astype(float) - mem["depth"] * 1000).max() <= 0.5 + 1e-3
+            assert np.allclose(meta["cameras"][cam]["T_world_cam"][i], mem["T_world_cam"], atol=1e-8)
+    # A second episode in the same root is appended to the split files.
+    generate_episode(tmp_path, seed=SEED + 1, num_frames=1, size=SIZE, name="ep2", bag=False)
+    assert (tmp_path / "exo1" / "ImageSets" / "2016" / "val.txt").read_text().split() == ["ep", "ep2"]
+
+    topics = {f"/{c}/{k}" for c in ("ego", "exo1") for k in ("image_raw", "camera_info")}
+    stamps: dict[str, list[int]] = {t: [] for t in topics}
     with AnyReader([info.bag_path]) as reader:
-        counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts == {"/ego/image_raw": 4, "/ego/camera_info": 4, "/exo1/image_raw": 4, "/exo1/camera_info": 4}
+        assert {c.topic: c.msgcount for c in reader.connections} == {t: FRAMES for t in topics}
+        for conn, _, raw in reader.messages(connections=reader.connections):
+            msg = reader.deserialize(raw, conn.msgtype)
+            cam = conn.topic.split("/")[1]
+            assert msg.header.frame_id == f"{cam}_optical_frame"
+            stamps[conn.topic].append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+            if conn.topic.endswith("image_raw"):
+                assert (msg.encoding, msg.width, msg.height) == ("rgb8", SIZE[0], SIZE[1])
+                i = len(stamps[conn.topic]) - 1
+                img = np.frombuffer(msg.data, np.uint8).reshape(SIZE[1], SIZE[0], 3)
+                assert np.array_equal(img, frames[i]["cameras"][cam]["rgb"])
+            else:
+                assert np.allclose(np.array(msg.k).reshape(3, 3), frames[0]["cameras"][cam]["K"])
+    for t in topics:
+        assert stamps[t] == meta["stamps_ns"]
+
+
+def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):
+    out = tmp_path / "sim"
+    rc = corr_main(
+        [
+            "generate",
+            "sim",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--episodes",
+            "2",
+            "--frames",
+            "2",
+            "--objects",
+            "3",
+            "--exo",
+            "2",
+            "--size",
+            "64x48",
+            "--no-bag",
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "episode_001" in printed and "frames/s" in printed
+    seeds = [json.loads((out / "meta" / f"episode_{i:03d}.json").read_text())["seed"] for i in range(2)]
+    assert seeds == [3, 4]
+    for cam in ("ego", "exo1", "exo2"):
+        assert len(list((out / cam / "Annotations" / "48p").glob("*/*.png"))) == 4
+    assert not (out / "bags").exists()
+    assert corr_main(["generate", "sim", "--out", str(out), "--size", "64by48"]) == 2
+    assert "--size" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="objects"):
+        render_episode(num_objects=0)

@@ -1,37 +1,63 @@
-"""Writes simulated episodes: DAVIS layout per camera, depth, camera metadata, and an MCAP bag.
+"""Simulated episodes in memory or on disk: DAVIS layout per camera, depth, metadata, MCAP bag.
 
-Layout under ``out_dir`` for an episode ``name`` rendered at height ``H``::
+Layout under ``out_dir`` for an episode ``name`` rendered at ``W x H``::
 
-    <cam>/JPEGImages/<H>p/<name>/%05d.jpg     RGB
-    <cam>/Annotations/<H>p/<name>/%05d.png    instance ids (palette PNG), same ids in every camera
-    <cam>/Depth/<name>/%05d.png               depth, uint16 millimetres
-    <cam>/ImageSets/2016/val.txt              episode names
-    meta/<name>.json                          seed, objects, K and per-frame camera-to-world poses
-    bags/<name>/                              rosbag2 (MCAP): /<cam>/image_raw, /<cam>/camera_info
+    <cam>/JPEGImages/<H>p/<name>/%05d.jpg     RGB (JPEG quality 95)
+    <cam>/Annotations/<H>p/<name>/%05d.png    instance ids (palette PNG), the same ids in every camera
+    <cam>/Depth/<name>/%05d.png               depth along the optical axis, uint16 millimetres (0 = none)
+    <cam>/ImageSets/2016/val.txt              episode names (appended)
+    meta/<name>.json                          seed, objects and look-alikes, events, cameras, poses, stamps
+    bags/<name>/                              rosbag2 (MCAP): /<cam>/image_raw (rgb8), /<cam>/camera_info
+
+Frame ``i`` of every camera is stamped ``STAMP_OFFSET_NS + i * FRAME_PERIOD_NS`` (10 Hz) in the
+bag and the metadata; ``frame_id`` is ``<cam>_optical_frame``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from corr_core.data.labels import write_label_png
-from corr_core.data.sim.scene import SceneRenderer, sample_scene
-from corr_core.errors import ConfigError
+from corr_core.data.sim.render import SceneRenderer
+from corr_core.data.sim.scene import FPS, SceneSpec, sample_scene
+from corr_core.errors import ConfigError, DataError
 
-STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # bag stamps: offset + frame index * period
-FRAME_PERIOD_NS = 100_000_000  # 10 Hz
+STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # stamp of frame 0
+FRAME_PERIOD_NS = int(round(1e9 / FPS))  # 100 ms
+MAX_OBJECTS = 255  # palette PNGs hold ids 0..255
+CONVENTIONS = {
+    "ids": "0 = background (table, floor, walls, robot); object i (0-based) has id i + 1 in every camera and frame",
+    "K": "pinhole, f = (H/2)/tan(fovy/2), cx = (W-1)/2, cy = (H-1)/2 (OpenCV pixel centres)",
+    "T_world_cam": "4x4 camera-to-world of the optical frame (x right, y down, z forward), world z up, metres",
+    "depth": "distance along the optical axis; PNG: uint16 millimetres, 0 = no surface",
+    "quat": "w, x, y, z",
+}
 
 
 @dataclass
 class EpisodeInfo:
-    """What :func:`generate_episode` wrote."""
+    """What :func:`generate_episode` wrote.
+
+    Attributes:
+        name: episode name (folder name in the DAVIS layout).
+        seed: the seed it was drawn from.
+        cameras: camera names (``ego``, ``exo1``, ...).
+        num_frames: frames per camera.
+        size: ``(W, H)``.
+        root: the output folder.
+        meta_path: the metadata JSON.
+        bag_path: the rosbag2 folder, or None without a bag.
+        render_s: seconds spent rendering (excluding file writing).
+        frames_per_s: rendered camera frames per second (``num_frames * len(cameras) / render_s``).
+    """
 
     name: str
     seed: int
@@ -41,81 +67,240 @@ class EpisodeInfo:
     root: Path
     meta_path: Path
     bag_path: Path | None
+    render_s: float = 0.0
+    frames_per_s: float = 0.0
 
 
-def _check(num_frames: int, num_objects: int, num_exo: int, size: tuple[int, int]) -> None:
-    if num_frames < 1 or num_objects < 1 or num_exo < 1:
-        raise ConfigError(f"need frames, objects and exo cameras >= 1, got {num_frames}, {num_objects}, {num_exo}")
-    if size[0] < 32 or size[1] < 32:
-        raise ConfigError(f"image size must be at least 32x32, got {size[0]}x{size[1]}")
+def _check(
+    num_frames: int, num_objects: int, num_exo: int, size: tuple[int, int], num_lookalikes: int | None
+) -> None:
+    if num_frames < 1:
+        raise ConfigError(f"frames must be >= 1, got {num_frames}")
+    if not 1 <= num_objects <= MAX_OBJECTS:
+        raise ConfigError(f"objects must be in 1..{MAX_OBJECTS}, got {num_objects}")
+    if not 1 <= num_exo <= 16:
+        raise ConfigError(f"exo cameras must be in 1..16, got {num_exo}")
+    if len(size) != 2 or not (32 <= size[0] <= 4096 and 32 <= size[1] <= 4096):
+        raise ConfigError(f"image size must be between 32x32 and 4096x4096, got {size}")
+    if num_lookalikes is not None and not 0 <= num_lookalikes <= num_objects // 2:
+        raise ConfigError(
+            f"look-alikes must be in 0..{num_objects // 2} for {num_objects} objects, got {num_lookalikes}"
+        )
 
 
-def render_episode(seed: int = 0, num_frames: int = 40, num_objects: int = 5, num_exo: int = 1,
-                   size: tuple[int, int] = (320, 240)) -> Iterator[dict[str, Any]]:
-    """Renders an episode in memory; yields per-frame dicts (see :meth:`SceneRenderer.frames`)."""
-    _check(num_frames, num_objects, num_exo, size)
-    spec = sample_scene(seed, num_objects, num_exo)
-    with SceneRenderer(spec, size, num_frames) as renderer:
-        yield from renderer.frames()
+def stamp_ns(index: int) -> int:
+    """Stamp of frame ``index`` (ns), identical for every camera."""
+    return STAMP_OFFSET_NS + index * FRAME_PERIOD_NS
 
 
-def generate_episode(out_dir: str | Path, seed: int = 0, num_frames: int = 40, num_objects: int = 5,
-                     num_exo: int = 1, size: tuple[int, int] = (320, 240), name: str = "episode_000",
-                     bag: bool = True) -> EpisodeInfo:
-    """Renders one episode and writes it (layout in the module docstring). Deterministic in ``seed``."""
-    _check(num_frames, num_objects, num_exo, size)
+def render_episode(
+    seed: int = 0,
+    num_frames: int = 40,
+    num_objects: int = 5,
+    num_exo: int = 1,
+    size: tuple[int, int] = (320, 240),
+    num_lookalikes: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Renders an episode in memory, frame by frame (nothing is written).
+
+    Args:
+        seed: episode seed; the same seed gives byte-identical frames.
+        num_frames: frames per camera.
+        num_objects: objects on the table, look-alikes included.
+        num_exo: static exocentric cameras (``exo1`` ...), besides the moving ``ego`` camera.
+        size: ``(W, H)``.
+        num_lookalikes: objects that copy another's shape, size and texture (default: one per four
+            objects, at least one from three objects up).
+
+    Returns:
+        An iterator over frames, each ``{"index": i, "stamp_ns": int, "cameras": {cam: {"rgb": (H, W, 3) uint8,
+        "labels": (H, W) uint8 ids, "depth": (H, W) float32 metres, "K": (3, 3) float64,
+        "T_world_cam": (4, 4) float64}}}``. The renderer opens on the first frame and is closed
+        when the iterator is exhausted or closed.
+
+    Raises:
+        ConfigError: for counts or sizes out of range.
+    """
+    _check(num_frames, num_objects, num_exo, size, num_lookalikes)  # raised here, not on first next()
+    return _render_frames(sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes), size)
+
+
+def _render_frames(spec: SceneSpec, size: tuple[int, int]) -> Iterator[dict[str, Any]]:
+    with SceneRenderer(spec, size) as renderer:
+        for i in range(spec.num_frames):
+            frame = renderer.render_frame(i)
+            frame["stamp_ns"] = stamp_ns(i)
+            yield frame
+
+
+def _meta(spec: SceneSpec, renderer: SceneRenderer, name: str, size: tuple[int, int]) -> dict[str, Any]:
+    twins: dict[int, list[int]] = {}
+    for o in spec.objects:
+        if o.lookalike_of is not None:
+            twins.setdefault(o.lookalike_of, []).append(o.id)
+            twins.setdefault(o.id, []).append(o.lookalike_of)
+    objects = [
+        {
+            "id": o.id,
+            "shape": o.shape,
+            "size": o.size,
+            "lying": o.lying,
+            "material": o.material,
+            "texture": o.texture,
+            "lookalike_of": o.lookalike_of,
+            "lookalikes": sorted(twins.get(o.id, [])),
+        }
+        for o in spec.objects
+    ]
+    cams = {}
+    for cam in renderer.cameras:
+        fovy = renderer.fovy(cam)
+        cams[cam] = {
+            "frame_id": f"{cam}_optical_frame",
+            "static": cam != "ego",
+            "width": size[0],
+            "height": size[1],
+            "fovy_deg": fovy,
+            "K": renderer.intrinsics(cam).tolist(),
+            "T_world_cam": [],
+        }
+    tr = renderer.traj
+    return {
+        "name": name,
+        "seed": spec.seed,
+        "num_frames": spec.num_frames,
+        "size": list(size),
+        "fps": FPS,
+        "stamp_offset_ns": STAMP_OFFSET_NS,
+        "frame_period_ns": FRAME_PERIOD_NS,
+        "stamps_ns": [stamp_ns(i) for i in range(spec.num_frames)],
+        "conventions": CONVENTIONS,
+        "objects": objects,
+        "events": [
+            {
+                "kind": e.kind,
+                "object_id": e.object_id,
+                "start_frame": e.start,
+                "end_frame": e.end,
+                "from_xy": e.from_xy,
+                "to_xy": e.to_xy,
+            }
+            for e in spec.events
+        ],
+        "cameras": cams,
+        "object_poses": {"pos": np.round(tr.obj_pos, 6).tolist(), "quat": np.round(tr.obj_quat, 6).tolist()},
+        "manipulated_id": tr.active.tolist(),
+        "scene": spec.to_json(),
+    }
+
+
+def _write_frame(out: Path, cam: str, res: str, name: str, i: int, c: dict[str, np.ndarray]) -> None:
+    base = out / cam
+    Image.fromarray(c["rgb"]).save(base / "JPEGImages" / res / name / f"{i:05d}.jpg", quality=95)
+    write_label_png(base / "Annotations" / res / name / f"{i:05d}.png", c["labels"])
+    depth_mm = np.clip(np.round(c["depth"] * 1000.0), 0, 65535).astype(np.uint16)
+    Image.fromarray(depth_mm).save(base / "Depth" / name / f"{i:05d}.png")
+
+
+def _append_split(path: Path, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = path.read_text().split() if path.exists() else []
+    if name not in names:
+        path.write_text("\n".join([*names, name]) + "\n")
+
+
+def generate_episode(
+    out_dir: str | Path,
+    seed: int = 0,
+    num_frames: int = 40,
+    num_objects: int = 5,
+    num_exo: int = 1,
+    size: tuple[int, int] = (320, 240),
+    name: str = "episode_000",
+    bag: bool = True,
+    num_lookalikes: int | None = None,
+) -> EpisodeInfo:
+    """Renders one episode and writes it (layout in the module docstring). Deterministic in ``seed``.
+
+    Args:
+        out_dir: output root (created; other episodes in it are kept, ``val.txt`` is appended).
+        seed, num_frames, num_objects, num_exo, size, num_lookalikes: see :func:`render_episode`.
+        name: episode name.
+        bag: also write the rosbag2 (MCAP) folder ``bags/<name>``.
+
+    Raises:
+        ConfigError: for counts or sizes out of range. DataError: if the bag folder exists already
+            (checked before rendering).
+    """
+    _check(num_frames, num_objects, num_exo, size, num_lookalikes)
     out = Path(out_dir)
-    spec = sample_scene(seed, num_objects, num_exo)
+    bag_path = out / "bags" / name if bag else None
+    if bag_path is not None and bag_path.exists():
+        raise DataError(f"bag folder {bag_path} exists already; remove it or write to another --out")
+    spec = sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes)
     res = f"{size[1]}p"
     writer = None
-    if bag:
-        from corr_core.data.bag import BagWriter
-
-        bag_path = out / "bags" / name
-        bag_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = BagWriter(bag_path, storage="mcap")
-    meta: dict[str, Any] = {"name": name, "seed": seed, "size": list(size), "num_frames": num_frames,
-                            "scene": spec.to_json(), "cameras": {}, "stamps_ns": []}
+    render_s = 0.0
     try:
-        with SceneRenderer(spec, size, num_frames) as renderer:
+        with SceneRenderer(spec, size) as renderer:
+            meta = _meta(spec, renderer, name, tuple(size))
             for cam in renderer.cameras:
                 for sub in (f"JPEGImages/{res}/{name}", f"Annotations/{res}/{name}", f"Depth/{name}"):
                     (out / cam / sub).mkdir(parents=True, exist_ok=True)
-                meta["cameras"][cam] = {"K": renderer.intrinsics(cam).tolist(), "T_world_cam": [],
-                                        "frame_id": f"{cam}_optical_frame"}
-            for frame in renderer.frames():
-                i = frame["index"]
-                stamp = STAMP_OFFSET_NS + i * FRAME_PERIOD_NS
-                meta["stamps_ns"].append(stamp)
+            if bag_path is not None:
+                from corr_core.data.bag import BagWriter
+
+                bag_path.parent.mkdir(parents=True, exist_ok=True)
+                writer = BagWriter(bag_path, storage="mcap")
+            for i in range(num_frames):
+                t0 = time.perf_counter()
+                frame = renderer.render_frame(i)
+                render_s += time.perf_counter() - t0
+                stamp = stamp_ns(i)
                 for cam, c in frame["cameras"].items():
-                    base = out / cam
-                    cv2.imwrite(str(base / f"JPEGImages/{res}/{name}/{i:05d}.jpg"),
-                                cv2.cvtColor(c["rgb"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-                    write_label_png(base / f"Annotations/{res}/{name}/{i:05d}.png", c["labels"])
-                    depth_mm = np.clip(c["depth"] * 1000.0, 0, 65535).astype(np.uint16)
-                    cv2.imwrite(str(base / f"Depth/{name}/{i:05d}.png"), depth_mm)
-                    meta["cameras"][cam]["T_world_cam"].append(c["T_world_cam"].tolist())
+                    _write_frame(out, cam, res, name, i, c)
+                    meta["cameras"][cam]["T_world_cam"].append(np.round(c["T_world_cam"], 9).tolist())
                     if writer is not None:
                         fid = f"{cam}_optical_frame"
                         writer.add_image(f"/{cam}/image_raw", stamp, fid, c["rgb"])
                         writer.add_camera_info(f"/{cam}/camera_info", stamp, fid, size[0], size[1], c["K"])
-            cameras = list(renderer.cameras)
     finally:
         if writer is not None:
             writer.close()
-    for cam in cameras:
-        split = out / cam / "ImageSets" / "2016" / "val.txt"
-        split.parent.mkdir(parents=True, exist_ok=True)
-        names = split.read_text().split() if split.exists() else []
-        if name not in names:
-            split.write_text("\n".join([*names, name]) + "\n")
+    for cam in spec.cameras:
+        _append_split(out / cam / "ImageSets" / "2016" / "val.txt", name)
     meta_path = out / "meta" / f"{name}.json"
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1))
-    return EpisodeInfo(name, seed, cameras, num_frames, tuple(size), out, meta_path,
-                       out / "bags" / name if bag else None)
+    n_cam_frames = num_frames * len(spec.cameras)
+    return EpisodeInfo(
+        name,
+        seed,
+        list(spec.cameras),
+        num_frames,
+        (int(size[0]), int(size[1])),
+        out,
+        meta_path,
+        bag_path,
+        render_s,
+        n_cam_frames / max(render_s, 1e-9),
+    )
 
 
-def generate_dataset(out_dir: str | Path, seed: int = 0, num_episodes: int = 1, **kwargs: Any) -> list[EpisodeInfo]:
-    """Writes ``num_episodes`` episodes named ``episode_%03d``; episode ``i`` uses seed ``seed + i``."""
-    return [generate_episode(out_dir, seed=seed + i, name=f"episode_{i:03d}", **kwargs) for i in range(num_episodes)]
+def generate_dataset(
+    out_dir: str | Path, seed: int = 0, num_episodes: int = 1, **kwargs: Any
+) -> list[EpisodeInfo]:
+    """Writes ``num_episodes`` episodes named ``episode_%03d`` into one DAVIS-layout root.
+
+    Episode ``i`` uses seed ``seed + i`` (so any episode can be re-rendered alone with
+    :func:`generate_episode`); other keyword arguments go to :func:`generate_episode`.
+
+    Raises:
+        ConfigError: for ``num_episodes < 1`` or bad episode settings.
+    """
+    if num_episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {num_episodes}")
+    return [
+        generate_episode(out_dir, seed=seed + i, name=f"episode_{i:03d}", **kwargs)
+        for i in range(num_episodes)
+    ]

@@ -1,333 +1,658 @@
-"""A procedurally generated MuJoCo tabletop with an egocentric and exocentric cameras.
+"""A procedurally drawn MuJoCo tabletop: what is in the scene and the MJCF text that builds it.
 
-Everything is drawn from one ``numpy`` generator seeded by the episode seed, and objects move
-kinematically (mocap bodies set every frame), so an episode is exactly reproducible.
+:func:`sample_scene` draws everything random about an episode from its seed (objects and their
+look-alikes, textures, materials, lights, cameras, the robot's scripted manipulation events);
+:func:`build_mjcf` writes the model as MJCF text plus in-memory PNG assets. Trajectories are in
+:mod:`corr_core.data.sim.motion`, rendering in :mod:`corr_core.data.sim.render`.
 
-Object ``i`` gets instance id ``i + 1`` in every camera and every frame; 0 is everything else.
+World frame: z up, metres; the table top is the plane ``z = TABLE_TOP`` centred on the origin;
+the robot (whose head carries the egocentric camera) stands on the ``-y`` side.
+
+Object ``i`` (0-based, ``SceneSpec.objects[i]``) has instance id ``i + 1``; the robot, table,
+floor and walls are background (id 0).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import mujoco
 import numpy as np
 
-from corr_core.data.sim.textures import png_bytes, procedural, random_texture
+from corr_core.data.sim.textures import png_bytes, random_object_texture, random_surface_texture
 
 SHAPES = ("box", "cylinder", "sphere", "capsule")
 TABLE_TOP = 0.75  # z of the table surface (m)
-TABLE_HALF = (0.45, 0.32)  # half extents of the usable table top (m)
+TABLE_HALF = (0.50, 0.38)  # half extents of the table top (m)
+USABLE_HALF = (0.42, 0.30)  # object footprints stay inside this rectangle (m)
+ROOM_HALF = 2.5  # walls at |x|, |y| = ROOM_HALF (m)
+FPS = 10.0  # frame rate of the scripted motion (frames per second)
+CLEARANCE = 0.03  # minimum gap between object footprints (m)
+
+# Gripper geometry (gripper frame = palm centre, z up, fingers open along x).
+PALM_HALF = (0.08, 0.02, 0.012)
+FINGER_HALF = (0.008, 0.015, 0.035)
+FINGER_Z = -(PALM_HALF[2] + FINGER_HALF[2])  # finger centre below the palm centre
+ARM_RADIUS = 0.022
 
 
 @dataclass
 class ObjectSpec:
-    """One object: shape, size, texture and scripted motion."""
+    """One object on the table.
+
+    Attributes:
+        id: instance id (``index + 1``), the same in every camera and frame.
+        shape: one of :data:`SHAPES`.
+        size: MuJoCo geom size (box: half extents; cylinder: radius, half height; sphere: radius;
+            capsule: radius, half length of the segment).
+        lying: capsules only: lying on the table with the axis along the object's x axis.
+        material: name of the MuJoCo material (shared by look-alikes).
+        texture: description of the texture (``procedural:<kind>`` or ``image:<name>``).
+        lookalike_of: id of the object this one copies (shape, size, material), else None.
+        xy: start position on the table.
+        yaw: start heading (rad).
+    """
 
     id: int
     shape: str
-    size: list[float]  # MuJoCo geom size
-    texture: str  # description of the texture
-    lookalike_of: int | None  # id of the object this one copies (shape, size, texture)
-    start: list[float]  # x, y on the table
-    motion: str  # "static", "push", "pick_place"
-    goal: list[float]  # x, y where the motion ends
-    t0: float  # motion start, fraction of the episode
-    t1: float  # motion end
-    yaw0: float
-    yaw1: float
+    size: list[float]
+    lying: bool
+    material: str
+    texture: str
+    lookalike_of: int | None
+    xy: list[float]
+    yaw: float
 
     def half_height(self) -> float:
+        """Height of the centre above the table when resting (m)."""
         if self.shape == "box":
             return self.size[2]
         if self.shape == "cylinder":
             return self.size[1]
         if self.shape == "capsule":
+            return self.size[0] if self.lying else self.size[0] + self.size[1]
+        return self.size[0]
+
+    def radius(self) -> float:
+        """Radius of a circle around the footprint (m)."""
+        if self.shape == "box":
+            return math.hypot(self.size[0], self.size[1])
+        if self.shape == "capsule" and self.lying:
             return self.size[0] + self.size[1]
         return self.size[0]
 
-    def footprint(self) -> float:
-        return max(self.size[0], self.size[1] if self.shape == "box" else self.size[0])
+    def extent(self, direction: np.ndarray, yaw: float) -> float:
+        """Support distance of the footprint along a unit world ``direction`` (2,) at ``yaw``."""
+        c, s = math.cos(yaw), math.sin(yaw)
+        dx = abs(c * direction[0] + s * direction[1])  # component along the object's x axis
+        dy = abs(-s * direction[0] + c * direction[1])
+        if self.shape == "box":
+            return dx * self.size[0] + dy * self.size[1]
+        if self.shape == "capsule" and self.lying:
+            return dx * self.size[1] + self.size[0]
+        return self.size[0]
+
+    def grasp_half_width(self) -> float:
+        """Half width between the fingers of a top-down grasp across the object's y axis (m)."""
+        if self.shape == "box":
+            return self.size[1]
+        return self.size[0]
+
+
+@dataclass
+class EventSpec:
+    """One scripted manipulation: the robot pushes or picks and places one object.
+
+    Times are in frames (continuous); the object moves in the middle of ``[start, end]``.
+    """
+
+    kind: str  # "push" or "pick_place"
+    object_id: int
+    start: float
+    end: float
+    from_xy: list[float]
+    to_xy: list[float]
+    yaw_from: float
+    yaw_to: float
+    lift: float  # pick-and-place: height the object is lifted (m)
+
+
+@dataclass
+class MaterialSpec:
+    """A MuJoCo material with its texture (``texture`` names an entry of ``SceneSpec.textures``)."""
+
+    name: str
+    texture: str
+    description: str
+    kind: str  # MuJoCo texture type: "cube" for objects, "2d" for surfaces
+    rgba: list[float]
+    specular: float
+    shininess: float
+    texrepeat: list[float] = field(default_factory=lambda: [1.0, 1.0])
+
+
+@dataclass
+class LightSpec:
+    """A light: position, direction, colours and whether it casts shadows."""
+
+    pos: list[float]
+    dir: list[float]
+    diffuse: list[float]
+    specular: list[float]
+    castshadow: bool
+
+
+@dataclass
+class ExoCameraSpec:
+    """A static exocentric camera looking from ``pos`` at ``target`` with vertical FOV ``fovy``."""
+
+    name: str
+    pos: list[float]
+    target: list[float]
+    fovy: float
+
+
+@dataclass
+class EgoPathSpec:
+    """Parameters of the head-like egocentric camera path (see :func:`motion.ego_poses`)."""
+
+    fovy: float
+    radius: float
+    height: float
+    azimuth: float
+    sines: dict[str, list[float]]  # name -> [amplitude, frequency (Hz), phase]
+    jitter_pos: float  # std of the smoothed position jitter (m)
+    jitter_target: float  # std of the smoothed look-at jitter (m)
+    roll: float  # constant roll (rad)
+    jitter_roll: float  # std of the smoothed roll jitter (rad)
+    follow: float  # how much the gaze follows the manipulated object (0..1)
 
 
 @dataclass
 class SceneSpec:
-    """Everything random about an episode, drawn from its seed."""
+    """Everything random about an episode, drawn from its seed by :func:`sample_scene`."""
 
     seed: int
+    num_frames: int
     objects: list[ObjectSpec]
-    lights: list[dict[str, list[float]]]
+    events: list[EventSpec]
+    materials: dict[str, MaterialSpec]
+    lights: list[LightSpec]
     ambient: list[float]
-    sky: list[float]
-    textures: dict[str, np.ndarray] = field(repr=False)
-    ego_path: dict[str, float]
-    exo_poses: list[dict[str, list[float]]]
+    headlight: list[float]
+    shadows: bool
+    shoulder: list[float]  # shoulder offset from the ego camera: [right, back, down] (m)
+    ego: EgoPathSpec
+    exo: list[ExoCameraSpec]
+    textures: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names: ``ego`` then ``exo1``, ``exo2``, ..."""
+        return ["ego"] + [c.name for c in self.exo]
+
+    def object(self, oid: int) -> ObjectSpec:
+        """The object with instance id ``oid``."""
+        return self.objects[oid - 1]
 
     def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable description (without the texture pixels)."""
         d = asdict(self)
         d.pop("textures")
+        d["cameras"] = self.cameras
         return d
 
 
-def _sample_size(shape: str, rng: np.random.Generator) -> list[float]:
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def _sample_shape(rng: np.random.Generator) -> tuple[str, list[float], bool]:
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
     if shape == "box":
-        return [float(rng.uniform(0.04, 0.08)), float(rng.uniform(0.04, 0.08)), float(rng.uniform(0.04, 0.08))]
+        return shape, [_u(rng, 0.03, 0.06), _u(rng, 0.03, 0.06), _u(rng, 0.03, 0.06)], False
     if shape == "cylinder":
-        return [float(rng.uniform(0.04, 0.07)), float(rng.uniform(0.04, 0.08))]
+        return shape, [_u(rng, 0.03, 0.05), _u(rng, 0.035, 0.07)], False
     if shape == "capsule":
-        return [float(rng.uniform(0.035, 0.05)), float(rng.uniform(0.025, 0.05))]
-    return [float(rng.uniform(0.04, 0.07))]
+        return shape, [_u(rng, 0.025, 0.035), _u(rng, 0.035, 0.065)], bool(rng.random() < 0.6)
+    return shape, [_u(rng, 0.035, 0.055)], False
 
 
-def _free_spot(rng: np.random.Generator, taken: list[tuple[float, float, float]], r: float) -> list[float]:
-    for _ in range(200):
-        x = float(rng.uniform(-TABLE_HALF[0] + r, TABLE_HALF[0] - r))
-        y = float(rng.uniform(-TABLE_HALF[1] + r, TABLE_HALF[1] - r))
-        if all(math.hypot(x - a, y - b) > r + rb + 0.03 for a, b, rb in taken):
-            return [x, y]
-    return [float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.2, 0.2))]
+def _inside(xy: np.ndarray, r: float) -> bool:
+    return abs(xy[0]) <= USABLE_HALF[0] - r and abs(xy[1]) <= USABLE_HALF[1] - r
 
 
-def sample_scene(seed: int, num_objects: int = 5, num_exo: int = 1) -> SceneSpec:
-    """Draws a scene: objects (with at least one look-alike pair when ``num_objects >= 3``),
-    motions (at least one push and one pick-and-place when there are objects to move), textures,
-    lights and camera paths."""
-    if num_objects < 1:
-        raise ValueError(f"num_objects must be >= 1, got {num_objects}")
-    rng = np.random.default_rng(seed)
-    textures: dict[str, np.ndarray] = {}
-    objects: list[ObjectSpec] = []
-    taken: list[tuple[float, float, float]] = []
-    n_look = 1 if num_objects >= 3 else 0
-    for i in range(num_objects):
-        oid = i + 1
-        if n_look and i == num_objects - 1:
-            src = objects[0]  # the look-alike: same shape, size and texture as object 1, elsewhere
-            shape, size, tex_name, look = src.shape, list(src.size), f"tex{src.id}", src.id
-            texture = src.texture
-        else:
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            size = _sample_size(shape, rng)
-            texture, img = random_texture(rng)
-            tex_name, look = f"tex{oid}", None
-            textures[tex_name] = img
-        obj = ObjectSpec(oid, shape, size, texture, look, [0, 0], "static", [0, 0], 0.0, 1.0, 0.0, 0.0)
-        obj.start = _free_spot(rng, taken, obj.footprint())
-        taken.append((*obj.start, obj.footprint()))
-        obj.yaw0 = float(rng.uniform(-math.pi, math.pi))
-        objects.append(obj)
-    # Motions: object order shuffled; first mover pushes, second does pick-and-place, the
-    # look-alike moves in about half of the episodes.
-    order = list(rng.permutation(num_objects))
-    movers = order[: max(1, min(num_objects, int(rng.integers(2, 4))))]
-    if n_look and rng.random() < 0.5 and (num_objects - 1) not in movers:
-        movers[-1] = num_objects - 1
-    for k, idx in enumerate(movers):
-        obj = objects[idx]
-        obj.motion = "push" if k % 2 == 0 else "pick_place"
-        dist = rng.uniform(0.12, 0.25) if obj.motion == "push" else rng.uniform(0.2, 0.4)
-        ang = rng.uniform(-math.pi, math.pi)
-        gx = float(np.clip(obj.start[0] + dist * math.cos(ang), -TABLE_HALF[0] + 0.06, TABLE_HALF[0] - 0.06))
-        gy = float(np.clip(obj.start[1] + dist * math.sin(ang), -TABLE_HALF[1] + 0.06, TABLE_HALF[1] - 0.06))
-        obj.goal = [gx, gy]
-        obj.t0 = float(rng.uniform(0.05, 0.4))
-        obj.t1 = float(min(obj.t0 + rng.uniform(0.3, 0.5), 0.95))
-        obj.yaw1 = obj.yaw0 + float(rng.uniform(-1.2, 1.2))
+def _clear(xy: np.ndarray, r: float, others: list[tuple[np.ndarray, float]]) -> bool:
+    return all(np.linalg.norm(xy - p) >= r + q + CLEARANCE for p, q in others)
+
+
+def _segment_clear(a: np.ndarray, b: np.ndarray, r: float, others: list[tuple[np.ndarray, float]]) -> bool:
+    ab = b - a
+    length2 = float(ab @ ab)
+    for p, q in others:
+        t = 0.0 if length2 == 0 else float(np.clip((p - a) @ ab / length2, 0.0, 1.0))
+        if np.linalg.norm(a + t * ab - p) < r + q + CLEARANCE:
+            return False
+    return True
+
+
+def _place(rng: np.random.Generator, r: float, others: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
+    for _ in range(300):
+        xy = np.array(
+            [
+                _u(rng, -USABLE_HALF[0] + r, USABLE_HALF[0] - r),
+                _u(rng, -USABLE_HALF[1] + r, USABLE_HALF[1] - r),
+            ]
+        )
+        if _clear(xy, r, others):
+            return xy
+    return None
+
+
+def _sample_objects(
+    rng: np.random.Generator,
+    num_objects: int,
+    num_lookalikes: int,
+    textures: dict[str, np.ndarray],
+    materials: dict[str, MaterialSpec],
+) -> list[ObjectSpec]:
+    """Originals with their own appearance, then look-alikes copying distinct originals; the order
+    (hence the ids) is shuffled so look-alikes are not always the last ids."""
+    num_orig = num_objects - num_lookalikes
+    drafts: list[dict[str, Any]] = []
+    for k in range(num_orig):
+        shape, size, lying = _sample_shape(rng)
+        desc, img = random_object_texture(rng)
+        tex, mat = f"tex_obj{k}", f"mat_obj{k}"
+        textures[tex] = img
+        tint = [_u(rng, 0.85, 1.0) for _ in range(3)] + [1.0]
+        materials[mat] = MaterialSpec(mat, tex, desc, "cube", tint, _u(rng, 0.0, 0.6), _u(rng, 0.1, 0.8))
+        drafts.append(
+            {"shape": shape, "size": size, "lying": lying, "material": mat, "texture": desc, "src": None}
+        )
+    for src in rng.permutation(num_orig)[:num_lookalikes]:
+        drafts.append({**drafts[int(src)], "src": int(src)})
+    order = [int(i) for i in rng.permutation(num_objects)]  # order[new index] = draft index
+    new_id = {draft: pos + 1 for pos, draft in enumerate(order)}
+    return [
+        ObjectSpec(
+            pos + 1,
+            d["shape"],
+            list(d["size"]),
+            d["lying"],
+            d["material"],
+            d["texture"],
+            None if d["src"] is None else new_id[d["src"]],
+            [0.0, 0.0],
+            0.0,
+        )
+        for pos, d in ((pos, drafts[i]) for pos, i in enumerate(order))
+    ]
+
+
+def _place_objects(rng: np.random.Generator, objects: list[ObjectSpec]) -> None:
+    """Random non-overlapping start positions and headings (in place)."""
+    placed: list[tuple[np.ndarray, float]] = []
     for obj in objects:
-        if obj.motion == "static":
-            obj.goal, obj.yaw1 = list(obj.start), obj.yaw0
-    textures["table"] = procedural(("noise", "checker", "stripes", "gradient")[int(rng.integers(4))], rng)
-    textures["floor"] = procedural("checker", rng)
+        r = obj.radius()
+        xy = _place(rng, r, placed)
+        if xy is None:  # table too full for the clearance: accept an overlap rather than fail
+            xy = np.array(
+                [
+                    _u(rng, -USABLE_HALF[0] + r, USABLE_HALF[0] - r),
+                    _u(rng, -USABLE_HALF[1] + r, USABLE_HALF[1] - r),
+                ]
+            )
+        obj.xy = [float(xy[0]), float(xy[1])]
+        obj.yaw = _u(rng, -math.pi, math.pi)
+        placed.append((xy, r))
+
+
+def _plan_target(
+    rng: np.random.Generator,
+    kind: str,
+    obj: ObjectSpec,
+    xy: np.ndarray,
+    yaw: float,
+    others: list[tuple[np.ndarray, float]],
+) -> np.ndarray | None:
+    """A free goal for ``obj`` at ``xy``: pushes need a free straight path and room for the gripper
+    behind the object; pick-and-place only a free goal (the object travels in the air)."""
+    r = obj.radius()
+    for _ in range(80):
+        dist = _u(rng, 0.10, 0.22) if kind == "push" else _u(rng, 0.15, 0.40)
+        ang = _u(rng, -math.pi, math.pi)
+        d = np.array([math.cos(ang), math.sin(ang)])
+        goal = xy + dist * d
+        if not _inside(goal, r) or not _clear(goal, r, others):
+            continue
+        if kind == "push":
+            pusher = xy - d * (obj.extent(d, yaw) + FINGER_HALF[1] + 0.01)
+            if not _segment_clear(xy, goal, r, others) or not _clear(pusher, 0.03, others):
+                continue
+        return goal
+    return None
+
+
+def _sample_events(rng: np.random.Generator, objects: list[ObjectSpec], num_frames: int) -> list[EventSpec]:
+    """Sequential events (the robot has one arm), about one per 1.6 s, each in its own time slot;
+    a member of a look-alike pair moves in about half of the episodes (when there is a pair)."""
+    n_events = int(min(len(objects), max(1, round(num_frames / 16))))
+    if num_frames < 3:
+        return []
+    order = [int(i) for i in rng.permutation(len(objects))]
+    twins = [o.id - 1 for o in objects if o.lookalike_of is not None]
+    twins += [o.lookalike_of - 1 for o in objects if o.lookalike_of is not None]
+    if twins and rng.random() < 0.5:
+        pick = twins[int(rng.integers(len(twins)))]
+        order.remove(pick)
+        order.insert(int(rng.integers(n_events)), pick)
+    kinds = ["push" if rng.random() < 0.5 else "pick_place" for _ in range(n_events)]
+    if n_events >= 2 and len(set(kinds)) == 1:
+        kinds[int(rng.integers(n_events))] = "pick_place" if kinds[0] == "push" else "push"
+    pos = {o.id: np.array(o.xy) for o in objects}
+    yaw = {o.id: o.yaw for o in objects}
+    slot = (num_frames - 1) / n_events
+    events: list[EventSpec] = []
+    candidates = iter(order)
+    for k in range(n_events):
+        t0 = k * slot + _u(rng, 0.0, 0.08) * slot
+        t1 = (k + 1) * slot - _u(rng, 0.0, 0.08) * slot
+        for idx in candidates:
+            obj = objects[idx]
+            others = [(pos[o.id], o.radius()) for o in objects if o.id != obj.id]
+            kind = kinds[k]
+            goal = _plan_target(rng, kind, obj, pos[obj.id], yaw[obj.id], others)
+            if goal is None and kind == "push":
+                kind = "pick_place"
+                goal = _plan_target(rng, kind, obj, pos[obj.id], yaw[obj.id], others)
+            if goal is None:
+                continue
+            turn = _u(rng, -0.35, 0.35) if kind == "push" else _u(rng, -1.2, 1.2)
+            # carried objects clear every other object on the table
+            tallest = max((2.0 * o.half_height() for o in objects if o.id != obj.id), default=0.0)
+            lift = max(_u(rng, 0.08, 0.15), tallest + 0.03) if kind == "pick_place" else 0.0
+            ev = EventSpec(
+                kind,
+                obj.id,
+                float(t0),
+                float(t1),
+                [float(v) for v in pos[obj.id]],
+                [float(v) for v in goal],
+                yaw[obj.id],
+                yaw[obj.id] + turn,
+                lift,
+            )
+            if obj.shape == "sphere":  # spheres roll instead of turning
+                ev.yaw_to = ev.yaw_from
+            events.append(ev)
+            pos[obj.id], yaw[obj.id] = goal, ev.yaw_to
+            break
+    return events
+
+
+def _sample_lights(rng: np.random.Generator, shadows: bool) -> list[LightSpec]:
     lights = []
-    for _ in range(int(rng.integers(1, 3))):
-        lights.append({"pos": [float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-1.5, 1.5)),
-                               float(rng.uniform(2.0, 3.5))],
-                       "diffuse": [float(rng.uniform(0.4, 0.9))] * 3})
-    ambient = [float(rng.uniform(0.15, 0.4))] * 3
-    sky = [float(v) for v in rng.uniform(0.3, 0.8, 3)]
-    ego = {"radius": float(rng.uniform(0.6, 0.75)), "height": float(rng.uniform(0.4, 0.55)),
-           "az0": float(rng.uniform(-2.2, -0.9)), "sweep": float(rng.uniform(0.5, 1.0)) * (1 if rng.random() < 0.5 else -1),
-           "bob": float(rng.uniform(0.01, 0.03)), "jitter": 0.01, "phase": float(rng.uniform(0, 2 * math.pi))}
-    exo = []
+    for k in range(int(rng.integers(1, 4))):
+        pos = np.array([_u(rng, -1.5, 1.5), _u(rng, -1.5, 1.5), TABLE_TOP + _u(rng, 1.2, 2.3)])
+        target = np.array([_u(rng, -0.3, 0.3), _u(rng, -0.3, 0.3), TABLE_TOP])
+        d = (target - pos) / np.linalg.norm(target - pos)
+        level = _u(rng, 0.35, 0.8)
+        diffuse = [level * _u(rng, 0.85, 1.15) for _ in range(3)]
+        spec = _u(rng, 0.05, 0.3)
+        lights.append(
+            LightSpec([float(v) for v in pos], [float(v) for v in d], diffuse, [spec] * 3, shadows and k == 0)
+        )
+    return lights
+
+
+def _sample_exo(rng: np.random.Generator, num_exo: int) -> list[ExoCameraSpec]:
+    """Static cameras spread over the side of the table facing the robot (azimuth -10..190 deg)."""
+    cams = []
+    width = 200.0 / num_exo
     for k in range(num_exo):
-        az = float(rng.uniform(0.3, 1.2) + k * 2.0)
-        r, hgt = float(rng.uniform(0.75, 0.95)), float(rng.uniform(0.45, 0.65))
-        exo.append({"pos": [r * math.cos(az), r * math.sin(az), TABLE_TOP + hgt],
-                    "target": [float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05)), TABLE_TOP]})
-    return SceneSpec(seed, objects, lights, ambient, sky, textures, ego, exo)
+        az = math.radians(-10.0 + k * width + _u(rng, 0.15, 0.85) * width)
+        dist, height = _u(rng, 1.0, 1.3), _u(rng, 0.45, 0.85)
+        pos = [dist * math.cos(az), dist * math.sin(az), TABLE_TOP + height]
+        target = [_u(rng, -0.05, 0.05), _u(rng, -0.05, 0.05), TABLE_TOP]
+        cams.append(ExoCameraSpec(f"exo{k + 1}", pos, target, _u(rng, 45.0, 55.0)))
+    return cams
 
 
-def _geom_xml(obj: ObjectSpec, material: str) -> str:
-    size = " ".join(f"{s:.4f}" for s in obj.size)
-    return f'<geom name="obj{obj.id}" type="{obj.shape}" size="{size}" material="{material}"/>'
+def _sample_ego(rng: np.random.Generator) -> EgoPathSpec:
+    def sine(amp: tuple[float, float], freq: tuple[float, float]) -> list[float]:
+        return [_u(rng, *amp), _u(rng, *freq), _u(rng, 0.0, 2 * math.pi)]
 
-
-def build_mjcf(spec: SceneSpec, num_exo: int) -> tuple[str, dict[str, bytes]]:
-    """MJCF text and its in-memory texture assets."""
-    assets = {f"{name}.png": png_bytes(img) for name, img in spec.textures.items()}
-    tex = "\n".join(
-        f'<texture name="{n}" type="2d" file="{n}.png"/>'
-        f'<material name="m_{n}" texture="{n}" texuniform="{"true" if n in ("table", "floor") else "false"}" '
-        f'texrepeat="{"4 4" if n in ("table", "floor") else "1 1"}"/>'
-        for n in spec.textures
+    return EgoPathSpec(
+        fovy=_u(rng, 55.0, 65.0),
+        radius=_u(rng, 0.70, 0.85),
+        height=_u(rng, 0.50, 0.65),
+        azimuth=-math.pi / 2 + _u(rng, -0.25, 0.25),
+        sines={
+            "azimuth_slow": sine((0.25, 0.45), (0.05, 0.10)),
+            "azimuth_fast": sine((0.03, 0.08), (0.2, 0.4)),
+            "height": sine((0.01, 0.03), (0.3, 0.6)),
+            "radius": sine((0.02, 0.05), (0.08, 0.15)),
+            "gaze_x": sine((0.05, 0.12), (0.05, 0.12)),
+            "gaze_y": sine((0.03, 0.07), (0.05, 0.12)),
+        },
+        jitter_pos=0.003,
+        jitter_target=0.008,
+        roll=_u(rng, -0.03, 0.03),
+        jitter_roll=0.01,
+        follow=_u(rng, 0.3, 0.6),
     )
-    lights = "\n".join(
-        f'<light pos="{" ".join(map(str, li["pos"]))}" dir="0 0 -1" diffuse="{" ".join(map(str, li["diffuse"]))}" castshadow="false"/>'
-        for li in spec.lights
+
+
+def default_num_lookalikes(num_objects: int) -> int:
+    """One look-alike per four objects (at least one from three objects up)."""
+    return 0 if num_objects < 3 else max(1, num_objects // 4)
+
+
+def sample_scene(
+    seed: int, num_objects: int = 5, num_exo: int = 1, num_frames: int = 40, num_lookalikes: int | None = None
+) -> SceneSpec:
+    """Draws an episode's scene from ``seed``.
+
+    Independent random streams drive the appearance, the layout and events, the lights and the
+    cameras, so e.g. the same seed with more frames gives the same scene with a longer script.
+
+    Args:
+        seed: episode seed (any non-negative int).
+        num_objects: objects on the table (>= 1), look-alikes included.
+        num_exo: static exocentric cameras (>= 1).
+        num_frames: episode length (the event script depends on it).
+        num_lookalikes: objects that copy another one; default :func:`default_num_lookalikes`.
+
+    Raises:
+        ValueError: for counts out of range.
+    """
+    if num_objects < 1 or num_exo < 1 or num_frames < 1:
+        raise ValueError(
+            f"need >= 1 objects, exo cameras and frames, got {num_objects}, {num_exo}, {num_frames}"
+        )
+    n_look = default_num_lookalikes(num_objects) if num_lookalikes is None else int(num_lookalikes)
+    if not 0 <= n_look <= num_objects // 2:
+        raise ValueError(
+            f"num_lookalikes must be in 0..{num_objects // 2} for {num_objects} objects, got {n_look}"
+        )
+    appearance, layout, lighting, cameras = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
     )
-    bodies = []
-    for obj in spec.objects:
-        mat = f"m_tex{obj.lookalike_of or obj.id}"
-        bodies.append(f'<body name="b{obj.id}" mocap="true" pos="0 0 1">{_geom_xml(obj, mat)}</body>')
-    cams = '<camera name="ego" pos="0 -1 1.5" fovy="58"/>' + "".join(
-        f'<camera name="exo{k + 1}" pos="0 1 1.5" fovy="50"/>' for k in range(num_exo)
+    textures: dict[str, np.ndarray] = {}
+    materials: dict[str, MaterialSpec] = {}
+    objects = _sample_objects(appearance, num_objects, n_look, textures, materials)
+    for surface, repeat in (("table", (1.0, 2.0)), ("floor", (3.0, 8.0)), ("wall", (2.0, 5.0))):
+        desc, img = random_surface_texture(appearance)
+        textures[f"tex_{surface}"] = img
+        rep = _u(appearance, *repeat)
+        materials[f"mat_{surface}"] = MaterialSpec(
+            f"mat_{surface}",
+            f"tex_{surface}",
+            desc,
+            "2d",
+            [1.0, 1.0, 1.0, 1.0],
+            _u(appearance, 0.0, 0.3),
+            _u(appearance, 0.1, 0.5),
+            [rep, rep],
+        )
+    _place_objects(layout, objects)
+    events = _sample_events(layout, objects, num_frames)
+    shadows = bool(lighting.random() < 0.4)  # shadows double the colour pass's cost on OSMesa
+    lights = _sample_lights(lighting, shadows)
+    amb = _u(lighting, 0.15, 0.35)
+    ambient = [amb * _u(lighting, 0.9, 1.1) for _ in range(3)]
+    headlight = [_u(lighting, 0.05, 0.25)] * 3
+    shoulder = [
+        _u(layout, 0.17, 0.25) * (1.0 if layout.random() < 0.5 else -1.0),
+        0.06,
+        _u(layout, 0.26, 0.32),
+    ]
+    return SceneSpec(
+        seed,
+        num_frames,
+        objects,
+        events,
+        materials,
+        lights,
+        ambient,
+        headlight,
+        shadows,
+        shoulder,
+        _sample_ego(cameras),
+        _sample_exo(cameras, num_exo),
+        textures,
     )
-    xml = f"""<mujoco model="corr_tabletop">
-  <visual><headlight ambient="{' '.join(map(str, spec.ambient))}" diffuse="0.3 0.3 0.3" specular="0 0 0"/>
-    <quality shadowsize="0"/><map znear="0.02" zfar="20"/></visual>
-  <asset>{tex}<texture name="sky" type="skybox" builtin="gradient" rgb1="{' '.join(map(str, spec.sky))}" rgb2="0.05 0.05 0.08" width="64" height="64"/></asset>
-  <worldbody>
-    {lights}
-    <geom name="floor" type="plane" size="4 4 0.1" material="m_floor"/>
-    <geom name="table" type="box" pos="0 0 {TABLE_TOP - 0.02}" size="{TABLE_HALF[0] + 0.1} {TABLE_HALF[1] + 0.1} 0.02" material="m_table"/>
-    <geom name="leg1" type="box" pos="0.45 0.3 0.365" size="0.03 0.03 0.365" rgba="0.3 0.25 0.2 1"/>
-    <geom name="leg2" type="box" pos="-0.45 0.3 0.365" size="0.03 0.03 0.365" rgba="0.3 0.25 0.2 1"/>
-    <geom name="leg3" type="box" pos="0.45 -0.3 0.365" size="0.03 0.03 0.365" rgba="0.3 0.25 0.2 1"/>
-    <geom name="leg4" type="box" pos="-0.45 -0.3 0.365" size="0.03 0.03 0.365" rgba="0.3 0.25 0.2 1"/>
-    {''.join(bodies)}
-    {cams}
-  </worldbody>
-</mujoco>"""
-    return xml, assets
 
 
-def _smooth(t: float) -> float:
-    t = min(max(t, 0.0), 1.0)
-    return t * t * (3 - 2 * t)
+# ----------------------------------------------------------------------------------------------
+# MJCF
 
 
-def object_pose(obj: ObjectSpec, u: float) -> tuple[np.ndarray, float]:
-    """Position (3,) and yaw of an object at episode fraction ``u`` in [0, 1]."""
-    s = _smooth((u - obj.t0) / max(obj.t1 - obj.t0, 1e-6)) if obj.motion != "static" else 0.0
-    x = obj.start[0] + s * (obj.goal[0] - obj.start[0])
-    y = obj.start[1] + s * (obj.goal[1] - obj.start[1])
-    z = TABLE_TOP + obj.half_height()
-    if obj.motion == "pick_place":
-        z += 0.15 * math.sin(math.pi * s)  # lifted, carried, put down
-    return np.array([x, y, z]), obj.yaw0 + s * (obj.yaw1 - obj.yaw0)
+def _v(values: Any) -> str:
+    return " ".join(f"{float(x):.6g}" for x in values)
 
 
-def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """MuJoCo camera quaternion looking from ``pos`` at ``target`` (camera -z forward, +y up)."""
-    fwd = target - pos
-    fwd = fwd / np.linalg.norm(fwd)
+def _xyaxes(pos: np.ndarray, target: np.ndarray) -> str:
+    """MJCF ``xyaxes`` of a camera at ``pos`` looking at ``target`` (camera -z forward, +y up)."""
+    fwd = (target - pos) / np.linalg.norm(target - pos)
     right = np.cross(fwd, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     up = np.cross(right, fwd)
-    mat = np.stack([right, up, -fwd], axis=1)  # columns: camera x, y, z in world
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, mat.reshape(-1))
-    return q
+    return _v([*right, *up])
 
 
-def ego_pose(path: dict[str, float], u: float, rng_jitter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Head-like egocentric camera at fraction ``u``: an arc around the table with a bob and jitter."""
-    az = path["az0"] + path["sweep"] * u
-    pos = np.array([path["radius"] * math.cos(az), path["radius"] * math.sin(az),
-                    TABLE_TOP + path["height"] + path["bob"] * math.sin(2 * math.pi * 2 * u + path["phase"])])
-    pos = pos + rng_jitter[:3] * path["jitter"]
-    target = np.array([0.0, 0.0, TABLE_TOP]) + np.concatenate([rng_jitter[3:5] * 0.04, [0.0]])
-    return pos, target
+def _object_geom(obj: ObjectSpec) -> str:
+    quat = ' quat="0.707107 0 0.707107 0"' if obj.shape == "capsule" and obj.lying else ""
+    return (
+        f'<geom name="obj{obj.id}" type="{obj.shape}" size="{_v(obj.size)}"{quat} '
+        f'material="{obj.material}" contype="0" conaffinity="0"/>'
+    )
 
 
-def yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+def build_mjcf(spec: SceneSpec, size: tuple[int, int]) -> tuple[str, dict[str, bytes]]:
+    """MJCF text of the scene and its in-memory texture assets (``{file name: PNG bytes}``).
 
+    Objects, the gripper parts, the arm links and the ego camera rig are mocap bodies whose poses
+    are set every frame; the exocentric cameras are fixed in the world.
 
-class SceneRenderer:
-    """Renders an episode of a :class:`SceneSpec`: RGB, instance ids, depth, camera parameters."""
+    Args:
+        spec: the scene.
+        size: ``(W, H)`` of the rendered images (sets the offscreen buffer).
+    """
+    assets = {f"{name}.png": png_bytes(img) for name, img in spec.textures.items()}
+    asset_xml = []
+    for mat in spec.materials.values():
+        asset_xml.append(f'<texture name="{mat.texture}" type="{mat.kind}" file="{mat.texture}.png"/>')
+        uniform = ' texuniform="true"' if mat.kind == "2d" else ""
+        asset_xml.append(
+            f'<material name="{mat.name}" texture="{mat.texture}" rgba="{_v(mat.rgba)}" '
+            f'specular="{mat.specular:.4g}" shininess="{mat.shininess:.4g}" '
+            f'texrepeat="{_v(mat.texrepeat)}"{uniform}/>'
+        )
+    asset_xml.append('<material name="mat_robot" rgba="0.55 0.57 0.6 1" specular="0.5" shininess="0.6"/>')
+    asset_xml.append('<material name="mat_robot_dark" rgba="0.15 0.15 0.17 1" specular="0.3"/>')
+    asset_xml.append('<material name="mat_leg" rgba="0.25 0.2 0.16 1"/>')
 
-    def __init__(self, spec: SceneSpec, size: tuple[int, int] = (320, 240), num_frames: int = 40) -> None:
-        self.spec, self.width, self.height, self.num_frames = spec, int(size[0]), int(size[1]), int(num_frames)
-        self.num_exo = len(spec.exo_poses)
-        xml, assets = build_mjcf(spec, self.num_exo)
-        self.model = mujoco.MjModel.from_xml_string(xml, assets)
-        self.model.vis.global_.offwidth = max(self.width, 640)
-        self.model.vis.global_.offheight = max(self.height, 480)
-        self.data = mujoco.MjData(self.model)
-        self.cameras = ["ego"] + [f"exo{k + 1}" for k in range(self.num_exo)]
-        self.cam_ids = {c: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) for c in self.cameras}
-        # geom id -> instance id (0 for table, floor, legs)
-        self.geom_to_id = np.zeros(self.model.ngeom + 1, dtype=np.uint16)
-        for obj in spec.objects:
-            self.geom_to_id[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"obj{obj.id}")] = obj.id
-        self.jitter = np.random.default_rng(spec.seed + 7919).normal(size=(self.num_frames, 5))
-        for k, pose in enumerate(spec.exo_poses):
-            cid = self.cam_ids[f"exo{k + 1}"]
-            self.model.cam_pos[cid] = pose["pos"]
-            self.model.cam_quat[cid] = look_at_quat(np.array(pose["pos"]), np.array(pose["target"]))
-        self.renderer = mujoco.Renderer(self.model, self.height, self.width)
-
-    def close(self) -> None:
-        self.renderer.close()
-
-    def __enter__(self) -> SceneRenderer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def intrinsics(self, cam: str) -> np.ndarray:
-        """Pinhole ``K`` (3x3) from the camera's vertical field of view."""
-        fovy = math.radians(float(self.model.cam_fovy[self.cam_ids[cam]]))
-        f = 0.5 * self.height / math.tan(fovy / 2)
-        return np.array([[f, 0, self.width / 2], [0, f, self.height / 2], [0, 0, 1]], dtype=np.float64)
-
-    def extrinsics(self, cam: str) -> np.ndarray:
-        """Camera-to-world 4x4 of the optical frame (x right, y down, z forward), after mj_forward."""
-        cid = self.cam_ids[cam]
-        t = np.eye(4)
-        t[:3, :3] = self.data.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
-        t[:3, 3] = self.data.cam_xpos[cid]
-        return t
-
-    def set_frame(self, i: int) -> None:
-        u = i / max(self.num_frames - 1, 1)
-        for k, obj in enumerate(self.spec.objects):
-            pos, yaw = object_pose(obj, u)
-            self.data.mocap_pos[k] = pos
-            self.data.mocap_quat[k] = yaw_quat(yaw)
-        pos, target = ego_pose(self.spec.ego_path, u, self.jitter[i])
-        cid = self.cam_ids["ego"]
-        self.model.cam_pos[cid] = pos
-        self.model.cam_quat[cid] = look_at_quat(pos, target)
-        mujoco.mj_forward(self.model, self.data)
-
-    def render_camera(self, cam: str) -> dict[str, np.ndarray]:
-        r = self.renderer
-        r.update_scene(self.data, camera=cam)
-        rgb = r.render().copy()
-        r.enable_segmentation_rendering()
-        seg = r.render()
-        r.disable_segmentation_rendering()
-        r.enable_depth_rendering()
-        depth = r.render().astype(np.float32)
-        r.disable_depth_rendering()
-        geom = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
-        labels = self.geom_to_id[np.where(geom >= 0, geom, self.model.ngeom)]
-        return {"rgb": rgb, "labels": labels, "depth": depth}
-
-    def frames(self) -> Iterator[dict[str, Any]]:
-        """Yields per frame ``{"index", "cameras": {cam: {"rgb", "labels", "depth", "K", "T_world_cam"}}}``."""
-        for i in range(self.num_frames):
-            self.set_frame(i)
-            cams = {}
-            for cam in self.cameras:
-                out = self.render_camera(cam)
-                out["K"] = self.intrinsics(cam)
-                out["T_world_cam"] = self.extrinsics(cam)
-                cams[cam] = out
-            yield {"index": i, "cameras": cams}
+    lights = [
+        f'<light pos="{_v(li.pos)}" dir="{_v(li.dir)}" diffuse="{_v(li.diffuse)}" '
+        f'specular="{_v(li.specular)}" castshadow="{"true" if li.castshadow else "false"}"/>'
+        for li in spec.lights
+    ]
+    nocol = 'contype="0" conaffinity="0"'
+    tx, ty = TABLE_HALF
+    legs = [
+        f'<geom name="leg{k}" type="box" pos="{sx * (tx - 0.05):.4f} {sy * (ty - 0.05):.4f} '
+        f'{(TABLE_TOP - 0.03) / 2:.4f}" size="0.03 0.03 {(TABLE_TOP - 0.03) / 2:.4f}" material="mat_leg" {nocol}/>'
+        for k, (sx, sy) in enumerate(((1, 1), (1, -1), (-1, 1), (-1, -1)))
+    ]
+    walls = []
+    for k, (x, y, hx, hy) in enumerate(
+        (
+            (ROOM_HALF, 0, 0.05, ROOM_HALF),
+            (-ROOM_HALF, 0, 0.05, ROOM_HALF),
+            (0, ROOM_HALF, ROOM_HALF, 0.05),
+            (0, -ROOM_HALF, ROOM_HALF, 0.05),
+        )
+    ):
+        walls.append(
+            f'<geom name="wall{k}" type="box" pos="{x} {y} 1.25" size="{hx} {hy} 1.25" '
+            f'material="mat_wall" {nocol}/>'
+        )
+    objects = [
+        f'<body name="obj{o.id}" mocap="true" pos="{o.xy[0]:.4f} {o.xy[1]:.4f} '
+        f'{TABLE_TOP + o.half_height():.4f}">{_object_geom(o)}</body>'
+        for o in spec.objects
+    ]
+    robot = [
+        f'<body name="gripper" mocap="true" pos="0 -0.4 {TABLE_TOP + 0.3}">'
+        f'<geom name="palm" type="box" size="{_v(PALM_HALF)}" material="mat_robot" {nocol}/>'
+        f'<geom name="wrist" type="cylinder" size="0.022 0.025" pos="0 0 {PALM_HALF[2] + 0.025}" '
+        f'material="mat_robot_dark" {nocol}/></body>',
+        f'<body name="finger_l" mocap="true"><geom name="finger_l" type="box" size="{_v(FINGER_HALF)}" '
+        f'material="mat_robot_dark" {nocol}/></body>',
+        f'<body name="finger_r" mocap="true"><geom name="finger_r" type="box" size="{_v(FINGER_HALF)}" '
+        f'material="mat_robot_dark" {nocol}/></body>',
+        f'<body name="upper_arm" mocap="true"><geom name="upper_arm" type="capsule" size="{ARM_RADIUS} 0.1" '
+        f'material="mat_robot" {nocol}/></body>',
+        f'<body name="forearm" mocap="true"><geom name="forearm" type="capsule" size="{ARM_RADIUS * 0.85} 0.1" '
+        f'material="mat_robot" {nocol}/></body>',
+        f'<body name="shoulder" mocap="true"><geom name="shoulder" type="sphere" size="0.04" '
+        f'material="mat_robot_dark" {nocol}/></body>',
+    ]
+    exo = [
+        f'<camera name="{c.name}" pos="{_v(c.pos)}" xyaxes="{_xyaxes(np.array(c.pos), np.array(c.target))}" '
+        f'fovy="{c.fovy:.4f}"/>'
+        for c in spec.exo
+    ]
+    w, h = size
+    xml = f"""<mujoco model="corr_tabletop">
+  <statistic extent="2" center="0 0 {TABLE_TOP}"/>
+  <visual>
+    <global offwidth="{w}" offheight="{h}"/>
+    <headlight ambient="{_v(spec.ambient)}" diffuse="{_v(spec.headlight)}" specular="0 0 0"/>
+    <quality shadowsize="{512 if spec.shadows else 0}"/>
+    <map znear="0.01" zfar="5"/>
+  </visual>
+  <asset>
+    {chr(10).join(asset_xml)}
+  </asset>
+  <worldbody>
+    {chr(10).join(lights)}
+    <geom name="floor" type="plane" size="{ROOM_HALF} {ROOM_HALF} 0.1" material="mat_floor" {nocol}/>
+    {chr(10).join(walls)}
+    <geom name="table" type="box" pos="0 0 {TABLE_TOP - 0.015}" size="{tx} {ty} 0.015" material="mat_table" {nocol}/>
+    {chr(10).join(legs)}
+    {chr(10).join(objects)}
+    {chr(10).join(robot)}
+    <body name="ego_rig" mocap="true" pos="0 -0.8 {TABLE_TOP + 0.6}"><camera name="ego" fovy="{spec.ego.fovy:.4f}"/></body>
+    {chr(10).join(exo)}
+  </worldbody>
+</mujoco>
+"""
+    return xml, assets
