@@ -16,9 +16,12 @@ from corr_core.propagation.crw import (
     downsample_labels,
     propagate_dense,
     propagate_local,
+    propagate_memories,
     propagate_step,
     upsample_labels,
 )
+from corr_core.propagation.fusion import FusedFeatures
+from corr_core.propagation.memory import FrameMemory, grouped_topk, select_topk
 from corr_core.propagation.tracker import Tracker
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +80,11 @@ def one_hot_codes(codes: torch.Tensor, c: int) -> torch.Tensor:
         ("dtype", "int8"),
         ("pad_context", 1),
         ("tile_size", -2),
+        ("long_term_every", -1),
+        ("long_term_size", 0),
+        ("long_term_radius", 0.0),
+        ("fusion_lambda", -1.0),
+        ("fusion_lambda", float("nan")),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -87,6 +95,9 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 def test_config_defaults_and_from_dict():
     cfg = PropagationConfig()
     assert (cfg.topk, cfg.context, cfg.radius, cfg.temperature, cfg.feature_stride) == (10, 20, 12.0, 0.05, 8)
+    # CRW protocol by default: one long-term frame (the annotated one), matched over the whole map
+    assert (cfg.long_term_every, cfg.long_term_size, cfg.long_term_radius) == (0, 1, math.inf)
+    assert cfg.fusion_lambda == 1.75  # SFC Table 0.A.2, DAVIS
     assert PropagationConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="radiuss"):
         PropagationConfig.from_dict({"radiuss": 3})
@@ -107,6 +118,8 @@ AGREE_CASES = [
     (12, 10, 4, 6, 3.5, 12, 1, True, 4),  # radius on the reference too
     (8, 9, 4, 2, 2.0, 30, 0, False, 2),  # no reference frame
     (5, 7, 3, 3, 3.0, 10, 2, False, 16),  # two reference frames, tile larger than the map
+    (40, 40, 2, 3, math.inf, 10, 1, False, 0),  # whole-map matching ranks cells in groups
+    (40, 40, 2, 3, 20.0, 10, 1, False, 6),  # windows so large that their cells are ranked in groups
 ]
 
 
@@ -136,6 +149,73 @@ def test_dense_and_local_agree_on_random_unit_features(h, w, n, k_obj, radius, t
     local = propagate_step(query, ctx, labels, cfg, num_reference=nref)
     assert local.dtype == torch.float64
     assert (dense - local).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize(
+    "p, m, k, group",
+    [(5000, 7, 10, 32), (1283, 3, 1, 16), (2000, 4, 10, 8), (40, 4, 40, 8), (700, 5, 10, 32)],
+)
+def test_grouped_topk_equals_topk(p, m, k, group):
+    g = torch.Generator().manual_seed(p)
+    x = torch.randperm(p * m, generator=g).float().reshape(p, m)  # distinct values
+    x[::7] = float("-inf")  # rows nobody may pick
+    x[: p - 3, 0] = float("-inf")  # column 0: only 3 rows left, fewer than k for most cases
+    values, rows = grouped_topk(x, k, group)
+    ref_values, ref_rows = x.topk(k, dim=0)
+    assert torch.equal(values, ref_values)
+    finite = torch.isfinite(ref_values)
+    assert torch.equal(rows[finite], ref_rows[finite])
+    assert ((rows >= 0) & (rows < p)).all()
+
+
+def test_select_topk_ranks_cells_by_their_best_frame_exactly():
+    """Top-k cells by their maximum over the frames, then top-k of their entries == top-k of all."""
+    p, s, m, k = 60, 5, 9, 7
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randperm(p * s * m, generator=g).float().reshape(p, s, m)
+    blocked = torch.rand(p, m, generator=g) < 0.7
+    blocked[:, 3] = True
+    blocked[17, 3] = False  # column 3: one cell, fewer entries (5) than k
+    values, cells, slots = select_topk(scores.clone(), k, blocked)
+    ref = scores.masked_fill(blocked[:, None, :], float("-inf")).reshape(p * s, m).topk(k, dim=0)
+    assert torch.equal(values, ref.values)
+    finite = torch.isfinite(ref.values)
+    assert torch.equal((cells * s + slots)[finite], ref.indices[finite])
+    assert torch.isinf(values[5:, 3]).all() and torch.isfinite(values[:5, 3]).all()
+
+
+def test_frame_memory_partly_filled_and_ring_ordered_matches_dense():
+    """A memory searched while filling up and after a slot was overwritten (ring buffer)."""
+    h, w, n, k_obj = 9, 11, 6, 3
+    query, ctx = exact_features(n, h, w, seed=21)
+    labels = random_labels(n, k_obj, h, w, seed=2)
+    cfg = PropagationConfig(topk=6, radius=3.0, tile_size=4)
+    mem = FrameMemory(5, ctx.shape[1], (h, w), k_obj)
+    for slot in range(3):
+        mem.write(slot, ctx[slot], labels[slot])
+    got = propagate_memories(query, None, mem, cfg)
+    assert (got - propagate_dense(query, ctx[:3], labels[:3], cfg, num_reference=0)).abs().max() <= 1e-5
+    for slot in range(3, 5):
+        mem.write(slot, ctx[slot], labels[slot])
+    mem.write(1, ctx[5], labels[5])  # frame 5 replaces frame 1
+    order = [0, 5, 2, 3, 4]
+    expected = propagate_dense(query, ctx[order], labels[order], cfg, num_reference=0)
+    assert (propagate_memories(query, None, mem, cfg) - expected).abs().max() <= 1e-5
+    with pytest.raises(ShapeMismatchError, match="slot"):
+        FrameMemory(2, 4, (3, 3), 2).write(1, torch.zeros(4, 3, 3), torch.zeros(2, 3, 3))
+
+
+@pytest.mark.parametrize("long_radius, restrict", [(5.0, False), (2.0, False), (2.5, True)])
+def test_long_term_frames_are_matched_within_their_own_radius(long_radius, restrict):
+    h, w, n = 10, 12, 5
+    query, ctx = exact_features(n, h, w, seed=4)
+    labels = random_labels(n, 4, h, w, seed=4)
+    cfg = PropagationConfig(topk=8, radius=3.0, long_term_radius=long_radius, restrict_reference=restrict)
+    dense = propagate_dense(query, ctx, labels, cfg, num_reference=2)
+    local = propagate_local(query, ctx, labels, cfg, num_reference=2)
+    assert (dense - local).abs().max().item() <= 1e-5
+    unrestricted = propagate_dense(query, ctx, labels, PropagationConfig(topk=8, radius=3.0), num_reference=2)
+    assert (dense - unrestricted).abs().max().item() > 1e-3  # the long-term radius does change matches
 
 
 def test_low_precision_matmul_keeps_float32_softmax():
@@ -229,6 +309,15 @@ def test_radius_excludes_far_matches(method):
     # ... unless the radius is applied to the reference as well.
     cfg = PropagationConfig(topk=1, radius=5.0, method=method, restrict_reference=True)
     assert predicted(cfg, ctx, labels, 1) == 2
+    # ... or a long-term radius of its own (MAST/MER long-term memory searched over a window).
+    assert (
+        predicted(PropagationConfig(topk=1, radius=5.0, method=method, long_term_radius=5.0), ctx, labels, 1)
+        == 2
+    )
+    assert (
+        predicted(PropagationConfig(topk=1, radius=5.0, method=method, long_term_radius=9.0), ctx, labels, 1)
+        == 1
+    )
 
 
 @pytest.mark.parametrize("method", ["dense", "local"])
@@ -346,7 +435,8 @@ def test_tracker_memory_is_bounded():
         tracker.step(render(32, 48, {3: (8, 8 + 8 * (t % 3), 8, 8)})[0])
         sizes.append(tracker.memory_bytes)
     assert tracker.num_frames == 50
-    assert tracker.memory_frames == 4 and len(tracker._memory) == 3
+    assert tracker.memory_frames == 4 and tracker.short_term_frames == (47, 48, 49)
+    assert tracker.long_term_frames == (0,)
     assert len(set(sizes)) == 1  # nothing grows with the length of the stream
 
     unpadded = Tracker(ColorCells(), PropagationConfig(topk=3, context=3, radius=3.0, pad_context=False))
@@ -458,3 +548,124 @@ def test_tracker_errors_are_clear():
         wrong_stride.step(frame, masks)
     with pytest.raises(CorrError, match="needs a model"):
         Tracker.from_features().step(frame, masks)
+
+
+def test_tracker_long_term_memory_keeps_first_and_every_nth_frame():
+    """MER/MAST memory: first frame + every 3rd frame (at most 3), plus the last 2 frames;
+    the tracker's soft labels equal a hand-run dense loop over exactly those frames."""
+    h, w, m = 7, 9, 2
+    cfg = PropagationConfig(
+        topk=5,
+        context=m,
+        radius=3.0,
+        long_term_every=3,
+        long_term_size=3,
+        long_term_radius=4.0,
+        pad_context=False,
+    )
+    g = torch.Generator().manual_seed(5)
+    feats = [F.normalize(torch.randn(8, h, w, generator=g), dim=0) for _ in range(14)]
+    masks = np.zeros((h * 8, w * 8), np.uint8)
+    masks[8:32, 16:48] = 4
+    tracker = Tracker.from_features(cfg)
+    tracker.step_features(feats[0], masks)
+    soft = {0: tracker.soft_labels}
+    long_term, sizes = {}, set()
+    for t in range(1, 14):
+        expect_long = [0] + [i for i in range(3, t, 3)][-2:]  # first + the 2 newest every-3rd frames
+        expect_short = list(range(max(1, t - m), t))
+        ctx_f = torch.stack([feats[i] for i in expect_long + expect_short])
+        ctx_l = torch.stack([soft[i] for i in expect_long + expect_short])
+        expected = propagate_dense(feats[t], ctx_f, ctx_l, cfg, num_reference=len(expect_long))
+        tracker.step_features(feats[t])
+        assert torch.allclose(tracker.soft_labels, expected, atol=1e-5), f"frame {t}"
+        soft[t] = tracker.soft_labels
+        long_term[t] = tracker.long_term_frames
+        sizes.add(tracker.memory_bytes)
+        assert tracker.memory_frames <= 3 + m
+    assert long_term[2] == (0,) and long_term[3] == (0, 3) and long_term[6] == (0, 3, 6)
+    assert long_term[9] == (0, 6, 9) and long_term[13] == (0, 9, 12)
+    assert tracker.short_term_frames == (12, 13)
+    assert len(sizes) == 1  # allocated once: nothing grows with the stream
+
+    # New masks: both memories restart from the annotated frame.
+    tracker.step_features(feats[0], masks)
+    assert tracker.long_term_frames == (14,) and tracker.short_term_frames == ()
+    tracker.step_features(feats[1])
+    assert tracker.long_term_frames == (14,) and tracker.short_term_frames == (15,)
+
+
+def test_tracker_local_and_dense_methods_agree_over_a_stream():
+    """The tracker's cached memories (local) and the stacked dense path give the same stream."""
+    model = ColorCells()
+    base = dict(topk=5, context=3, radius=4.0, long_term_every=2, long_term_size=2)
+    local = Tracker(model, PropagationConfig(**base))
+    dense = Tracker(model, PropagationConfig(**base, method="dense"))
+    for t in range(6):
+        frame, masks = render(64, 96, moving_boxes(t))
+        given = masks if t == 0 else None
+        assert np.array_equal(local.step(frame, given), dense.step(frame, given))
+        assert torch.allclose(local.soft_labels, dense.soft_labels, atol=1e-5)
+    assert local.long_term_frames == dense.long_term_frames == (0, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# SFC feature fusion
+# --------------------------------------------------------------------------------------------
+
+
+class ProjectedCells(torch.nn.Module):
+    """A fixed random 1x1 projection of mean RGB per ``stride`` cell (a stand-in fine-grained model)."""
+
+    def __init__(self, stride: int, channels: int = 5, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("weight", torch.randn(channels, 3, 1, 1, generator=g))
+        self.stride = stride
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.avg_pool2d(x, self.stride, ceil_mode=True), self.weight)
+
+
+def test_fusion_with_lambda_zero_equals_the_semantic_model():
+    cfg = PropagationConfig(topk=5, context=2, radius=4.0, fusion_lambda=0.0)
+    fused = Tracker.from_models(ColorCells(), ProjectedCells(8), cfg)
+    alone = Tracker(ColorCells(), PropagationConfig(topk=5, context=2, radius=4.0))
+    for t in range(4):
+        frame, masks = render(64, 96, moving_boxes(t))
+        given = masks if t == 0 else None
+        assert np.array_equal(fused.step(frame, given), alone.step(frame, given))
+        assert torch.allclose(fused.soft_labels, alone.soft_labels, atol=1e-6)
+    # lambda follows the config (the node changes settings between frames)
+    fused.cfg = PropagationConfig(topk=5, context=2, radius=4.0, fusion_lambda=2.0)
+    fused.step(render(64, 96, moving_boxes(4))[0])
+    assert fused.model.lam.item() == 2.0
+
+
+def test_fused_features_follow_eq7_on_the_finer_grid():
+    """[L2Norm(Fs), lambda * L2Norm(Ff)] re-normalised; the stride-8 map is resized to stride 4."""
+    sem, fine, lam = ColorCells(), ProjectedCells(4, channels=5), 1.75
+    model = FusedFeatures(sem, fine, lam)
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    out = model(x)
+    assert out.shape == (2, 3 + 5, 8, 12)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2, 8, 12), atol=1e-6)
+    fs = F.normalize(F.interpolate(sem(x), size=(8, 12), mode="bilinear", align_corners=False), dim=1)
+    ff = F.normalize(fine(x), dim=1)
+    a, b = (0, slice(None), 1, 2), (1, slice(None), 5, 7)
+    expected = (fs[a] @ fs[b] + lam**2 * (ff[a] @ ff[b])) / (1 + lam**2)
+    assert torch.allclose(out[a] @ out[b], expected, atol=1e-6)
+    assert model.stride is None and model.out_channels is None  # ColorCells declares neither
+    both = FusedFeatures(ProjectedCells(8, channels=3), fine)
+    assert both.stride == 4 and both.out_channels == 8 and both(x).shape == (2, 8, 8, 12)
+    with pytest.raises(ConfigError, match="lambda"):
+        model.set_lambda(-1.0)
+    # A tracker on the fused model works on the finer grid.
+    tracker = Tracker.from_models(
+        sem, fine, PropagationConfig(topk=5, context=2, radius=6.0, feature_stride=4)
+    )
+    frame, masks = render(64, 96, moving_boxes(0))
+    tracker.step(frame, masks)
+    out = tracker.step(render(64, 96, moving_boxes(1))[0])
+    assert tracker.soft_labels.shape == (3, 16, 24) and set(np.unique(out)) == {0, 3, 7}

@@ -24,12 +24,20 @@ come from) passes ``--temperature 0.05``; we default to 0.05.
 Two implementations that agree to float rounding:
 
 * :func:`propagate_dense` (reference / baseline): materialises the ``hw x N*hw`` affinity.
-* :func:`propagate_local` (default): reference frames are matched globally in query chunks, the
-  radius-restricted frames only inside the ``(2R+1)^2`` window around each position, computed per
-  tile of ``t x t`` query positions against the ``(t+2R)^2`` context patch that covers all their
-  windows. Out-of-image window entries are excluded (``-inf``), never zero-padded into the top-k.
-  No dense ``hw x hw`` affinity is ever built; memory per block is bounded by
-  ``PropagationConfig.max_block_elements``.
+* :func:`propagate_local` (default): the frames are laid out once, frames innermost and channels
+  last (:class:`~corr_core.propagation.memory.FrameMemory`); radius-restricted frames are matched
+  tile by tile, each ``t x t`` tile of query positions against the clipped ``(t+2R)^2`` patch that
+  covers all their windows, read by one batched matmul without copying it. The exact top-k is
+  found from the per-cell maxima over the frames (top-k cells, then top-k of their entries), so
+  cells outside the radius are excluded before any ranking and nothing outside the image is ever
+  scored. Unrestricted frames (the reference, by default) are matched against the whole map in
+  blocks bounded by ``PropagationConfig.max_block_elements``. No dense ``hw x N*hw`` affinity is
+  built; memory is the layout (one copy of the context) plus one tile's scores.
+  :func:`propagate_memories` is the same search on memories kept between frames (the tracker).
+
+Long-term memory (MER/MAST): the reference set may hold more frames than the first one
+(``PropagationConfig.long_term_every`` / ``long_term_size``) and be matched within its own radius
+(``long_term_radius``); see :class:`~corr_core.propagation.tracker.Tracker`.
 
 Functions here are pure and device-agnostic: they run where their input tensors live.
 """
@@ -37,13 +45,27 @@ Functions here are pure and device-agnostic: they run where their input tensors 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from corr_core.errors import ConfigError, ShapeMismatchError
+from corr_core.propagation.memory import FrameMemory, auto_tile_size, covers_map, max_dist2
+
+__all__ = [
+    "PropagationConfig",
+    "auto_tile_size",
+    "downsample_labels",
+    "propagate_dense",
+    "propagate_local",
+    "propagate_memories",
+    "propagate_step",
+    "radius_mask",
+    "reference_radius",
+    "upsample_labels",
+]
 
 METHODS = ("local", "dense")
 LABEL_RESIZE = ("stretch", "grid")
@@ -81,8 +103,28 @@ class PropagationConfig:
             the resize, predictions cropped (or edge-padded) after it. Identical when the size
             is a multiple of the stride.
         tile_size: side of the query tiles of the local implementation (speed knob only; 0 picks
-            one from the map size, radius and channels).
-        max_block_elements: upper bound on the elements of one affinity block (memory knob only).
+            one from the map size, radius, channels and context length).
+        max_block_elements: upper bound on the elements of one affinity block of unrestricted
+            matching (memory knob only).
+        long_term_every: long-term memory as in MER (seed 002, Sec. 4.1 "Testing": a long-term
+            memory of early frames, e.g. the first and the fifth, used together with a
+            short-term memory of the last frames; "the concurrent utilization of both long-term
+            and short-term memories proves to be essential") and MAST (Lai et al., CVPR 2020, MER's
+            [19]: a long-term memory of sparse past frames searched over a large area). Every ``long_term_every``-th frame after the annotated one joins the
+            long-term set with its predicted soft labels. 0 (default): the long-term set is the
+            annotated frame alone, the CRW/SFC protocol.
+        long_term_size: ``L``, the most frames in the long-term set, the annotated frame included
+            (it always stays; when the set is full, its oldest other frame makes room).
+        long_term_radius: radius (feature cells) within which long-term frames are matched;
+            ``math.inf`` (default): the whole image, as CRW matches its reference frame and MAST
+            its long-term memory (a large window). Ignored with ``restrict_reference`` (then
+            ``radius`` applies). The short-term set (the last ``context`` frames) always uses
+            ``radius``.
+        fusion_lambda: ``lambda`` of SFC's feature fusion (seed 004, Sec. 3.4, eq. 7),
+            ``F = [L2Norm(F_s), lambda * L2Norm(F_f)]`` re-normalised, used by trackers built from
+            a semantic and a fine-grained model
+            (:meth:`~corr_core.propagation.tracker.Tracker.from_models`). SFC Table 0.A.2:
+            1.75 on DAVIS (with top-k 15, m 20, r' 15), 1.0 on JHMDB and VIP.
     """
 
     topk: int = 10
@@ -97,6 +139,10 @@ class PropagationConfig:
     label_resize: str = "stretch"
     tile_size: int = 0
     max_block_elements: int = 1 << 24
+    long_term_every: int = 0
+    long_term_size: int = 1
+    long_term_radius: float = math.inf
+    fusion_lambda: float = 1.75
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,11 +159,13 @@ class PropagationConfig:
             ("feature_stride", 1),
             ("tile_size", 0),
             ("max_block_elements", 1),
+            ("long_term_every", 0),
+            ("long_term_size", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"PropagationConfig.{name} must be an integer >= {low}, got {value!r}")
-        for name in ("radius", "temperature"):
+        for name in ("radius", "temperature", "long_term_radius"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -128,6 +176,9 @@ class PropagationConfig:
                 raise ConfigError(f"PropagationConfig.{name} must be a number > 0, got {value!r}")
         if math.isinf(self.temperature):
             raise ConfigError(f"PropagationConfig.temperature must be finite, got {self.temperature!r}")
+        lam = self.fusion_lambda
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+            raise ConfigError(f"PropagationConfig.fusion_lambda must be a finite number >= 0, got {lam!r}")
         if self.method not in METHODS:
             raise ConfigError(f"PropagationConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.label_resize not in LABEL_RESIZE:
@@ -206,13 +257,13 @@ def radius_mask(h: int, w: int, radius: float, device: torch.device | str | None
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     dist2 = (ys[:, None] - ys[None, :]) ** 2 + (xs[:, None] - xs[None, :]) ** 2
-    return dist2 <= _max_dist2(radius)
+    return dist2 <= max_dist2(radius)
 
 
-def _max_dist2(radius: float) -> int:
-    """Largest integer squared distance strictly below ``radius**2`` (integer maths on any device)."""
-    r2 = float(radius) * float(radius)  # inf, not OverflowError, for huge radii
-    return 2**62 if not math.isfinite(r2) or r2 > 2**62 else math.ceil(r2) - 1
+def reference_radius(cfg: PropagationConfig) -> float:
+    """Radius of the reference (long-term) frames: ``cfg.radius`` with ``restrict_reference``,
+    else ``cfg.long_term_radius`` (``math.inf`` by default: matched over the whole map, as CRW)."""
+    return float(cfg.radius) if cfg.restrict_reference else float(cfg.long_term_radius)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,11 +308,6 @@ def _dtypes(cfg: PropagationConfig, feats: torch.Tensor) -> tuple[torch.dtype, t
     return compute, score
 
 
-def _covers_map(h: int, w: int, radius: float) -> bool:
-    """True when every pair of cells is closer than ``radius`` (the restriction is a no-op)."""
-    return (h - 1) ** 2 + (w - 1) ** 2 <= _max_dist2(radius)
-
-
 def _weighted_labels(
     values: torch.Tensor, indices: torch.Tensor, ctx_labels: torch.Tensor, score_dtype: torch.dtype
 ) -> torch.Tensor:
@@ -299,7 +345,8 @@ def propagate_dense(
     Args:
         query_feat: ``(C, h, w)`` L2-normalised target features.
         ctx_feats: ``(N, C, h, w)`` L2-normalised context features; the first ``num_reference``
-            frames are reference frames (not radius-restricted unless ``cfg.restrict_reference``).
+            frames are reference (long-term) frames, matched within :func:`reference_radius`
+            (the whole map by default); the others within ``cfg.radius``.
         ctx_labels: ``(N, K, h, w)`` soft labels of the context frames.
         cfg: propagation config.
         num_reference: how many leading context frames are reference ("long-term") frames.
@@ -315,20 +362,21 @@ def propagate_dense(
     hw = h * w
     q = query_feat.to(compute).reshape(c, hw).t()
     keys = ctx_feats.to(compute).permute(1, 0, 2, 3).reshape(c, n * hw)
-    first_restricted = 0 if cfg.restrict_reference else num_reference
-    allowed = None
-    if first_restricted < n and not math.isinf(cfg.radius):
-        allowed = radius_mask(h, w, cfg.radius, device=q.device)
+    groups = []  # (first frame, end frame, allowed (hw, hw) bool) of the radius-restricted groups
+    masks: dict[float, torch.Tensor] = {}
+    for lo, hi, radius in ((0, num_reference, reference_radius(cfg)), (num_reference, n, float(cfg.radius))):
+        if lo < hi and not (math.isinf(radius) or covers_map(h, w, radius)):
+            if radius not in masks:
+                masks[radius] = radius_mask(h, w, radius, device=q.device)
+            groups.append((lo, hi, masks[radius]))
     k = min(cfg.topk, n * hw)
     chunk = hw if query_chunk is None else max(1, int(query_chunk))
     out = []
     for start in range(0, hw, chunk):
         stop = min(start + chunk, hw)
         aff = (q[start:stop] @ keys).to(score)
-        if allowed is not None:
-            aff.view(stop - start, n, hw)[:, first_restricted:].masked_fill_(
-                ~allowed[start:stop, None, :], float("-inf")
-            )
+        for lo, hi, allowed in groups:
+            aff.view(stop - start, n, hw)[:, lo:hi].masked_fill_(~allowed[start:stop, None, :], float("-inf"))
         values, indices = aff.topk(k, dim=1)
         out.append(_weighted_labels(values / cfg.temperature, indices, ctx_labels, score))
     return torch.cat(out, dim=1).reshape(-1, h, w)
@@ -337,127 +385,6 @@ def propagate_dense(
 # --------------------------------------------------------------------------------------------
 # Memory-efficient (default)
 # --------------------------------------------------------------------------------------------
-
-
-def _topk_global(
-    q: torch.Tensor, keys: torch.Tensor, cfg: PropagationConfig, score: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k over all positions of ``keys`` for each query, in chunks of query rows.
-
-    Args:
-        q: ``(hw, C)`` queries (compute dtype).
-        keys: ``(L, C, h, w)`` frames matched without radius.
-
-    Returns:
-        ``(hw, k')`` raw dot products (not yet divided by the temperature) and indices into the
-        flattened ``L*h*w`` keys.
-    """
-    n, c, h, w = keys.shape
-    total = n * h * w
-    flat = keys.to(q.dtype).permute(1, 0, 2, 3).reshape(c, total)
-    k = min(cfg.topk, total)
-    rows = max(1, cfg.max_block_elements // total)
-    hw = q.shape[0]
-    values = torch.empty(hw, k, dtype=score, device=q.device)
-    indices = torch.empty(hw, k, dtype=torch.long, device=q.device)
-    for start in range(0, hw, rows):
-        stop = min(start + rows, hw)
-        aff = (q[start:stop] @ flat).to(score)
-        values[start:stop], indices[start:stop] = aff.topk(k, dim=1)
-    return values, indices
-
-
-def auto_tile_size(h: int, w: int, r: int, c: int) -> int:
-    """Tile side for :func:`_topk_windowed` minimising a simple cost model.
-
-    Per tile the work is ``(t+2r)^2`` patch cells times (``c`` for copying the patch + ``t^2`` times
-    the matmul, masking and top-k per cell); weights measured on a 2-core CPU (they only pick a
-    speed knob, the result does not depend on it).
-    """
-    best, best_cost = 4, math.inf
-    for t in range(4, 33):
-        tiles = -(-h // t) * -(-w // t)
-        cost = tiles * (t + 2 * r) ** 2 * (c + t * t * (0.014 * c + 1.45))
-        if cost < best_cost:
-            best, best_cost = t, cost
-    return best
-
-
-def _topk_windowed(
-    query: torch.Tensor, keys: torch.Tensor, cfg: PropagationConfig, score: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k inside the radius window of each query over the frames ``keys``, tile by tile.
-
-    The map is cut into ``t x t`` query tiles; each tile is matched against the ``(t+2R)^2``
-    context patch that holds every window of its positions (``R = ceil(radius) - 1``), one
-    batched matmul per group of tiles. Entries outside the radius or outside the image get
-    ``-inf`` (they never win over a real entry and get zero softmax weight).
-
-    Args:
-        query: ``(C, h, w)`` (compute dtype).
-        keys: ``(S, C, h, w)`` radius-restricted frames.
-
-    Returns:
-        ``(hw, k')`` raw dot products (not yet divided by the temperature) and indices into the
-        flattened ``S*h*w`` keys.
-    """
-    s, c, h, w = keys.shape
-    hw = h * w
-    device = query.device
-    radius = float(cfg.radius)
-    r = min(math.ceil(radius) - 1, max(h, w) - 1)
-    t = cfg.tile_size or auto_tile_size(h, w, r, c)
-    span = t + 2 * r
-    area = span * span
-    ny, nx = -(-h // t), -(-w // t)
-    hp, wp = ny * t, nx * t
-
-    # Queries as (tile row, tile col, position in tile, C).
-    q_tiles = F.pad(query, (0, wp - w, 0, hp - h)).reshape(c, ny, t, nx, t).permute(1, 3, 2, 4, 0)
-    q_tiles = q_tiles.reshape(ny, nx, t * t, c)
-    # Keys channels-last and zero-padded by R (+ tile remainder): patches are cheap strided views.
-    padded = F.pad(keys.to(query.dtype), (r, wp - w + r, r, hp - h + r)).permute(0, 2, 3, 1)
-    patches = padded.unfold(1, span, t).unfold(2, span, t)  # (S, ny, nx, C, span, span), a view
-
-    # blocked[ty, tx, query, cell]: outside the radius, or outside the image.
-    inside = torch.zeros(hp + 2 * r, wp + 2 * r, dtype=torch.bool, device=device)
-    inside[r : r + h, r : r + w] = True
-    inside = inside.unfold(0, span, t).unfold(1, span, t).reshape(ny, nx, 1, area)
-    a = torch.arange(t, device=device)
-    u = torch.arange(span, device=device)
-    dy = u[None, :] - r - a[:, None]  # (t, span): patch row - query row
-    near = (dy[:, None, :, None] ** 2 + dy[None, :, None, :] ** 2) <= _max_dist2(radius)  # [ay, ax, uy, ux]
-    blocked = ~(near.reshape(1, 1, t * t, area) & inside)  # (ny, nx, t*t, area)
-    # Image coordinates of the patch cells of tile (0, 0); tiles add (ty * t, tx * t).
-    cell_y = (u - r)[:, None].expand(span, span).reshape(area)
-    cell_x = (u - r)[None, :].expand(span, span).reshape(area)
-
-    k = min(cfg.topk, s * area)
-    values = torch.empty(ny, nx, t * t, k, dtype=score, device=device)
-    indices = torch.empty(ny, nx, t * t, k, dtype=torch.long, device=device)
-    per_tile = s * area * (t * t + c)
-    group = max(1, min(nx, cfg.max_block_elements // per_tile))
-    for ty in range(ny):
-        for tx0 in range(0, nx, group):
-            tx1 = min(tx0 + group, nx)
-            g = tx1 - tx0
-            # (g, S, span, span, C) copy, contiguous rows of span*C: then (g, S*area, C).
-            patch = patches[:, ty, tx0:tx1].permute(1, 0, 3, 4, 2).reshape(g, s * area, c)
-            aff = torch.bmm(q_tiles[ty, tx0:tx1], patch.transpose(1, 2)).to(score)
-            aff.view(g, t * t, s, area).masked_fill_(blocked[ty, tx0:tx1, :, None, :], float("-inf"))
-            val, idx = aff.topk(k, dim=2)
-            frame, cell = idx // area, idx % area
-            tile_x = (torch.arange(tx0, tx1, device=device) * t)[:, None, None]
-            y = (cell_y[cell] + ty * t).clamp_(0, h - 1)
-            x = (cell_x[cell] + tile_x).clamp_(0, w - 1)
-            values[ty, tx0:tx1] = val
-            indices[ty, tx0:tx1] = frame * hw + y * w + x
-
-    def untile(z: torch.Tensor) -> torch.Tensor:
-        z = z.reshape(ny, nx, t, t, k).permute(0, 2, 1, 3, 4).reshape(hp, wp, k)
-        return z[:h, :w].reshape(hw, k)
-
-    return untile(values), untile(indices)
 
 
 def propagate_local(
@@ -469,32 +396,86 @@ def propagate_local(
 ) -> torch.Tensor:
     """CRW propagation without any dense per-frame affinity (default implementation).
 
-    Same arguments and result as :func:`propagate_dense`. Reference frames (unless
-    ``cfg.restrict_reference``) are matched globally in chunks of query rows; the other frames only
-    inside the radius window. The top-k of the union is the top-k of the per-part top-k's.
+    Same arguments and result as :func:`propagate_dense`. The frames are laid out once in two
+    :class:`~corr_core.propagation.memory.FrameMemory` (reference frames, the others), which are
+    searched as :func:`propagate_memories` describes. The streaming
+    :class:`~corr_core.propagation.tracker.Tracker` keeps such memories between frames instead.
     """
     _check_inputs(query_feat, ctx_feats, ctx_labels, num_reference)
-    compute, score = _dtypes(cfg, query_feat)
-    n, c, h, w = ctx_feats.shape
+    compute, _ = _dtypes(cfg, query_feat)
+    feats = ctx_feats.to(compute)
+    n = feats.shape[0]
+    reference = recent = None
+    if num_reference > 0:
+        reference = FrameMemory.from_frames(feats[:num_reference], ctx_labels[:num_reference])
+    if num_reference < n:
+        recent = FrameMemory.from_frames(feats[num_reference:], ctx_labels[num_reference:])
+    return propagate_memories(query_feat, reference, recent, replace(cfg, method="local"))
+
+
+def propagate_memories(
+    query_feat: torch.Tensor,
+    reference: FrameMemory | None,
+    recent: FrameMemory | None,
+    cfg: PropagationConfig,
+) -> torch.Tensor:
+    """One propagation step against frames held in memories (the streaming tracker's path).
+
+    ``reference`` holds the long-term frames (CRW: the first frame), matched within
+    :func:`reference_radius`; ``recent`` the short-term frames, matched within ``cfg.radius``.
+    With ``cfg.method == "local"`` each memory is searched for its top-k entries per position
+    (:meth:`~corr_core.propagation.memory.FrameMemory.search`: windowed, tile by tile, no dense
+    affinity), and the top-k of the union is the top-k of the two parts' top-k's. With ``"dense"``
+    the frames are stacked (reference first) and handed to :func:`propagate_dense`.
+
+    Args:
+        query_feat: ``(C, h, w)`` L2-normalised target features.
+        reference: long-term frames, or None.
+        recent: short-term frames, or None.
+        cfg: propagation config.
+
+    Returns:
+        ``(K, h, w)`` soft labels, float32 (float64 for float64 features or labels).
+
+    Raises:
+        ShapeMismatchError: no frame at all, or memories that do not fit the query.
+    """
+    pairs = ((reference, reference_radius(cfg)), (recent, cfg.radius))
+    memories = [(mem, r) for mem, r in pairs if mem is not None and mem.count > 0]
+    if not memories:
+        raise ShapeMismatchError("the context holds no frame (N = 0)")
+    c, h, w = query_feat.shape
+    for mem, _ in memories:
+        if mem.size != (h, w) or mem.channels != c:
+            raise ShapeMismatchError(
+                f"memory features ({mem.channels}, {mem.size[0]}, {mem.size[1]}) do not match query "
+                f"features {tuple(query_feat.shape)} (expected the same C, h, w)"
+            )
+    if cfg.method == "dense":
+        feats = torch.cat([mem.frames() for mem, _ in memories])
+        labels = torch.cat([mem.valid_labels() for mem, _ in memories])
+        nref = reference.count if reference is not None else 0
+        return propagate_dense(query_feat, feats, labels, cfg, num_reference=nref)
+    dtype = memories[0][0].keys.dtype
+    _, score = _dtypes(cfg, query_feat)
+    score = torch.promote_types(score, torch.promote_types(dtype, torch.float32))
+    query = query_feat.to(dtype)
     hw = h * w
-    split = 0 if cfg.restrict_reference else num_reference
-    if math.isinf(cfg.radius) or _covers_map(h, w, cfg.radius):
-        split = n  # the radius excludes nothing: match every frame globally
-    query = query_feat.to(compute)
-    parts_v, parts_i = [], []
-    if split > 0:
-        v, i = _topk_global(query.reshape(c, hw).t(), ctx_feats[:split], cfg, score)
+    parts_v, parts_i, labels = [], [], []
+    offset = 0
+    for mem, radius in memories:
+        v, i = mem.search(query, cfg.topk, radius, score, cfg.tile_size, cfg.max_block_elements)
         parts_v.append(v)
-        parts_i.append(i)
-    if split < n:
-        v, i = _topk_windowed(query, ctx_feats[split:], cfg, score)
-        parts_v.append(v)
-        parts_i.append(i + split * hw)
-    values, indices = torch.cat(parts_v, dim=1), torch.cat(parts_i, dim=1)
-    k = min(cfg.topk, values.shape[1])
+        parts_i.append(i + offset if offset else i)
+        labels.append(mem.valid_labels())
+        offset += mem.count * hw
+    values, indices = parts_v[0], parts_i[0]
     if len(parts_v) > 1:
-        values, pos = values.topk(k, dim=1)
+        values, indices = torch.cat(parts_v, dim=1), torch.cat(parts_i, dim=1)
+        values, pos = values.topk(min(cfg.topk, values.shape[1]), dim=1)
         indices = indices.gather(1, pos)
+    ctx_labels = labels[0] if len(labels) == 1 else torch.cat(labels)
+    score = torch.promote_types(score, ctx_labels.dtype)
     return _weighted_labels(values / cfg.temperature, indices, ctx_labels, score).reshape(-1, h, w)
 
 
@@ -512,7 +493,8 @@ def propagate_step(
         ctx_feats: ``(N, C, h, w)`` L2-normalised context features, reference frame(s) first.
         ctx_labels: ``(N, K, h, w)`` context soft labels (one channel per id, background included).
         cfg: propagation config.
-        num_reference: number of leading reference frames (CRW: 1, the first frame).
+        num_reference: number of leading reference (long-term) frames, matched within
+            :func:`reference_radius` (CRW: 1, the first frame, over the whole map).
 
     Returns:
         ``(K, h, w)`` soft labels, float32 (float64 for float64 inputs), on the inputs' device.

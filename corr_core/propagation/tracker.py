@@ -8,10 +8,24 @@ The tracker runs the CRW protocol (:mod:`corr_core.propagation.crw`) online, one
   labels are the *soft* labels predicted for them (fed back, as CRW does); the result is resized
   bilinearly to frame size and arg-maxed into the original integer ids;
 * with ``cfg.pad_context`` (default, as CRW's data loader) the short-term memory starts as
-  ``cfg.context`` copies of the reference frame (the same tensors, no extra memory).
+  ``cfg.context`` copies of the reference frame.
 
-Memory is bounded: the reference plus a ``deque(maxlen=cfg.context)``; nothing grows with the
-length of the stream.
+Long-term memory (MER, MAST): with ``cfg.long_term_every = N > 0`` the reference set (long-term
+memory) also takes every N-th frame after the annotated one, with its predicted soft labels, up to
+``cfg.long_term_size`` frames (the annotated frame always stays; the oldest other one makes room);
+it is matched within ``cfg.long_term_radius`` (whole image by default), the short-term set (the
+last ``cfg.context`` frames) within ``cfg.radius``. The defaults (N = 0, L = 1) are CRW's.
+
+Feature fusion (SFC eq. 7): :meth:`Tracker.from_models` builds a tracker on a semantic and a
+fine-grained model fused by :class:`~corr_core.propagation.fusion.FusedFeatures` with
+``cfg.fusion_lambda``.
+
+Memory is bounded and allocated once per annotation: two
+:class:`~corr_core.propagation.memory.FrameMemory` of ``cfg.long_term_size`` and ``cfg.context``
+slots (features laid out for the windowed search, soft labels). A new frame is written into its
+slot once (it is the only layout work of a step); nothing grows with the length of the stream.
+``context`` and ``long_term_size`` are read when masks are given; the other settings (top-k,
+radii, temperature, ...) may change between steps.
 
 Frame sizes that are not multiples of ``cfg.feature_stride``: the model runs on the frame as it is
 (no padding is added; a padded stride-8 network gives ``ceil(H/8) x ceil(W/8)`` cells) and its grid
@@ -24,14 +38,12 @@ which is exact for padded convolutional backbones. Both agree when the size is a
 stride.
 
 Masks given again later *re-anchor* the tracker: that frame and its masks become the new reference,
-the short-term memory restarts from it (old predictions that contradict the new masks are dropped),
-and ids not seen before are added (ids that are absent from the new masks keep their channel but
-are no longer predicted).
+the long- and short-term memories restart from it (old predictions that contradict the new masks
+are dropped), and ids not seen before are added (ids that are absent from the new masks keep their
+channel but are no longer predicted).
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 import torch
@@ -41,9 +53,11 @@ from corr_core.errors import CorrError, DataError, ShapeMismatchError
 from corr_core.propagation.crw import (
     PropagationConfig,
     downsample_labels,
-    propagate_step,
+    propagate_memories,
     upsample_labels,
 )
+from corr_core.propagation.fusion import FusedFeatures
+from corr_core.propagation.memory import FrameMemory
 
 _CHANNEL_CHUNK = 16  # channels resized at a time when decoding (bounds full-resolution buffers)
 
@@ -85,6 +99,25 @@ class Tracker:
         """A tracker without a model, fed with precomputed features through :meth:`step_features`."""
         return cls(None, cfg, device)
 
+    @classmethod
+    def from_models(
+        cls,
+        semantic: torch.nn.Module,
+        fine_grained: torch.nn.Module,
+        cfg: PropagationConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Tracker:
+        """A tracker on SFC's fused features (eq. 7) of a semantic and a fine-grained model.
+
+        The two models are wrapped in one :class:`~corr_core.propagation.fusion.FusedFeatures`
+        (the tracker's ``model``, exportable as one graph) with ``lambda = cfg.fusion_lambda``
+        (kept in sync with ``cfg`` at every step). ``cfg.feature_stride`` must be the stride of the
+        finer of the two maps. SFC's DAVIS settings (Table 0.A.2):
+        ``PropagationConfig(fusion_lambda=1.75, topk=15, context=20, radius=15)``.
+        """
+        cfg = PropagationConfig() if cfg is None else cfg
+        return cls(FusedFeatures(semantic, fine_grained, cfg.fusion_lambda), cfg, device)
+
     # ------------------------------------------------------------------ state
 
     def reset(self) -> None:
@@ -93,8 +126,12 @@ class Tracker:
         self._out_dtype: np.dtype | None = None
         self._image_size: tuple[int, int] | None = None
         self._feat_size: tuple[int, int] | None = None
-        self._ref: tuple[torch.Tensor, torch.Tensor] | None = None  # (C, h, w), (K, h, w)
-        self._memory: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.context)
+        self._long: FrameMemory | None = None  # slot 0: the annotated frame
+        self._long_frames: list[int] = []  # stream index of the frame in each long-term slot
+        self._short: FrameMemory | None = None  # ring buffer of the last cfg.context frames
+        self._short_frames: list[int] = []
+        self._short_next = 0  # slot the next short-term frame overwrites once the ring is full
+        self._anchor_frame = 0
         self._num_frames = 0
         self._soft: torch.Tensor | None = None
 
@@ -117,14 +154,23 @@ class Tracker:
 
     @property
     def memory_frames(self) -> int:
-        """Frames held in memory: 1 (reference) + the short-term frames (at most ``cfg.context``)."""
-        return 0 if self._ref is None else 1 + len(self._memory)
+        """Frames held in memory: long-term (the reference, ...) + short-term (<= ``cfg.context``)."""
+        return sum(mem.count for mem in (self._long, self._short) if mem is not None)
+
+    @property
+    def long_term_frames(self) -> tuple[int, ...]:
+        """Stream indices (0 = first frame since :meth:`reset`) of the long-term frames, ascending."""
+        return tuple(sorted(self._long_frames))
+
+    @property
+    def short_term_frames(self) -> tuple[int, ...]:
+        """Stream indices of the short-term frames, ascending (padding repeats the annotated one)."""
+        return tuple(sorted(self._short_frames))
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes of the features and soft labels held (a frame held twice is counted twice)."""
-        held = ([self._ref] if self._ref is not None else []) + list(self._memory)
-        return sum(t.numel() * t.element_size() for pair in held for t in pair)
+        """Bytes allocated for the held frames (features and soft labels, all slots)."""
+        return sum(mem.nbytes for mem in (self._long, self._short) if mem is not None)
 
     @property
     def soft_labels(self) -> torch.Tensor | None:
@@ -213,7 +259,7 @@ class Tracker:
     def _prepare_masks(self, masks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
         """Validates masks (bool becomes uint16); None is only allowed once the tracker is anchored."""
         if masks is None:
-            if self._ref is None:
+            if self._long is None:
                 raise CorrError(
                     "Tracker.step: the first frame (and the first after reset()) needs masks, an (H, W) "
                     "integer label map with 0 = background; got masks=None"
@@ -246,6 +292,8 @@ class Tracker:
         """Model features of one frame, L2-normalised over channels: ``(C, h, w)``."""
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        if isinstance(self.model, FusedFeatures):
+            self.model.set_lambda(self.cfg.fusion_lambda)
         out = self.model(x)
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -270,12 +318,8 @@ class Tracker:
         if masks is not None:
             out = self._anchor(feat, masks)
         else:
-            ref_feat, ref_labels = self._ref
-            feats = torch.stack([ref_feat] + [f for f, _ in self._memory])
-            labels = torch.stack([ref_labels] + [lab for _, lab in self._memory])
-            soft = propagate_step(feat, feats, labels, self.cfg, num_reference=1).float()
-            if self.cfg.context > 0:
-                self._memory.append((feat, soft))
+            soft = propagate_memories(feat, self._long, self._short, self.cfg).float()
+            self._remember(feat, soft)
             self._soft = soft
             out = self._decode(soft, size)
         self._feat_size = feat_size
@@ -293,14 +337,63 @@ class Tracker:
         known = np.zeros(1, np.int64) if self._ids is None else self._ids
         ids = np.union1d(np.union1d(known, present), np.zeros(1, np.int64))
         channel = torch.from_numpy(np.searchsorted(ids, masks.astype(np.int64))).to(self.device)
-        labels = self._onehot_at(channel, len(ids), (int(feat.shape[1]), int(feat.shape[2])))
+        grid = (int(feat.shape[1]), int(feat.shape[2]))
+        labels = self._onehot_at(channel, len(ids), grid)
         self._ids, self._out_dtype = ids, np.dtype(out_dtype)
-        self._ref = (feat, labels)
-        self._memory.clear()
-        if self.cfg.pad_context:
-            self._memory.extend([(feat, labels)] * self.cfg.context)
+        frame = self._num_frames
+        self._anchor_frame = frame
+        self._long = self._new_memory(self._long, self.cfg.long_term_size, feat, len(ids))
+        self._long.write(0, feat, labels)
+        self._long_frames = [frame]
+        self._short, self._short_frames, self._short_next = None, [], 0
+        if self.cfg.context > 0:
+            self._short = self._new_memory(self._short, self.cfg.context, feat, len(ids))
+            if self.cfg.pad_context:
+                for slot in range(self.cfg.context):
+                    self._short.write(slot, feat, labels)
+                self._short_frames = [frame] * self.cfg.context
         self._soft = labels
         return masks.astype(self._out_dtype, copy=True)
+
+    def _new_memory(
+        self, old: FrameMemory | None, capacity: int, feat: torch.Tensor, num_labels: int
+    ) -> FrameMemory:
+        """An empty memory for frames like ``feat``, reusing ``old``'s buffers when they fit."""
+        c, h, w = (int(d) for d in feat.shape)
+        if (
+            old is not None
+            and old.capacity == capacity
+            and old.channels == c
+            and old.size == (h, w)
+            and old.keys.dtype == feat.dtype
+            and old.labels.shape[1] == num_labels
+        ):
+            old.count = 0
+            return old
+        return FrameMemory(capacity, c, (h, w), num_labels, dtype=feat.dtype, device=feat.device)
+
+    def _remember(self, feat: torch.Tensor, soft: torch.Tensor) -> None:
+        """Stores a predicted frame in the short-term ring and, every N-th frame, the long-term set."""
+        frame = self._num_frames
+        short = self._short
+        if short is not None:
+            if short.count < short.capacity:
+                slot = short.count
+                self._short_frames.append(frame)
+            else:
+                slot = self._short_next
+                self._short_frames[slot] = frame
+                self._short_next = (slot + 1) % short.capacity
+            short.write(slot, feat, soft)
+        every, long = self.cfg.long_term_every, self._long
+        if every > 0 and long.capacity > 1 and (frame - self._anchor_frame) % every == 0:
+            if long.count < long.capacity:
+                slot = long.count
+                self._long_frames.append(frame)
+            else:  # the oldest frame other than the annotated one (slot 0) makes room
+                slot = 1 + int(np.argmin(self._long_frames[1:]))
+                self._long_frames[slot] = frame
+            long.write(slot, feat, soft)
 
     def _grid_pixels(self, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
         """Pixel extent the feature grid stands for: the frame (stretch) or ``grid * stride``."""
@@ -328,19 +421,23 @@ class Tracker:
         return torch.cat(out)
 
     def _decode(self, soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        """Upsamples soft labels to ``size`` and arg-maxes them into ids (channel chunks at a time)."""
+        """Upsamples soft labels to ``size`` and arg-maxes them into ids (channel chunks at a time).
+
+        A running maximum over the channels (strictly greater replaces: the first maximum wins on
+        ties, as numpy's argmax), several times faster on CPU than ``argmax`` over dim 0.
+        """
         best_val = best_idx = None
         extent = self._grid_pixels((int(soft.shape[1]), int(soft.shape[2])), size)
         for start in range(0, soft.shape[0], _CHANNEL_CHUNK):
             up = self._fit(upsample_labels(soft[start : start + _CHANNEL_CHUNK], extent), size)
-            idx = up.argmax(dim=0, keepdim=True)  # first maximum on ties, as numpy's argmax
-            val = up.gather(0, idx)[0]
-            idx = idx[0] + start
-            if best_val is None:
-                best_val, best_idx = val, idx
-            else:
+            for offset in range(up.shape[0]):
+                val = up[offset]
+                if best_val is None:
+                    best_val = val.clone()
+                    best_idx = torch.zeros(val.shape, dtype=torch.int64, device=val.device)
+                    continue
                 better = val > best_val
-                best_val = torch.where(better, val, best_val)
-                best_idx = torch.where(better, idx, best_idx)
+                best_val = torch.maximum(best_val, val)
+                best_idx.masked_fill_(better, start + offset)
         ids = self._ids[best_idx.cpu().numpy()]
         return ids.astype(self._out_dtype)
