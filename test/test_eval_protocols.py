@@ -24,7 +24,7 @@ from corr_core.cli import main as corr_main
 from corr_core.data.labels import read_label_png, write_label_png
 from corr_core.errors import DataError
 from corr_core.evaluation.egoexo import run_egoexo_pairs
-from corr_core.evaluation.jhmdb import JHMDB_PROPAGATION, SoftLabelPropagator, jhmdb_config, run_jhmdb
+from corr_core.evaluation.jhmdb import JHMDB_PROPAGATION, jhmdb_config, run_jhmdb
 from corr_core.evaluation.vip import VIP_PROPAGATION, run_vip
 from corr_core.metrics.vip import ConfusionHistogram
 from corr_core.propagation.crw import PropagationConfig
@@ -132,17 +132,17 @@ def jhmdb_root(tmp_path_factory):
     return make_jhmdb(tmp_path_factory.mktemp("jhmdb"))
 
 
-def test_soft_label_propagator_follows_content_with_bounded_memory():
+def test_tracker_soft_labels_follow_content_with_bounded_memory():
     cfg = jhmdb_config({"context": 2})
-    prop = SoftLabelPropagator(PaletteCells(), cfg)
+    prop = Tracker(PaletteCells(), cfg)
     cells = mosaic(2)
     labels = np.zeros((2, CH, CW), np.float32)
     labels[1, 3, 4] = 1.0
     labels[0] = 1.0 - labels[1]
-    prop.start(prop.encode(render(cells)), labels)
+    prop.start_soft(prop.encode(render(cells)), labels)
     assert prop.memory_frames == 3
     for t in range(1, 6):
-        soft = prop.step(prop.encode(render(np.roll(cells, t, axis=1)))).numpy()
+        soft = prop.step_soft(prop.encode(render(np.roll(cells, t, axis=1)))).numpy()
         assert prop.memory_frames == 3  # first frame + context, whatever the length
         assert np.unravel_index(soft[1].argmax(), soft[1].shape) == (3, (4 + t) % CW)
         assert soft[1].max() == pytest.approx(1.0, abs=1e-6)

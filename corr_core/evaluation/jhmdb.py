@@ -16,8 +16,8 @@
    with PCK@0.1..0.5 pooled over the data set (:class:`~corr_core.metrics.jhmdb.PCKAccumulator`;
    frame 0 is the given annotation and is not scored).
 
-The tracker's public API takes integer masks, so the soft-map loop lives here
-(:class:`SoftLabelPropagator`), on top of the same :func:`~corr_core.propagation.crw.propagate_step`.
+The joint maps go through the same :class:`~corr_core.propagation.tracker.Tracker` as VOS masks,
+with its soft-label entry points (``start_soft`` / ``step_soft``).
 Propagation settings default to SFC Table 0.A.1, JHMDB column: top-k 10, ``m = 8``, radius 3
 feature cells, temperature 0.05.
 
@@ -41,18 +41,16 @@ import datetime as _dt
 import json
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from corr_core.data.jhmdb import JOINT_NAMES, JhmdbVideo, list_frames, load_joint_positions, read_filelist
-from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
+from corr_core.errors import ConfigError, DataError, ShapeMismatchError
 from corr_core.evaluation.vos import json_ready
 from corr_core.metrics.jhmdb import (
     DEFAULT_SIGMA,
@@ -63,12 +61,12 @@ from corr_core.metrics.jhmdb import (
     label_maps_to_keypoints,
     pck,
 )
-from corr_core.propagation.crw import PropagationConfig, propagate_step
+from corr_core.propagation.crw import PropagationConfig
+from corr_core.propagation.tracker import Tracker
 
 __all__ = [
     "JHMDB_IMAGE_SIZE",
     "JHMDB_PROPAGATION",
-    "SoftLabelPropagator",
     "discover_videos",
     "format_jhmdb_summary",
     "jhmdb_config",
@@ -96,98 +94,6 @@ def jhmdb_config(propagation: PropagationConfig | dict[str, Any] | None = None) 
         return propagation
     values = {**JHMDB_PROPAGATION, **(propagation or {})}
     return PropagationConfig.from_dict(values)
-
-
-class SoftLabelPropagator:
-    """Streaming CRW propagation of arbitrary soft label maps at feature resolution.
-
-    The same context protocol as :class:`~corr_core.propagation.tracker.Tracker` (first frame with
-    its given maps + the last ``cfg.context`` frames with their predicted soft maps, memory padded
-    with copies of the first frame when ``cfg.pad_context``), but the labels are ``(K, h, w)``
-    float maps given and returned at feature resolution (no resizing, no arg-max).
-
-    Args:
-        model: maps float RGB in [0, 1], ``(1, 3, H, W)``, to ``(1, C, h, w)`` features.
-        cfg: propagation settings.
-        device: where the model, features and labels live.
-    """
-
-    def __init__(
-        self, model: torch.nn.Module, cfg: PropagationConfig, device: str | torch.device = "cpu"
-    ) -> None:
-        cfg.validate()
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
-        self._store_dtype = cfg.torch_dtype or torch.float32
-        self.reset()
-
-    def reset(self) -> None:
-        """Forgets the reference and the memory; the next call must be :meth:`start`."""
-        self._ref: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._memory: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.context)
-
-    @property
-    def memory_frames(self) -> int:
-        """Frames held: 1 (reference) + the short-term frames (at most ``cfg.context``)."""
-        return 0 if self._ref is None else 1 + len(self._memory)
-
-    @torch.inference_mode()
-    def encode(self, frame: np.ndarray) -> torch.Tensor:
-        """L2-normalised features of one ``(H, W, 3) uint8`` RGB frame: ``(C, h, w)``.
-
-        Raises:
-            ShapeMismatchError: if the frame is not ``(H, W, 3)`` or the model output not 4-D.
-        """
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ShapeMismatchError(f"frame must be an (H, W, 3) RGB array, got shape {frame.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
-        x = x.permute(2, 0, 1)[None].float().div_(255.0)
-        out = self.model(x)
-        if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ShapeMismatchError(f"the feature model must return (1, C, h, w) features, got {shape}")
-        return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
-
-    @torch.inference_mode()
-    def start(self, feat: torch.Tensor, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Sets the reference frame: its features and its given ``(K, h, w)`` soft labels.
-
-        Returns:
-            The labels as a float32 tensor on the device.
-
-        Raises:
-            ShapeMismatchError: if the labels' grid differs from the features'.
-        """
-        lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
-        lab = lab.to(self.device, torch.float32)
-        if lab.dim() != 3 or tuple(lab.shape[1:]) != tuple(feat.shape[1:]):
-            raise ShapeMismatchError(
-                f"label maps {tuple(lab.shape)} do not fit the feature grid {tuple(feat.shape[1:])} "
-                "(expected (K, h, w))"
-            )
-        self.reset()
-        self._ref = (feat, lab)
-        if self.cfg.pad_context:
-            self._memory.extend([(feat, lab)] * self.cfg.context)
-        return lab
-
-    @torch.inference_mode()
-    def step(self, feat: torch.Tensor) -> torch.Tensor:
-        """Propagates the labels to the frame with features ``feat``; returns ``(K, h, w)`` float32.
-
-        Raises:
-            CorrError: if :meth:`start` was not called.
-        """
-        if self._ref is None:
-            raise CorrError("SoftLabelPropagator.step: call start(features, labels) first")
-        ref_feat, ref_labels = self._ref
-        feats = torch.stack([ref_feat] + [f for f, _ in self._memory])
-        labels = torch.stack([ref_labels] + [lab for _, lab in self._memory])
-        soft = propagate_step(feat, feats, labels, self.cfg, num_reference=1).float()
-        if self.cfg.context > 0:
-            self._memory.append((feat, soft))
-        return soft
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +208,7 @@ def _feature_model(model: Any, propagation: Any, device: Any) -> tuple[Any, Prop
 
 
 def _propagate_video(
-    prop: SoftLabelPropagator,
+    prop: Tracker,
     frames: Sequence[Path],
     gt: np.ndarray,
     image_size: tuple[int, int] | None,
@@ -328,9 +234,9 @@ def _propagate_video(
             maps = keypoints_to_label_maps(
                 gt[0], orig, (int(feat.shape[1]), int(feat.shape[2])), sigma=sigma, add_background=True
             )
-            soft = prop.start(feat, maps)
+            soft = prop.start_soft(feat, maps)
         else:
-            soft = prop.step(feat)
+            soft = prop.step_soft(feat)
         seconds += time.perf_counter() - t0
         pred[t] = label_maps_to_keypoints(soft[1:].cpu().numpy(), orig, topk=readback_topk)
     return pred, seconds
@@ -418,7 +324,7 @@ def run_jhmdb(
         raise DataError("no JHMDB video to evaluate")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prop = SoftLabelPropagator(feature_model, cfg, device)
+    prop = Tracker(feature_model, cfg, device)
     acc = PCKAccumulator(thresholds)
     keys = [f"PCK@{t:g}" for t in acc.thresholds]
     per_video = []

@@ -249,6 +249,53 @@ class Tracker:
 
     # ------------------------------------------------------------------ internals
 
+    @torch.inference_mode()
+    def encode(self, frame: np.ndarray) -> torch.Tensor:
+        """L2-normalised features ``(C, h, w)`` of one ``(H, W, 3) uint8`` RGB frame."""
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ShapeMismatchError(f"Tracker: frame must be an (H, W, 3) RGB array, got shape {frame.shape}")
+        return self._encode(frame)
+
+    @torch.inference_mode()
+    def start_soft(self, feat: torch.Tensor, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Starts a stream from arbitrary soft label maps (keypoint heat maps, part maps, ...).
+
+        Args:
+            feat: ``(C, h, w)`` features from :meth:`encode`.
+            labels: ``(K, h, w)`` float maps on the feature grid.
+
+        Returns:
+            The labels as ``float32`` on the tracker's device. Continue with :meth:`step_soft`.
+
+        Raises:
+            ShapeMismatchError: the maps' grid differs from the features'.
+        """
+        lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        lab = lab.to(self.device, torch.float32)
+        if lab.dim() != 3 or tuple(lab.shape[1:]) != tuple(feat.shape[1:]):
+            raise ShapeMismatchError(
+                f"Tracker: label maps {tuple(lab.shape)} do not fit the feature grid {tuple(feat.shape[1:])} "
+                "(expected (K, h, w))"
+            )
+        self.reset()
+        self._set_reference(feat.to(self._store_dtype), lab)
+        self._feat_size = (int(feat.shape[1]), int(feat.shape[2]))
+        self._num_frames = 1
+        return lab
+
+    @torch.inference_mode()
+    def step_soft(self, feat: torch.Tensor) -> torch.Tensor:
+        """Propagates the soft maps of :meth:`start_soft` to a frame: ``(K, h, w)`` float32."""
+        if self._long is None or self._feat_size is None:
+            raise CorrError("Tracker.step_soft: call start_soft(features, labels) first")
+        if (int(feat.shape[1]), int(feat.shape[2])) != self._feat_size:
+            raise ShapeMismatchError(
+                f"Tracker: feature map size changed from {self._feat_size} to {tuple(feat.shape[1:])}"
+            )
+        soft = self._propagate(feat.to(self._store_dtype))
+        self._num_frames += 1
+        return soft
+
     def _check_image_size(self, size: tuple[int, int]) -> None:
         if self._image_size is not None and size != self._image_size:
             raise ShapeMismatchError(
@@ -315,13 +362,7 @@ class Tracker:
                 f"Tracker: feature map size changed from {self._feat_size[0]}x{self._feat_size[1]} to "
                 f"{feat_size[0]}x{feat_size[1]}; call reset() before changing the stream's size"
             )
-        if masks is not None:
-            out = self._anchor(feat, masks)
-        else:
-            soft = propagate_memories(feat, self._long, self._short, self.cfg).float()
-            self._remember(feat, soft)
-            self._soft = soft
-            out = self._decode(soft, size)
+        out = self._anchor(feat, masks) if masks is not None else self._decode(self._propagate(feat), size)
         self._feat_size = feat_size
         self._image_size = size
         self._num_frames += 1
@@ -340,20 +381,32 @@ class Tracker:
         grid = (int(feat.shape[1]), int(feat.shape[2]))
         labels = self._onehot_at(channel, len(ids), grid)
         self._ids, self._out_dtype = ids, np.dtype(out_dtype)
+        self._set_reference(feat, labels)
+        return masks.astype(self._out_dtype, copy=True)
+
+    def _set_reference(self, feat: torch.Tensor, labels: torch.Tensor) -> None:
+        """Makes ``(feat, labels)`` the annotated frame: fresh long-term and short-term memories."""
         frame = self._num_frames
         self._anchor_frame = frame
-        self._long = self._new_memory(self._long, self.cfg.long_term_size, feat, len(ids))
+        k = int(labels.shape[0])
+        self._long = self._new_memory(self._long, self.cfg.long_term_size, feat, k)
         self._long.write(0, feat, labels)
         self._long_frames = [frame]
         self._short, self._short_frames, self._short_next = None, [], 0
         if self.cfg.context > 0:
-            self._short = self._new_memory(self._short, self.cfg.context, feat, len(ids))
+            self._short = self._new_memory(self._short, self.cfg.context, feat, k)
             if self.cfg.pad_context:
                 for slot in range(self.cfg.context):
                     self._short.write(slot, feat, labels)
                 self._short_frames = [frame] * self.cfg.context
         self._soft = labels
-        return masks.astype(self._out_dtype, copy=True)
+
+    def _propagate(self, feat: torch.Tensor) -> torch.Tensor:
+        """Soft labels of a new frame from the memories; the frame is then remembered."""
+        soft = propagate_memories(feat, self._long, self._short, self.cfg).float()
+        self._remember(feat, soft)
+        self._soft = soft
+        return soft
 
     def _new_memory(
         self, old: FrameMemory | None, capacity: int, feat: torch.Tensor, num_labels: int
