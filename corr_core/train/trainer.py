@@ -98,11 +98,15 @@ class Trainer:
         self.step = 0
 
     # ---------------------------------------------------------------- checkpoints
+    def _identity(self) -> dict[str, str]:
+        """What a saved state must match to be resumed: the method and its architecture."""
+        return {"method": getattr(self.method, "name", type(self.method).__name__),
+                "arch": getattr(self.method, "arch", "")}
+
     def _meta(self, kind: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "kind": kind,
-            "method": getattr(self.method, "name", type(self.method).__name__),
-            "arch": getattr(self.method, "arch", ""),
+            **self._identity(),
             "step": self.step,
             "iters": self.iters,
             "config": self.cfg,
@@ -130,8 +134,7 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         if meta.get("kind") != "train-state":
             raise CheckpointError(f"{path}: not a training state (kind {meta.get('kind')!r}); cannot resume from it")
-        for key in ("method", "arch"):
-            mine = self._meta("x")[key]
+        for key, mine in self._identity().items():
             if meta.get(key) != mine:
                 raise CheckpointError(f"{path}: written for {key} {meta.get(key)!r}, this run uses {mine!r}")
         load_module_state(self.method, tensors, "method.", str(path))
