@@ -50,6 +50,7 @@ def test_player_node_recorder_pipeline(tmp_path, launch_node, ros_probe):
     root = tmp_path / "episode"
     masks = write_episode(root)
     bag = tmp_path / "labels_bag"
+    ready = tmp_path / "recorder.ready"
     recorder = launch_node(
         "corr_ros.nodes.recorder",
         "-p",
@@ -58,6 +59,8 @@ def test_player_node_recorder_pipeline(tmp_path, launch_node, ros_probe):
         "topics:=['ego/labels:sensor_msgs/msg/Image', 'exo1/labels:sensor_msgs/msg/Image']",
         "-p",
         f"max_messages:={FRAMES}",
+        "-p",
+        f"ready_file:={ready}",
     )
     node = launch_node(
         "corr_ros.nodes.corr_node",
@@ -68,16 +71,14 @@ def test_player_node_recorder_pipeline(tmp_path, launch_node, ros_probe):
         "-p",
         "camera_timeout:=0.0",
     )
-    # the player starts once the recorder listens, so no labels message can be missed
+    # the player starts once the recorder's readers matched the node's labels writers (the
+    # graph shows a subscription earlier than it is matched), so no labels message can be missed
     ros_probe.wait_for(
-        lambda: (
-            recorder.check_alive()
-            and node.check_alive()
-            and all(ros_probe.node.count_subscribers(f"/{c}/labels") >= 1 for c in CAMS)
-        ),
+        lambda: recorder.check_alive() and node.check_alive() and ready.exists(),
         60.0,
-        "the recorder to subscribe to the labels",
+        "the recorder to match the node's labels publishers",
     )
+    assert sorted(ready.read_text().split()) == ["/ego/labels", "/exo1/labels"]
     player = launch_node(
         "corr_ros.nodes.player",
         "--params-file",

@@ -84,6 +84,20 @@ class _Proc:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
+def _wait_for_file(path: Path, timeout: float, procs: list[_Proc], what: str) -> None:
+    """Waits until ``path`` exists; fails early, with the process's last log lines, if one exits."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for p in procs:
+            if p.popen.poll() is not None:
+                raise CorrError(f"{p.name} exited with {p.popen.returncode} while waiting for {what}; "
+                                f"last lines of {p.log_path}:\n{p.tail()}")
+        if time.monotonic() > deadline:
+            raise CorrError(f"timed out after {timeout:.0f} s waiting for {what}; last lines:\n"
+                            + "\n".join(f"--- {p.name}:\n{p.tail()}" for p in procs))
+        time.sleep(0.05)
+
+
 def ensure_checkpoint(checkpoint: str | None, out: Path, train_iters: int) -> Path:
     """The checkpoint to serve: given, shipped, or trained now (a few minutes on a CPU)."""
     from corr_core.api import packaged_checkpoint
@@ -113,7 +127,9 @@ def play_through_node(episode_bag: Path, masks: list[Path], checkpoint: Path, ou
     node_args = (["--params-file", str(node_cfg)] if node_cfg else []) + [
         "-p", f"cameras:={cams}", "-p", f"checkpoint:={checkpoint}"]
     topics = [f"{c}/{kind}:sensor_msgs/msg/Image" for c in CAMERAS for kind in ("labels", "overlay")]
+    ready = out / "logs" / "recorder.ready"
     rec_args = ["-p", f"output:={out / 'outputs'}", "-p", f"max_messages:={num_frames}",
+                "-p", f"ready_file:={ready}",
                 "-p", "topics:=[" + ",".join(f"'{t}'" for t in topics) + "]"]
     play_args = ["-p", f"bag:={episode_bag}", "-p", f"cameras:={cams}", "-p", "wait_for_labels:=true",
                  "-p", "masks:=[" + ",".join(f"'{m}'" for m in masks) + "]", "-p", "rate:=30.0",
@@ -124,6 +140,9 @@ def play_through_node(episode_bag: Path, masks: list[Path], checkpoint: Path, ou
     try:
         procs.append(node := _Proc("corr_ros.nodes.corr_node", node_args, env, logs / "corr_node.log"))
         procs.append(rec := _Proc("corr_ros.nodes.recorder", rec_args, env, logs / "recorder.log"))
+        # the player starts only once the recorder's readers have matched the node's writers:
+        # otherwise the first labels of a camera can be published before the recorder hears them
+        _wait_for_file(ready, timeout, [node, rec], "the recorder to match the node's output topics")
         t0 = time.time()
         procs.append(player := _Proc("corr_ros.nodes.player", play_args, env, logs / "player.log"))
         code = player.wait(timeout)

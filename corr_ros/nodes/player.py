@@ -76,7 +76,8 @@ PARAMS: list[ParamSpec] = [
         "wait_for_subscribers",
         _T.DOUBLE,
         10.0,
-        "seconds to wait for a subscriber on every <camera>/image_raw before starting (0: do not wait)",
+        "seconds to wait for a subscriber on every <camera>/image_raw (and, in lockstep, a publisher "
+        "on every <camera>/labels) before starting (0: do not wait)",
         range=(0.0, 3600.0),
     ),
     ParamSpec(
@@ -255,11 +256,12 @@ class Player(Node):
         }
         self.mask_pubs = {c: self.create_publisher(Image, f"{c}/masks_in", mask_qos) for c in self.cameras}
         self.waiter = LabelWaiter()
+        self.label_subs = []
         if self.p["wait_for_labels"]:
             for cam in self.cameras:
-                self.create_subscription(
+                self.label_subs.append(self.create_subscription(
                     Image, f"{cam}/labels", lambda m, cam=cam: self.waiter.on_labels(cam, m), reliable_qos(10)
-                )
+                ))
         self.published = 0
         self.label_timeouts = 0
         self.get_logger().info(
@@ -287,14 +289,22 @@ class Player(Node):
         pubs = list(self.image_pubs.values())
         if self.p["publish_masks"]:
             pubs += list(self.mask_pubs.values())
+        # in lockstep, our own labels readers must also have matched the node's writers, or the
+        # labels of the first frame could go unheard and cost a labels_timeout
+        subs = self.label_subs
+
+        def lonely() -> list[str]:
+            return [p.topic_name for p in pubs if p.get_subscription_count() == 0] + [
+                s.topic_name for s in subs if s.get_publisher_count() == 0
+            ]
+
         stop = threading.Event()
         while timeout > 0 and self._alive() and time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in pubs):
+            if not lonely():
                 return
             stop.wait(0.05)
-        lonely = [p.topic_name for p in pubs if p.get_subscription_count() == 0]
-        if lonely and timeout > 0:
-            self.get_logger().warning(f"no subscriber after {timeout} s on {lonely}; playing anyway")
+        if lonely() and timeout > 0:
+            self.get_logger().warning(f"no peer after {timeout} s on {lonely()}; playing anyway")
 
     def run(self) -> int:
         """Plays the episode; returns the number of frames published."""

@@ -9,6 +9,12 @@ topic has ``max_messages`` messages.
 Topics are given as ``name`` (the type is looked up on the ROS graph once a publisher appears)
 or ``name:package/msg/Type`` (quote such entries in YAML and on the command line:
 ``-p "topics:=['ego/labels:sensor_msgs/msg/Image']"``).
+
+With ``ready_file`` set, the recorder writes that file once every topic's subscription is matched
+with at least one publisher (the DDS reader has found the writer, so nothing published from then
+on is missed). A script that starts the publishers' input afterwards, such as ``corr demo``,
+waits for the file instead of guessing from the ROS graph, which is discovered earlier than
+endpoints are matched.
 """
 
 from __future__ import annotations
@@ -52,6 +58,12 @@ PARAMS: list[ParamSpec] = [
         "stop once every topic has this many messages (0: record until SIGINT/SIGTERM)",
         range=(0, 10**9),
     ),
+    ParamSpec(
+        "ready_file",
+        _T.STRING,
+        "",
+        "file written once every topic has a matched publisher ('' = none)",
+    ),
     ParamSpec("qos.depth", _T.INTEGER, 100, "QoS history depth of the subscriptions", range=(1, 10000)),
     ParamSpec(
         "qos.reliability",
@@ -93,6 +105,8 @@ class Recorder(Node):
         self._closed = True  # until the writer is open
         self._qos = reliable_qos(self.p["qos.depth"], self.p["qos.reliability"])
         self.counts: dict[str, int] = {}
+        self._subs: dict[str, Any] = {}  # topic -> subscription
+        self.ready = False
         self._types: dict[str, str] = {}  # topic -> message type, once subscribed
         self._waiting: dict[str, str] = {}  # resolved topic -> type ('' = look it up)
         for entry in self.p["topics"]:
@@ -118,6 +132,7 @@ class Recorder(Node):
 
     def _discover(self) -> None:
         if not self._waiting:
+            self._check_ready()
             return
         graph = dict(self.get_topic_names_and_types())
         for topic, msgtype in list(self._waiting.items()):
@@ -131,12 +146,25 @@ class Recorder(Node):
         if self._waiting and not self._warned and time.monotonic() - self._started > 10.0:
             self._warned = True
             self.get_logger().warning(f"no publisher yet on {sorted(self._waiting)} (type unknown)")
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        """Writes ``ready_file`` the first time every subscription has a matched publisher."""
+        if self.ready or self._waiting or not all(s.get_publisher_count() > 0 for s in self._subs.values()):
+            return
+        self.ready = True
+        self.get_logger().info(f"every topic has a matched publisher: {sorted(self._subs)}")
+        if self.p["ready_file"]:
+            path = Path(self.p["ready_file"])
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_text("\n".join(sorted(self._subs)) + "\n")
+            tmp.replace(path)  # appears whole or not at all
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         cls = message_class(msgtype)
         self._writer.connect(topic, msgtype)
         self._types[topic] = msgtype
-        self.create_subscription(
+        self._subs[topic] = self.create_subscription(
             cls, topic, lambda data, t=topic: self._on_message(t, data), self._qos, raw=True
         )
         self.get_logger().info(f"recording {topic} ({msgtype})")
