@@ -259,3 +259,36 @@ def test_cli_writes_episodes_and_rejects_bad_input(tmp_path, capsys):
     assert "--size" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="objects"):
         render_episode(num_objects=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_gripper_rests_in_the_lower_corner_of_the_first_ego_view_on_the_shoulder_side(seed):
+    """Before the first event the hand rests low on the shoulder's side of the ego view (like a
+    hand at rest), not over the table, so the first ego frame -- the one tracking starts from --
+    shows the objects."""
+    import math
+
+    import mujoco
+
+    spec = sample_scene(seed, OBJECTS, 1, 30)
+    traj = plan_trajectories(spec)
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, traj.ego_quat[0])
+    right, up, back = rot.reshape(3, 3).T
+    v = traj.gripper_pos[0] - traj.ego_pos[0]
+    depth = -v @ back
+    tan = math.tan(math.radians(spec.ego.fovy) / 2)
+    x, y = (v @ right) / (depth * tan), (v @ up) / (depth * tan)  # in units of tan(fovy / 2)
+    assert depth > 0.2
+    assert y < -0.6, "the resting hand is not in the lower part of the view"
+    assert x * np.sign(spec.shoulder[0]) > 0.5, "the resting hand is not on the shoulder's side"
+
+
+def test_first_ego_frame_shows_the_objects_the_exo_camera_sees(frames):
+    ego, exo = (frames[0]["cameras"][c]["labels"] for c in ("ego", "exo1"))
+
+    def ids(lab: np.ndarray) -> set[int]:
+        values, counts = np.unique(lab, return_counts=True)
+        return {int(v) for v, n in zip(values, counts, strict=True) if v and n >= 8}
+
+    assert ids(exo) and ids(exo) <= ids(ego)

@@ -31,7 +31,11 @@ from corr_core.data.sim.scene import (
 APPROACH, GRASP, RELEASE = 0.25, 0.35, 0.85  # phase boundaries (fractions of an event)
 HOVER = 0.18  # height of the gripper above its contact pose while approaching/leaving (m)
 PUSH_PALM_Z = TABLE_TOP + 0.003 - FINGER_Z + FINGER_HALF[2]  # fingertips 3 mm above the table
-REST = np.array([0.0, -0.40, TABLE_TOP + 0.30])  # gripper pose before the first event
+# Gripper pose before the first event, in the ego camera's first frame: down in the corner on the
+# shoulder's side, like a robot's (or a person's) hand at rest, so the first ego frame shows the
+# table: (horizontal, vertical) image position as fractions of tan(fovy / 2), and depth (m).
+REST_VIEW = (0.75, -0.85, 0.42)
+REST_MIN_HEIGHT = 0.15  # and at least this high above the table (m)
 
 
 @dataclass
@@ -232,16 +236,42 @@ def _gripper_in_event(
     return p_now + hover * s, yaw_now, open_now + s * (wide - open_now)
 
 
+def active_objects(spec: SceneSpec) -> np.ndarray:
+    """``(T,)`` id of the object being manipulated in each frame (0 between events)."""
+    active = np.zeros(spec.num_frames, dtype=np.int64)
+    for t in range(spec.num_frames):
+        for ev in spec.events:
+            if t < ev.start:
+                break
+            if t <= ev.end:
+                active[t] = ev.object_id
+    return active
+
+
+def rest_position(spec: SceneSpec, cam_pos: np.ndarray, cam_quat: np.ndarray) -> np.ndarray:
+    """``(3,)`` palm position at rest (see :data:`REST_VIEW`) for the ego camera pose of frame 0."""
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, np.asarray(cam_quat, float))
+    right, up, back = rot.reshape(3, 3).T  # camera axes in the world (columns)
+    side = 1.0 if spec.shoulder[0] >= 0 else -1.0
+    x, y, depth = REST_VIEW
+    tan = math.tan(math.radians(spec.ego.fovy) / 2.0)
+    ray = side * x * tan * right + y * tan * up - back
+    pos = cam_pos + depth * ray / np.linalg.norm(ray)
+    pos[2] = max(pos[2], TABLE_TOP + REST_MIN_HEIGHT)
+    return pos
+
+
 def gripper_trajectory(
-    spec: SceneSpec, obj_quat: np.ndarray
+    spec: SceneSpec, obj_quat: np.ndarray, rest_pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Palm position ``(T, 3)``, yaw ``(T,)``, finger opening ``(T,)`` and the id of the object
-    being manipulated ``(T,)`` (0 between events). The gripper waits at :data:`REST` before the
+    being manipulated ``(T,)`` (0 between events). The gripper waits at ``rest_pos`` before the
     first event and hovers where it released the last object after each event."""
     n_t = spec.num_frames
     g_pos, g_yaw, g_open = np.zeros((n_t, 3)), np.zeros(n_t), np.zeros(n_t)
     active = np.zeros(n_t, dtype=np.int64)
-    rest: GripperPose = (REST.copy(), 0.0, 0.04)
+    rest: GripperPose = (np.array(rest_pos, float), 0.0, 0.04)
     plans = []  # (event, object, start pose, object orientation at the start)
     state = rest
     for ev in spec.events:
@@ -336,8 +366,9 @@ def shoulder_trajectory(spec: SceneSpec, ego_pos: np.ndarray) -> np.ndarray:
 def plan_trajectories(spec: SceneSpec) -> Trajectories:
     """All per-frame poses of an episode."""
     obj_pos, obj_quat = object_trajectories(spec)
-    g_pos, g_yaw, g_open, active = gripper_trajectory(spec, obj_quat)
-    ego_pos, ego_quat = ego_trajectory(spec, obj_pos, active)
+    ego_pos, ego_quat = ego_trajectory(spec, obj_pos, active_objects(spec))
+    rest = rest_position(spec, ego_pos[0], ego_quat[0])
+    g_pos, g_yaw, g_open, active = gripper_trajectory(spec, obj_quat, rest)
     return Trajectories(
         obj_pos, obj_quat, g_pos, g_yaw, g_open, ego_pos, ego_quat, active, shoulder_trajectory(spec, ego_pos)
     )
