@@ -182,3 +182,33 @@ def test_config_overrides_are_typed_and_unknown_keys_rejected(tmp_path):
         apply_overrides(cfg, ["train.itres=3"])
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides(cfg, ["train.iters"])
+
+
+def test_init_starts_the_backbone_and_target_from_a_checkpoint_and_refuses_another_arch(tmp_path):
+    from corr_core.commands.train import init_from_checkpoint
+
+    torch.manual_seed(1)
+    donor = FCMethod("resnet18_s8", hidden_dim=32, out_dim=16)
+    ckpt = save_checkpoint(
+        tmp_path / "donor",
+        {f"backbone.{k}": v for k, v in donor.backbone.state_dict().items()},
+        {"arch": "resnet18_s8", "method": "fc", "kind": "backbone"},
+    )
+    torch.manual_seed(2)
+    method = FCMethod("resnet18_s8", hidden_dim=32, out_dim=16)
+    before = method.projector.state_dict()["0.weight"].clone()
+    first = next(k for k, _ in donor.backbone.named_parameters())
+    assert not torch.equal(method.backbone.state_dict()[first], donor.backbone.state_dict()[first])
+    init_from_checkpoint(method, ckpt)
+    for k, v in donor.backbone.state_dict().items():
+        assert torch.equal(method.backbone.state_dict()[k], v), k
+        assert torch.equal(method.target_backbone.state_dict()[k], v), k
+    # heads keep their fresh initialisation; the target projector copies the online one
+    assert torch.equal(method.projector.state_dict()["0.weight"], before)
+    assert torch.equal(method.target_projector.state_dict()["0.weight"], before)
+
+    other = FCMethod("resnet18_fc", hidden_dim=32, out_dim=16)
+    with pytest.raises(CheckpointError, match="cannot initialise a 'resnet18_fc'"):
+        init_from_checkpoint(other, ckpt)
+    with pytest.raises(CheckpointError):
+        init_from_checkpoint(method, tmp_path / "missing")

@@ -15,21 +15,47 @@ from corr_core.errors import ConfigError
 log = logging.getLogger("corr.train")
 
 
+def _resolve_path(p: str, config_path: Path) -> str:
+    """``p`` as is when absolute or present in the working directory, else relative to the
+    recipe's parent folder (the repository root for ``training/``)."""
+    path = Path(p).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path.resolve()) if path.exists() else str(path)
+    return str((config_path.resolve().parent.parent / path).resolve())
+
+
 def resolve_data_paths(dcfg: dict[str, Any], config_path: Path) -> dict[str, Any]:
     """Makes relative data roots absolute: relative to the working directory when they exist
     there, else relative to the recipe's parent folder (the repository root for ``training/``)."""
 
     def fix(p: str) -> str:
-        path = Path(p).expanduser()
-        if path.is_absolute() or path.exists():
-            return str(path.resolve()) if path.exists() else str(path)
-        return str((config_path.resolve().parent.parent / path).resolve())
+        return _resolve_path(p, config_path)
 
     out = dict(dcfg)
     out["davis"] = [{**d, "root": fix(d["root"])} for d in dcfg.get("davis") or []]
     out["folders"] = [fix(f) for f in dcfg.get("folders") or []]
     out["videos"] = [fix(v) for v in dcfg.get("videos") or []]
     return out
+
+
+def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Starts ``method`` from the feature network of a corr checkpoint (fine-tuning, e.g. the
+    shipped checkpoint on a robot's own bags); heads start fresh, targets copy the online nets.
+
+    Raises:
+        CheckpointError: missing, foreign or mismatching checkpoint (other architecture).
+    """
+    from corr_core.errors import CheckpointError
+    from corr_core.io.checkpoint import load_checkpoint, load_module_state
+
+    tensors, meta = load_checkpoint(checkpoint)
+    arch = getattr(method, "arch", None)
+    if meta.get("arch") != arch:
+        raise CheckpointError(f"{checkpoint}: architecture {meta.get('arch')!r} cannot initialise a {arch!r} model")
+    load_module_state(method.feature_model(), tensors, "backbone.", str(checkpoint))
+    if hasattr(method, "sync_target"):
+        method.sync_target()
+    log.info("initialised %s from %s (%s)", arch, checkpoint, meta.get("method", "?"))
 
 
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
@@ -48,6 +74,8 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
     batches = PairCropBatches(pool, int(cfg["train"]["batch_size"]), int(dcfg.get("crop_size", 128)),
                               tuple(dcfg.get("scale", (0.08, 1.0))), seed=seed)
     method = build_method(cfg["method"], **cfg.get("model", {}))
+    if cfg.get("init"):
+        init_from_checkpoint(method, _resolve_path(str(cfg["init"]), config_path))
     trainer = Trainer(method, batches, out, cfg, device=device)
     if resume:
         trainer.resume()

@@ -117,3 +117,9 @@ class FCMethod(nn.Module):
     def feature_model(self) -> nn.Module:
         """The network used downstream (label propagation): the online backbone."""
         return self.backbone
+
+    @torch.no_grad()
+    def sync_target(self) -> None:
+        """Copies the online backbone and projector into the target (after loading weights)."""
+        self.target_backbone.load_state_dict(self.backbone.state_dict())
+        self.target_projector.load_state_dict(self.projector.state_dict())
