@@ -41,13 +41,16 @@ def test_param_files_use_declared_parameters(config, module):
 
 def test_node_param_file_ships_the_propagation_defaults():
     from corr_core.propagation.crw import PropagationConfig
-    from corr_ros.nodes.corr_node import PARAMS, PROPAGATION_KEYS
+    from corr_ros.nodes.corr_node import PARAMS, PROPAGATION_KEYS, propagation_settings
 
     values = _ros_params(REPO_ROOT / "config" / "corr_node.yaml")
     defaults = PropagationConfig()
     declared = {s.name: s.default for s in PARAMS}
     for key in PROPAGATION_KEYS:
-        assert values[key] == getattr(defaults, key) == declared[key], key
+        assert values[key] == declared[key], key
+    # what the node hands to the trackers is the library's default configuration
+    assert PropagationConfig(**propagation_settings({k: values[k] for k in PROPAGATION_KEYS})) == defaults
+    assert propagation_settings({"long_term_radius": 6.0})["long_term_radius"] == 6.0
     assert values["slop"] == declared["slop"] == 0.05
 
 

@@ -377,15 +377,23 @@ def test_lifecycle_transitions(anchored, node_proc):
     assert drv.state() == "unconfigured"
     res = drv.set_param("context", 4)
     assert res.successful, res.reason
+    # MER/MAST-style long-term memory: every 2nd frame, 3 frames, matched within 6 cells
+    assert not drv.set_param("long_term_size", 0).successful
+    for name, value in (("long_term_every", 2), ("long_term_size", 3), ("long_term_radius", 6.0)):
+        res = drv.set_param(name, value)
+        assert res.successful, res.reason
     assert drv.transition("configure") and drv.transition("activate")
     drv.wait_connected(node_proc)
     stamp = drv.next_stamp()
     drv.send_masks(stamp)  # new trackers need new masks
     drv.send_pair(stamp)
     drv.wait_labels(stamp)
-    stamp = drv.send_pair()
-    drv.wait_labels(stamp)
-    assert "'context': 4" in node_proc.log()
+    for _ in range(4):  # frames 2 and 4 after the mask join the long-term memory
+        stamp = drv.send_pair()
+        drv.wait_labels(stamp)
+    log = node_proc.log()
+    assert "'context': 4" in log
+    assert "'long_term_every': 2, 'long_term_size': 3, 'long_term_radius': 6.0" in log
 
 
 def test_missing_checkpoint_keeps_node_alive(bad_node_proc, ros_probe, driver):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import threading
 import time
@@ -68,9 +69,21 @@ from corr_ros.sync import MaskAnchors, NewestSetWorker
 NODE_NAME = "corr_node"
 _T = Parameter.Type
 _PROP = PropagationConfig()
-PROPAGATION_KEYS = ("topk", "context", "radius", "temperature")
+PROPAGATION_KEYS = ("topk", "context", "radius", "temperature", "long_term_every", "long_term_size",
+                    "long_term_radius")
+#: Structural propagation settings (they size or shape the trackers' memory).
+STRUCTURAL_PROPAGATION_KEYS = ("context", "long_term_every", "long_term_size", "long_term_radius")
 #: Propagation settings that change live (context sizes the trackers' memory: structural).
 LIVE_PROPAGATION_KEYS = ("topk", "radius", "temperature")
+
+def propagation_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """:class:`PropagationConfig` fields from the node's parameters of those names: a
+    ``long_term_radius`` of 0 (ROS parameters have no infinity) means the whole image."""
+    out = dict(params)
+    if "long_term_radius" in out:
+        out["long_term_radius"] = float(out["long_term_radius"]) or math.inf
+    return out
+
 
 #: Every parameter of corr_node (the YAML files and the launch file must use only these).
 PARAMS: list[ParamSpec] = [
@@ -158,6 +171,28 @@ PARAMS: list[ParamSpec] = [
         "label propagation: softmax temperature (> 0)",
         live=True,
         range=(0.0, 100.0),
+    ),
+    ParamSpec(
+        "long_term_every",
+        _T.INTEGER,
+        _PROP.long_term_every,
+        "long-term memory (MER/MAST): every n-th frame after the annotated one joins it (0: only the "
+        "annotated frame, the CRW protocol)",
+        range=(0, 100000),
+    ),
+    ParamSpec(
+        "long_term_size",
+        _T.INTEGER,
+        _PROP.long_term_size,
+        "long-term memory: most frames kept, the annotated one included (sizes the memory)",
+        range=(1, 1000),
+    ),
+    ParamSpec(
+        "long_term_radius",
+        _T.DOUBLE,
+        0.0,
+        "long-term memory: radius in feature cells within which its frames are matched (0: whole image)",
+        range=(0.0, 1.0e6),
     ),
     ParamSpec(
         "initial_masks",
@@ -331,7 +366,7 @@ class CorrNode(LifecycleNode):
             merged = self._propagation()
             merged.update(prop)
             try:
-                PropagationConfig(**merged)
+                PropagationConfig(**propagation_settings(merged))
             except ConfigError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -360,8 +395,9 @@ class CorrNode(LifecycleNode):
 
     def _propagation(self) -> dict[str, Any]:
         values = {k: self._live[k] for k in LIVE_PROPAGATION_KEYS}
-        values["context"] = int(self.get_parameter("context").value)
-        return values
+        for key in STRUCTURAL_PROPAGATION_KEYS:
+            values[key] = self.get_parameter(key).value
+        return propagation_settings(values)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
