@@ -64,3 +64,16 @@ def test_package_xml_is_ament_python_format_3_named_corr():
     assert root.findtext("name") == "corr"
     assert root.find("export/build_type").text == "ament_python"
     assert (ROOT / "resource" / "corr").is_file()
+
+
+def test_overrides_may_follow_options_and_stray_words_are_refused(tmp_path, capsys):
+    from corr_core.cli import main
+
+    recipe = ROOT / "training" / "fc_cpu.yaml"
+    # the override after --out reaches the config loader (which names the unknown key)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "train.bogus=1"]) == 2
+    assert "unknown key 'train.bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(recipe), "--out", str(tmp_path / "run"), "stray"])
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
