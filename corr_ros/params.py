@@ -18,6 +18,8 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from corr_core.errors import ConfigError
+
 _PY_TYPES = {
     Parameter.Type.BOOL: (bool,),
     Parameter.Type.INTEGER: (int,),
@@ -148,6 +150,19 @@ def value_of(node: Node, spec: ParamSpec) -> Any:
 def values(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     """``{name: value}`` for every spec."""
     return {spec.name: value_of(node, spec) for spec in specs}
+
+
+def declare_and_read(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Declares every parameter and returns ``{name: value}``, for nodes that cannot run with a
+    bad parameter (the player, the recorder; corr_node reports instead, see :func:`declare_all`).
+
+    Raises:
+        ConfigError: naming every rejected override.
+    """
+    errors = declare_all(node, specs)
+    if errors:
+        raise ConfigError("; ".join(errors.values()))
+    return values(node, specs)
 
 
 def by_name(specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:

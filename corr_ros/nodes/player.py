@@ -37,7 +37,7 @@ from std_msgs.msg import Header
 
 from corr_core.errors import ConfigError, CorrError, DataError
 from corr_ros.conversions import camera_info, labels_to_image, ns_to_stamp, rgb_to_image, stamp_to_ns
-from corr_ros.params import ParamSpec, declare_all, values
+from corr_ros.params import ParamSpec, declare_and_read
 from corr_ros.qos import qos_from_parameters, qos_param_specs, reliable_qos
 
 _T = Parameter.Type
@@ -227,10 +227,7 @@ class Player(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("corr_player", **kwargs)
-        errors = declare_all(self, PARAMS)
-        if errors:
-            raise ConfigError("; ".join(errors.values()))
-        self.p = values(self, PARAMS)
+        self.p = declare_and_read(self, PARAMS)
         if bool(self.p["root"]) == bool(self.p["bag"]):
             raise ConfigError("set exactly one of the parameters 'root' (DAVIS-layout episode) and 'bag'")
         if self.p["root"]:

@@ -35,7 +35,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from corr_core.data.bag import STORAGES, BagWriter
 from corr_core.errors import ConfigError, CorrError
-from corr_ros.params import ParamSpec, declare_all, values
+from corr_ros.params import ParamSpec, declare_and_read
 from corr_ros.qos import reliable_qos
 
 _T = Parameter.Type
@@ -95,10 +95,7 @@ class Recorder(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("corr_recorder", **kwargs)
-        errors = declare_all(self, PARAMS)
-        if errors:
-            raise ConfigError("; ".join(errors.values()))
-        self.p = values(self, PARAMS)
+        self.p = declare_and_read(self, PARAMS)
         if not self.p["output"]:
             raise ConfigError("parameter 'output' (the bag folder to create) is empty")
         self.path = Path(self.p["output"])
@@ -131,10 +128,7 @@ class Recorder(Node):
         return bool(limit) and all(n >= limit for n in self.counts.values())
 
     def _discover(self) -> None:
-        if not self._waiting:
-            self._check_ready()
-            return
-        graph = dict(self.get_topic_names_and_types())
+        graph = dict(self.get_topic_names_and_types()) if self._waiting else {}
         for topic, msgtype in list(self._waiting.items()):
             if not msgtype:
                 types = graph.get(topic, [])

@@ -264,13 +264,12 @@ def rest_position(spec: SceneSpec, cam_pos: np.ndarray, cam_quat: np.ndarray) ->
 
 def gripper_trajectory(
     spec: SceneSpec, obj_quat: np.ndarray, rest_pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Palm position ``(T, 3)``, yaw ``(T,)``, finger opening ``(T,)`` and the id of the object
-    being manipulated ``(T,)`` (0 between events). The gripper waits at ``rest_pos`` before the
-    first event and hovers where it released the last object after each event."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Palm position ``(T, 3)``, yaw ``(T,)`` and finger opening ``(T,)``. The gripper waits at
+    ``rest_pos`` before the first event and hovers where it released the last object after each
+    event."""
     n_t = spec.num_frames
     g_pos, g_yaw, g_open = np.zeros((n_t, 3)), np.zeros(n_t), np.zeros(n_t)
-    active = np.zeros(n_t, dtype=np.int64)
     rest: GripperPose = (np.array(rest_pos, float), 0.0, 0.04)
     plans = []  # (event, object, start pose, object orientation at the start)
     state = rest
@@ -285,10 +284,8 @@ def gripper_trajectory(
             if t < ev.start:
                 break
             pose = _gripper_in_event(obj, ev, start, q_start, _event_fraction(ev, t))
-            if t <= ev.end:
-                active[t] = ev.object_id
         g_pos[t], g_yaw[t], g_open[t] = pose
-    return g_pos, g_yaw, g_open, active
+    return g_pos, g_yaw, g_open
 
 
 def finger_poses(palm: np.ndarray, yaw: float, opening: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -366,9 +363,10 @@ def shoulder_trajectory(spec: SceneSpec, ego_pos: np.ndarray) -> np.ndarray:
 def plan_trajectories(spec: SceneSpec) -> Trajectories:
     """All per-frame poses of an episode."""
     obj_pos, obj_quat = object_trajectories(spec)
-    ego_pos, ego_quat = ego_trajectory(spec, obj_pos, active_objects(spec))
+    active = active_objects(spec)
+    ego_pos, ego_quat = ego_trajectory(spec, obj_pos, active)
     rest = rest_position(spec, ego_pos[0], ego_quat[0])
-    g_pos, g_yaw, g_open, active = gripper_trajectory(spec, obj_quat, rest)
+    g_pos, g_yaw, g_open = gripper_trajectory(spec, obj_quat, rest)
     return Trajectories(
         obj_pos, obj_quat, g_pos, g_yaw, g_open, ego_pos, ego_quat, active, shoulder_trajectory(spec, ego_pos)
     )
