@@ -179,30 +179,41 @@ def test_camera_info_is_attached_to_sets(tmp_path: Path) -> None:
     assert (info.width, info.height, info.frame_id) == (64, 48, "a")
 
 
-def test_truncated_mcap_yields_sets_before_damage_then_raises(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", STORAGES)
+def test_truncated_bag_yields_sets_before_damage_then_raises(tmp_path: Path, storage: str) -> None:
     rng = _rng(4)
     bag = tmp_path / "bag"
-    n = 120  # 2 x 120 x 12 KiB: the writer's 1 MiB chunks leave complete chunks in the first half
+    n = 120  # 2 x 120 x 12 KiB: the mcap writer's 1 MiB chunks leave complete chunks in the first half
     images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
-    with BagWriter(bag) as writer:
+    with BagWriter(bag, storage=storage) as writer:
         for i, image in enumerate(images):
             writer.add_image("/a/image_raw", i * 33 * MS, "a", image)
             writer.add_image("/b/image_raw", i * 33 * MS + MS, "b", image[::-1].copy())
     topics = {"a": "/a/image_raw", "b": "/b/image_raw"}
     assert len(list(read_synced(bag, topics))) == n
 
-    (mcap,) = list(bag.glob("*.mcap"))
-    os.truncate(mcap, mcap.stat().st_size // 2)
+    (storage_file,) = [f for f in bag.iterdir() if f.suffix in (".mcap", ".db3")]
+    os.truncate(storage_file, storage_file.stat().st_size // 2)
+    before = storage_file.read_bytes()
     got = []
-    with pytest.raises(CorruptBagError, match=str(mcap)):
+    with pytest.raises(CorruptBagError, match=f"{storage_file}.*truncated or corrupt {storage}"):
         for frames in read_synced(bag, topics):
             got.append(frames)
-    assert 0 < len(got) < n
+    assert n // 4 < len(got) < n
     for i, frames in enumerate(got):
         np.testing.assert_array_equal(frames.images["a"], images[i])
         np.testing.assert_array_equal(frames.images["b"], images[i][::-1])
     info = bag_info(bag)
-    assert info["damage"] and info["topics"]["/a/image_raw"]["count"] < n
+    assert info["damage"] and n // 4 < info["topics"]["/a/image_raw"]["count"] < n
+    assert storage_file.read_bytes() == before  # salvaging never writes to the damaged file
+
+
+@pytest.mark.parametrize("suffix", [".db3", ".mcap"])
+def test_storage_file_that_is_not_a_bag_names_the_file(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"notabag{suffix}"
+    path.write_bytes(b"not a bag at all " * 64)
+    with pytest.raises(CorruptBagError, match=str(path)):
+        list(read_synced(path, {"a": "/a/image_raw"}))
 
 
 def test_unknown_encoding_names_encoding_and_topic(tmp_path: Path) -> None:

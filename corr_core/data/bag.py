@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sqlite3
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -518,7 +519,7 @@ def decode_camera_info(msg: Any) -> CameraCalibration:
 
 
 # --------------------------------------------------------------------------------------------
-# Opening bags (and salvaging truncated mcap files)
+# Opening bags (and salvaging truncated mcap and sqlite3 files)
 # --------------------------------------------------------------------------------------------
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -608,6 +609,65 @@ class _McapSalvage:
         yield from msgs
 
 
+class _Sqlite3Salvage:
+    """Reads a damaged rosbag2 sqlite3 file row by row, in recording order, up to the damage.
+
+    A db3 file cut short (a copy interrupted, a disk filled) declares more pages than it has,
+    so SQLite, and with it ``rosbags``, refuses to open it at all. Opened read-only and
+    ``immutable`` (the file is never written) with ``writable_schema`` on, SQLite accepts the
+    shorter file and reads every row whose pages survive; :meth:`messages` yields them in row
+    order (the order they were recorded) and raises :class:`CorruptBagError` at the first row it
+    cannot read. Same interface as :class:`_McapSalvage`.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        self.channels: dict[int, tuple[str, str]] = {}  # topic id -> (topic, msgtype)
+        try:
+            con = self._connect()
+            try:
+                rows = con.execute("SELECT id, name, type FROM topics").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise self._fail(f"its topic table is unreadable ({exc})") from exc
+        self.channels = {int(i): (str(name), str(msgtype)) for i, name, msgtype in rows}
+
+    def _fail(self, what: str) -> CorruptBagError:
+        return CorruptBagError(f"{self.path}: truncated or corrupt sqlite3 bag ({self.reason}); {what}")
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        con = sqlite3.connect(uri, uri=True)
+        con.execute("PRAGMA writable_schema=ON")  # tolerate a file shorter than its header says
+        return con
+
+    def messages(self) -> Iterator[tuple[int, int, bytes]]:
+        """Yields ``(topic_id, timestamp_ns, cdr_bytes)`` and raises at the damage (if any)."""
+        con = self._connect()
+        count, last_id = 0, None
+        try:
+            cursor = con.execute("SELECT id, topic_id, timestamp, data FROM messages ORDER BY id")
+            while True:
+                try:
+                    row = cursor.fetchone()
+                except sqlite3.Error as exc:
+                    after = f"after row id {last_id}" if last_id is not None else "before the first row"
+                    raise self._fail(f"{exc} {after} ({count} messages read)") from exc
+                if row is None:
+                    return
+                last_id = int(row[0])
+                count += 1
+                yield int(row[1]), int(row[2]), bytes(row[3])
+        finally:
+            con.close()
+
+
+def _salvage_reader(path: Path, reason: str) -> _McapSalvage | _Sqlite3Salvage:
+    return _McapSalvage(path, reason) if path.suffix == ".mcap" else _Sqlite3Salvage(path, reason)
+
+
 def _storage_files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
     return [f for f in files if f.is_file()]
@@ -634,7 +694,8 @@ def _check_metadata(path: Path) -> list[Path]:
 
 class _BagSource:
     """An open bag: its topics, and a stream of raw messages; storage failures become
-    :class:`CorruptBagError`. Falls back to :class:`_McapSalvage` for mcap files without index."""
+    :class:`CorruptBagError`. Falls back to :class:`_McapSalvage` for mcap files without index and
+    to :class:`_Sqlite3Salvage` for truncated sqlite3 files."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -648,16 +709,19 @@ class _BagSource:
             raise CorruptBagError(f"{self.path}: not a rosbag2 folder, .mcap or .db3 file")
         self.storage = "mcap" if all(f.suffix == ".mcap" for f in files) else "sqlite3"
         self._reader: Reader | None = None
-        self._salvage: list[_McapSalvage] = []
+        self._salvage: list[_McapSalvage | _Sqlite3Salvage] = []
         reader = Reader(self.path)
         try:
             reader.open()
         except Exception as exc:  # rosbags raises ReaderError, apsw and OS errors alike
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ReaderError) else str(exc)
-            if self.storage != "mcap" or not all(f.is_file() for f in files):
-                raise CorruptBagError(f"{self.path}: unreadable rosbag2 bag ({reason})") from exc
-            self._salvage = [_McapSalvage(f, reason) for f in files]
+            if not all(f.is_file() for f in files):
+                missing = [f.name for f in files if not f.is_file()]
+                raise CorruptBagError(f"{self.path}: unreadable rosbag2 bag ({reason}; missing: {missing})") from exc
+            self._salvage = [_salvage_reader(f, reason) for f in files]
             self._scan_salvage()
+            if self.damage and not any(self.counts.values()):
+                raise CorruptBagError(f"{self.damage}; no message in it is readable") from exc
             log.warning("%s: %s; reading it sequentially up to the damage", self.path, reason)
         else:
             self._reader = reader
@@ -740,7 +804,7 @@ def bag_info(path: str | Path) -> dict[str, Any]:
     Returns:
         ``{"path", "storage", "topics": {topic: {"type", "count"}}, "message_count",
         "start_ns", "end_ns", "duration_s", "damage"}``; ``damage`` is None for a sound bag and
-        describes the damage for a truncated mcap (counts then cover the readable part).
+        describes the damage for a truncated bag (counts then cover the readable part).
 
     Raises:
         CorruptBagError: if the path is missing or the bag cannot be opened at all.
