@@ -84,7 +84,9 @@ def test_training_lowers_the_loss_and_ema_tracks_online(tmp_path):
     batches = PairCropBatches(_pool(), batch_size=4, crop_size=48, scale=(0.3, 1.0), seed=1)
     fixed = next(batches)
     before, _ = method.training_step(fixed)
-    trainer = Trainer(method, iter(lambda: fixed, None), tmp_path / "run", _cfg(iters=25))
+    cfg = _cfg(iters=25)
+    cfg["train"]["keep_every"] = 10
+    trainer = Trainer(method, iter(lambda: fixed, None), tmp_path / "run", cfg)
     model_path = trainer.fit()
     method.eval()
     after, _ = method.training_step(fixed)
@@ -94,7 +96,13 @@ def test_training_lowers_the_loss_and_ema_tracks_online(tmp_path):
     tg = torch.cat([p.flatten() for p in method.target_backbone.parameters()])
     assert 0 < (on - tg).abs().max() < 1.0
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    assert rows[0].startswith("step,") and len(rows) == 26
+    assert rows[0].startswith("step,") and len(rows) == 26 and "feat_erank" in rows[0].split(",")
+    # Snapshots kept along training, each loadable, each different from the final model.
+    kept = sorted(p.name for p in (tmp_path / "run").glob("model_*.safetensors"))
+    assert kept == ["model_0000010.safetensors", "model_0000020.safetensors"]
+    snap, _ = load_feature_model(tmp_path / "run" / "model_0000010")
+    final, _ = load_feature_model(model_path)
+    assert any(not torch.equal(a, b) for a, b in zip(snap.state_dict().values(), final.state_dict().values()))
     meta = json.loads(model_path.with_suffix(".json").read_text())
     assert meta["arch"] == "resnet18_s8" and meta["kind"] == "backbone" and meta["git_sha"]
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "provenance.json").is_file()
@@ -212,3 +220,21 @@ def test_init_starts_the_backbone_and_target_from_a_checkpoint_and_refuses_anoth
         init_from_checkpoint(other, ckpt)
     with pytest.raises(CheckpointError):
         init_from_checkpoint(method, tmp_path / "missing")
+
+
+def test_effective_rank_measures_how_many_directions_features_use():
+    from corr_core.metrics import effective_rank
+
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(64, 64))[0]
+    # Features spread evenly over k orthogonal directions (+- each, so the mean stays 0): rank ~k.
+    for k in (1, 4, 16):
+        coeff = torch.randn(4000, k).sign()
+        feats = coeff @ basis[:k]
+        assert effective_rank(feats) == pytest.approx(k, rel=0.05)
+    iso = effective_rank(torch.randn(4000, 64))
+    assert 55 < iso <= 64
+    dense = torch.randn(2, 64, 10, 10)  # (B, C, H, W) is read as B*H*W vectors of C channels
+    assert effective_rank(dense) == pytest.approx(effective_rank(dense.permute(0, 2, 3, 1).reshape(-1, 64)))
+    with pytest.raises(ValueError, match="expected"):
+        effective_rank(torch.randn(64))

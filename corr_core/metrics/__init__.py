@@ -13,6 +13,7 @@ from corr_core.metrics.davis import (
     f_measure,
     seg2bmap,
 )
+from corr_core.metrics.features import effective_rank
 
 __all__ = [
     "GLOBAL_KEYS",
@@ -23,6 +24,7 @@ __all__ = [
     "db_eval_iou",
     "db_statistics",
     "evaluate_davis",
+    "effective_rank",
     "evaluate_sequence",
     "f_measure",
     "seg2bmap",

@@ -67,7 +67,8 @@ class Trainer:
         batches: an endless iterator of batches (dicts of tensors on the CPU).
         run_dir: where logs and checkpoints go.
         cfg: the resolved config; uses ``train.iters``, ``train.log_every``, ``train.ckpt_every``,
-            ``optim.lr``, ``optim.weight_decay``, ``train.amp`` and ``train.grad_clip`` when present.
+            ``train.keep_every`` (0: off; else also keep ``model_<step>.*`` snapshots), ``optim.lr``,
+            ``optim.weight_decay``, ``train.amp`` and ``train.grad_clip`` when present.
         device: torch device string.
     """
 
@@ -88,6 +89,7 @@ class Trainer:
         self.iters = int(tcfg.get("iters", 1000))
         self.log_every = int(tcfg.get("log_every", 10))
         self.ckpt_every = int(tcfg.get("ckpt_every", 200))
+        self.keep_every = int(tcfg.get("keep_every", 0) or 0)
         self.grad_clip = float(tcfg.get("grad_clip", 0.0) or 0.0)
         self.amp = bool(tcfg.get("amp", False)) and self.device.type == "cuda"
         params = list(method.online_parameters()) if hasattr(method, "online_parameters") else list(method.parameters())
@@ -143,11 +145,11 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
-    def save_model(self, metrics: dict[str, Any] | None = None) -> Path:
-        """Writes ``model.*``: the downstream feature network alone."""
+    def save_model(self, metrics: dict[str, Any] | None = None, name: str = "model") -> Path:
+        """Writes ``<name>.*`` (default ``model.*``): the downstream feature network alone."""
         feat = self.method.feature_model()
         tensors = {f"backbone.{k}": v for k, v in feat.state_dict().items()}
-        return save_checkpoint(self.run_dir / "model", tensors, self._meta("backbone", {"metrics": metrics or {}}))
+        return save_checkpoint(self.run_dir / name, tensors, self._meta("backbone", {"metrics": metrics or {}}))
 
     # ---------------------------------------------------------------- loop
     def _move(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -200,6 +202,8 @@ class Trainer:
                 if self.step % self.ckpt_every == 0:
                     self.save_state()
                     self.save_model()  # a usable snapshot of the feature network, overwritten
+                if self.keep_every > 0 and self.step % self.keep_every == 0:
+                    self.save_model(name=f"model_{self.step:07d}")  # kept: to compare along training
             bar.close()
         self.save_state()
         dt = max(time.time() - t0, 1e-9)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from corr_core.methods.fc.loss import LocalCorrespondenceLoss
+from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
 
 
@@ -93,13 +94,17 @@ class FCMethod(nn.Module):
         """
         x1, x2, b1, b2 = batch["view1"], batch["view2"], batch["box1"], batch["box2"]
         if self.symmetric:
-            p = self._online(torch.cat([x1, x2]))
-            z = self._target(torch.cat([x2, x1]))
+            x_online, x_target = torch.cat([x1, x2]), torch.cat([x2, x1])
             boxes_p, boxes_z = torch.cat([b1, b2]), torch.cat([b2, b1])
         else:
-            p, z, boxes_p, boxes_z = self._online(x1), self._target(x2), b1, b2
+            x_online, x_target, boxes_p, boxes_z = x1, x2, b1, b2
+        feats = self.backbone(x_online)
+        p = self.predictor(self.projector(feats))
+        z = self._target(x_target)
         loss, npos = self.loss_fn(p, z, boxes_p, boxes_z)
-        return loss, {"loss": float(loss.detach()), "positives": float(npos) / p.shape[0], "tau": self.tau}
+        return loss, {"loss": float(loss.detach()), "positives": float(npos) / p.shape[0], "tau": self.tau,
+                      # what propagation uses: a falling effective rank warns of collapse
+                      "feat_erank": effective_rank(feats.detach())}
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
