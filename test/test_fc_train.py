@@ -102,7 +102,8 @@ def test_training_lowers_the_loss_and_ema_tracks_online(tmp_path):
     assert kept == ["model_0000010.safetensors", "model_0000020.safetensors"]
     snap, _ = load_feature_model(tmp_path / "run" / "model_0000010")
     final, _ = load_feature_model(model_path)
-    assert any(not torch.equal(a, b) for a, b in zip(snap.state_dict().values(), final.state_dict().values()))
+    pairs = zip(snap.state_dict().values(), final.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
     meta = json.loads(model_path.with_suffix(".json").read_text())
     assert meta["arch"] == "resnet18_s8" and meta["kind"] == "backbone" and meta["git_sha"]
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "provenance.json").is_file()
