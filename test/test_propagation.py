@@ -85,6 +85,9 @@ def one_hot_codes(codes: torch.Tensor, c: int) -> torch.Tensor:
         ("long_term_radius", 0.0),
         ("fusion_lambda", -1.0),
         ("fusion_lambda", float("nan")),
+        ("input_scale", 0.0),
+        ("input_scale", 20.0),
+        ("input_scale", True),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -669,3 +672,33 @@ def test_fused_features_follow_eq7_on_the_finer_grid():
     tracker.step(frame, masks)
     out = tracker.step(render(64, 96, moving_boxes(1))[0])
     assert tracker.soft_labels.shape == (3, 16, 24) and set(np.unique(out)) == {0, 3, 7}
+
+
+def small_boxes(t: int) -> dict[int, tuple[int, int, int, int]]:
+    """Objects of 6x6 and 6x10 pixels: less than one 8x8 feature cell across."""
+    return {3: (13, 10 + 4 * t, 6, 6), 7: (41, 60 - 4 * t, 6, 10)}
+
+
+@pytest.mark.parametrize("mode", ["stretch", "grid"])
+def test_input_scale_tracks_objects_smaller_than_a_feature_cell(mode):
+    class Recording(ColorCells):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen = tuple(x.shape[-2:])
+            return super().forward(x)
+
+    ious = {}
+    for scale in (1.0, 2.0):
+        model = Recording()
+        cfg = PropagationConfig(topk=5, context=2, radius=4.0, label_resize=mode, input_scale=scale)
+        tracker = Tracker(model, cfg)
+        frame, masks = render(64, 96, small_boxes(0))
+        tracker.step(frame, masks)
+        scores = []
+        for t in range(1, 5):
+            frame, masks = render(64, 96, small_boxes(t))
+            out = tracker.step(frame)
+            assert out.shape == (64, 96)  # labels come back at the frame's size
+            scores += [iou(out == oid, masks == oid) for oid in (3, 7)]
+        assert model.seen == (round(64 * scale), round(96 * scale))
+        ious[scale] = float(np.mean(scores))
+    assert ious[2.0] > 0.6 and ious[2.0] > ious[1.0] + 0.2, ious

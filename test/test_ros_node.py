@@ -377,9 +377,12 @@ def test_lifecycle_transitions(anchored, node_proc):
     assert drv.state() == "unconfigured"
     res = drv.set_param("context", 4)
     assert res.successful, res.reason
-    # MER/MAST-style long-term memory: every 2nd frame, 3 frames, matched within 6 cells
+    # MER/MAST-style long-term memory: every 2nd frame, 3 frames, matched within 6 cells; frames
+    # upsampled 2x before the network (labels still at the cameras' size: wait_labels checks)
     assert not drv.set_param("long_term_size", 0).successful
-    for name, value in (("long_term_every", 2), ("long_term_size", 3), ("long_term_radius", 6.0)):
+    assert not drv.set_param("input_scale", 0.0).successful
+    settings = (("long_term_every", 2), ("long_term_size", 3), ("long_term_radius", 6.0), ("input_scale", 2.0))
+    for name, value in settings:
         res = drv.set_param(name, value)
         assert res.successful, res.reason
     assert drv.transition("configure") and drv.transition("activate")
@@ -390,10 +393,11 @@ def test_lifecycle_transitions(anchored, node_proc):
     drv.wait_labels(stamp)
     for _ in range(4):  # frames 2 and 4 after the mask join the long-term memory
         stamp = drv.send_pair()
-        drv.wait_labels(stamp)
+        found = drv.wait_labels(stamp)
+    assert all((msg.height, msg.width) == (H, W) for msg in found.values())
     log = node_proc.log()
     assert "'context': 4" in log
-    assert "'long_term_every': 2, 'long_term_size': 3, 'long_term_radius': 6.0" in log
+    assert "'long_term_every': 2, 'long_term_size': 3, 'long_term_radius': 6.0, 'input_scale': 2.0" in log
 
 
 def test_missing_checkpoint_keeps_node_alive(bad_node_proc, ros_probe, driver):

@@ -81,6 +81,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="score this predictions folder instead of tracking",
     )
+    vos.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help=(
+            "resize frames by this factor before the network (default 1); 2 tracks small objects "
+            "better at about 4x the compute, labels still come back at the frame's size"
+        ),
+    )
     vos.add_argument("--no-overlays", action="store_true", help="do not write overlay JPEGs")
     vos.add_argument(
         "--allow-missing-objects",
@@ -279,7 +288,8 @@ def _make_tracker_factory(args: argparse.Namespace):
         checkpoint = packaged_checkpoint()
         if checkpoint is None:
             raise ConfigError("give --checkpoint PATH, --random-init [SEED] or --predictions DIR")
-    propagation = {k: getattr(args, k) for k in PROPAGATION_FLAGS if getattr(args, k) is not None}
+    flags = (*PROPAGATION_FLAGS, "input_scale")
+    propagation = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
     kwargs = {
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "propagation": propagation or None,
@@ -389,7 +399,7 @@ def _model_info(args: argparse.Namespace, checkpoint: Path | None) -> dict[str, 
     return {
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "random_init_seed": args.random_init,
-        "propagation": {k: getattr(args, k) for k in PROPAGATION_FLAGS},
+        "propagation": {k: getattr(args, k) for k in (*PROPAGATION_FLAGS, "input_scale") if hasattr(args, k)},
         "device": args.device,
     }
 

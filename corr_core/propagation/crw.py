@@ -125,6 +125,13 @@ class PropagationConfig:
             a semantic and a fine-grained model
             (:meth:`~corr_core.propagation.tracker.Tracker.from_models`). SFC Table 0.A.2:
             1.75 on DAVIS (with top-k 15, m 20, r' 15), 1.0 on JHMDB and VIP.
+        input_scale: frames are resized by this factor (bilinear; antialiased when shrinking)
+            before the network, so one feature cell covers ``feature_stride / input_scale`` frame
+            pixels. 2 tracks small objects (a few cells across at scale 1) much better at about 4x
+            the compute; labels still come back at the frame's own size. ``radius``,
+            ``long_term_radius`` and ``tile_size`` stay in feature cells. Read by
+            :meth:`~corr_core.propagation.tracker.Tracker.step` and ``encode``; features given to
+            ``step_features`` are taken as they are. 1 (default): the CRW/SFC protocol.
     """
 
     topk: int = 10
@@ -143,6 +150,7 @@ class PropagationConfig:
     long_term_size: int = 1
     long_term_radius: float = math.inf
     fusion_lambda: float = 1.75
+    input_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -179,6 +187,9 @@ class PropagationConfig:
         lam = self.fusion_lambda
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise ConfigError(f"PropagationConfig.fusion_lambda must be a finite number >= 0, got {lam!r}")
+        scale = self.input_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.125 <= scale <= 8:
+            raise ConfigError(f"PropagationConfig.input_scale must be a number in [0.125, 8], got {scale!r}")
         if self.method not in METHODS:
             raise ConfigError(f"PropagationConfig.method must be one of {METHODS}, got {self.method!r}")
         if self.label_resize not in LABEL_RESIZE:

@@ -335,10 +335,19 @@ class Tracker:
             )
         return masks
 
+    def network_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(H, W)`` the network sees for frames of ``size``: scaled by ``cfg.input_scale``."""
+        scale = float(self.cfg.input_scale)
+        return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
     def _encode(self, frame: np.ndarray) -> torch.Tensor:
         """Model features of one frame, L2-normalised over channels: ``(C, h, w)``."""
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        net_size = self.network_size((int(frame.shape[0]), int(frame.shape[1])))
+        if net_size != tuple(x.shape[-2:]):
+            shrink = net_size[0] < x.shape[-2]
+            x = F.interpolate(x, size=net_size, mode="bilinear", align_corners=False, antialias=shrink)
         if isinstance(self.model, FusedFeatures):
             self.model.set_lambda(self.cfg.fusion_lambda)
         out = self.model(x)
@@ -347,11 +356,12 @@ class Tracker:
             raise ShapeMismatchError(f"Tracker: the model must return (1, C, h, w) features, got {shape}")
         h, w = out.shape[-2:]
         stride = self.cfg.feature_stride
-        for name, cells, pixels in (("height", h, frame.shape[0]), ("width", w, frame.shape[1])):
+        for name, cells, pixels in (("height", h, net_size[0]), ("width", w, net_size[1])):
             if not pixels // stride <= cells <= -(-pixels // stride):
                 raise ShapeMismatchError(
-                    f"Tracker: model output {name} {cells} does not match frame {name} {pixels} at "
-                    f"feature_stride {stride} (expected {pixels // stride} or {-(-pixels // stride)})"
+                    f"Tracker: model output {name} {cells} does not match the network input {name} "
+                    f"{pixels} at feature_stride {stride} (expected {pixels // stride} or "
+                    f"{-(-pixels // stride)})"
                 )
         return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
 
@@ -452,7 +462,8 @@ class Tracker:
         """Pixel extent the feature grid stands for: the frame (stretch) or ``grid * stride``."""
         if self.cfg.label_resize == "stretch":
             return size
-        return grid[0] * self.cfg.feature_stride, grid[1] * self.cfg.feature_stride
+        cell = self.cfg.feature_stride / float(self.cfg.input_scale)  # frame pixels per cell
+        return round(grid[0] * cell), round(grid[1] * cell)
 
     @staticmethod
     def _fit(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

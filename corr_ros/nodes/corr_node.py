@@ -70,9 +70,10 @@ NODE_NAME = "corr_node"
 _T = Parameter.Type
 _PROP = PropagationConfig()
 PROPAGATION_KEYS = ("topk", "context", "radius", "temperature", "long_term_every", "long_term_size",
-                    "long_term_radius")
+                    "long_term_radius", "input_scale")
 #: Structural propagation settings (they size or shape the trackers' memory).
-STRUCTURAL_PROPAGATION_KEYS = ("context", "long_term_every", "long_term_size", "long_term_radius")
+STRUCTURAL_PROPAGATION_KEYS = ("context", "long_term_every", "long_term_size", "long_term_radius",
+                               "input_scale")
 #: Propagation settings that change live (context sizes the trackers' memory: structural).
 LIVE_PROPAGATION_KEYS = ("topk", "radius", "temperature")
 
@@ -193,6 +194,14 @@ PARAMS: list[ParamSpec] = [
         0.0,
         "long-term memory: radius in feature cells within which its frames are matched (0: whole image)",
         range=(0.0, 1.0e6),
+    ),
+    ParamSpec(
+        "input_scale",
+        _T.DOUBLE,
+        float(_PROP.input_scale),
+        "frames are resized by this factor before the network (sizes the memory); 2 tracks small "
+        "objects much better at about 4x the compute; labels keep the camera's size",
+        range=(0.125, 8.0),
     ),
     ParamSpec(
         "initial_masks",
