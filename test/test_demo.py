@@ -33,4 +33,4 @@ def test_demo_runs_through_the_live_node_and_scores_every_camera(tmp_path, ros_e
         assert 0.0 <= m["J&F-Mean"] <= 1.0
         assert len(list((out / "overlays" / cam).glob("*.jpg"))) == 6
     assert "J&F-Mean" in proc.stdout and "ego" in proc.stdout
-    assert metrics["synchronised_sets_per_s"] > 0
+    assert metrics["synchronised_sets_per_s"] > 0 and metrics["input_scale"] == 2.0
