@@ -440,6 +440,32 @@ def test_compare_prints_side_by_side_table_with_deltas(tmp_path, capsys):
     assert [h.strip() for h in header.split("|")[1:-1]] == ["metric", "base", "model_b", "model_c"]
 
 
+def test_compare_pairs_objects_and_bootstraps_over_sequences(tmp_path, capsys):
+    from corr_core.commands.eval import paired_difference
+
+    def per_object(values):
+        return [{"sequence": f"s{i // 2}", "object": i % 2 + 1, "J&F-Mean": v} for i, v in enumerate(values)]
+
+    base = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2]
+    # b is better on every object of s0 and s1 by 0.1 and worse on s2's two objects by 0.05
+    ours = [0.6, 0.5, 0.7, 0.4, 0.65, 0.15]
+    a = write_metrics(tmp_path / "base", {"J&F-Mean": 0.45}, per_object=per_object(base))
+    b = write_metrics(tmp_path / "ours", {"J&F-Mean": 0.5}, per_object=per_object(ours) + [
+        {"sequence": "s9", "object": 1, "J&F-Mean": 1.0}])  # not in base: not paired
+    res = paired_difference(json.loads(a.read_text()), json.loads(b.read_text()), n_boot=4000)
+    assert (res["objects"], res["sequences"]) == (6, 3)
+    assert res["mean"] == pytest.approx((4 * 0.1 - 2 * 0.05) / 6)
+    assert (res["b_better"], res["a_better"], res["ties"]) == (4, 2, 0)
+    # a resample of sequences averages -0.05 (all s2) .. +0.1 (no s2): the interval lies inside
+    lo, hi = res["ci95"]
+    assert -0.05 - 1e-9 <= lo < res["mean"] < hi <= 0.1 + 1e-9 and lo < 0.0
+    assert corr_main(["eval", "compare", str(a), str(b)]) == 0
+    assert "paired over 6 objects in 3 sequences: ours - base J&F-Mean = +0.0500" in capsys.readouterr().out
+    # runs without per-object results (other tasks) are not paired
+    c = write_metrics(tmp_path / "c", {"J&F-Mean": 0.4})
+    assert paired_difference(json.loads(a.read_text()), json.loads(c.read_text())) is None
+
+
 @pytest.mark.parametrize(
     "content", ["[1, 2]", '{"J-Mean": 0.5}', '{"global": {"J-Mean": "high"}}', "{not json", '{"global": []}']
 )

@@ -258,7 +258,9 @@ def _add_compare_parser(tasks: argparse._SubParsersAction) -> None:
         description=(
             "Print a markdown table of the 'global' metrics of metrics.json files written by any "
             "`corr eval` task: one column per run (labelled by its folder, or its checkpoint when "
-            "folders clash), one row per metric, and a delta column (second minus first) for two runs."
+            "folders clash), one row per metric, and a delta column (second minus first) for two runs; "
+            "for two VOS runs on the same objects, also the per-object paired J&F difference with a "
+            "95 % interval (bootstrap over sequences)."
         ),
     )
     p.add_argument(
@@ -560,7 +562,8 @@ def compare_runs(paths: list[str | Path]) -> dict[str, Any]:
     Returns:
         ``{"labels": [...], "paths": [...], "protocols": [...], "metrics": [names in order of first
         appearance], "values": [{metric: value or None}, ...] (one per run), "delta": {metric: b - a}
-        (two runs only, where both are numbers)}``.
+        (two runs only, where both are numbers), "paired": :func:`paired_difference` of two VOS
+        runs on the same objects, else None}``.
 
     Raises:
         ConfigError: fewer than two runs.
@@ -576,11 +579,13 @@ def compare_runs(paths: list[str | Path]) -> dict[str, Any]:
         names.extend(k for k in vals if k not in names)
         values.append(vals)
     delta: dict[str, float] = {}
+    paired = None
     if len(runs) == 2:
         for k in names:
             a, b = values[0].get(k), values[1].get(k)
             if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
                 delta[k] = float(b) - float(a)
+        paired = paired_difference(runs[0][1], runs[1][1])
     return {
         "labels": _run_labels(runs),
         "paths": [str(p) for p, _ in runs],
@@ -588,6 +593,57 @@ def compare_runs(paths: list[str | Path]) -> dict[str, Any]:
         "metrics": names,
         "values": values,
         "delta": delta,
+        "paired": paired,
+    }
+
+
+def paired_difference(
+    a: dict, b: dict, metric: str = "J&F-Mean", n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any] | None:
+    """Per-object paired difference ``b - a`` of two VOS runs on the same objects.
+
+    Objects are matched by ``(sequence, object)`` in the runs' ``per_object`` lists. The 95 %
+    interval is a cluster bootstrap over *sequences* (objects of one video are not independent):
+    sequences are drawn with replacement ``n_boot`` times and the mean difference over their
+    objects is recomputed.
+
+    Returns:
+        ``{"metric", "objects", "sequences", "mean", "ci95": [lo, hi], "b_better", "a_better",
+        "ties"}``; None when the runs share no object (e.g. not VOS runs).
+    """
+    import numpy as np
+
+    def table(data: dict) -> dict[tuple[str, str], float]:
+        rows = data.get("per_object") if isinstance(data.get("per_object"), list) else []
+        out = {}
+        for r in rows:
+            if isinstance(r, dict) and _is_value(r.get(metric)) and r.get(metric) is not None:
+                out[(str(r.get("sequence")), str(r.get("object")))] = float(r[metric])
+        return out
+
+    ta, tb = table(a), table(b)
+    keys = sorted(set(ta) & set(tb))
+    if not keys:
+        return None
+    diff = np.array([tb[k] - ta[k] for k in keys])
+    seqs = sorted({k[0] for k in keys})
+    index = {s: i for i, s in enumerate(seqs)}
+    seq_of = np.array([index[k[0]] for k in keys])
+    sums = np.bincount(seq_of, weights=diff, minlength=len(seqs))
+    counts = np.bincount(seq_of, minlength=len(seqs)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(seqs), size=(int(n_boot), len(seqs)))
+    boot = sums[draws].sum(1) / counts[draws].sum(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {
+        "metric": metric,
+        "objects": len(keys),
+        "sequences": len(seqs),
+        "mean": float(diff.mean()),
+        "ci95": [float(lo), float(hi)],
+        "b_better": int((diff > 0).sum()),
+        "a_better": int((diff < 0).sum()),
+        "ties": int((diff == 0).sum()),
     }
 
 
@@ -612,6 +668,15 @@ def format_comparison(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.extend(f"- {label}: {path}" for label, path in zip(labels, result["paths"], strict=True))
+    paired = result.get("paired")
+    if paired:
+        lines.append("")
+        lines.append(
+            f"paired over {paired['objects']} objects in {paired['sequences']} sequences: "
+            f"{labels[1]} - {labels[0]} {paired['metric']} = {paired['mean']:+.4f} "
+            f"(95 % interval, bootstrap over sequences: {paired['ci95'][0]:+.4f} .. {paired['ci95'][1]:+.4f}); "
+            f"{labels[1]} better on {paired['b_better']}, {labels[0]} on {paired['a_better']}, ties {paired['ties']}"
+        )
     protocols = {p for p in result["protocols"] if p}
     if len(protocols) > 1:
         lines.append("")
