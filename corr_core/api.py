@@ -34,8 +34,9 @@ def load_feature_model(
     """Builds the feature network of a checkpoint (or a randomly initialised one).
 
     Args:
-        checkpoint: path to a corr checkpoint (``.safetensors`` with its ``.json``), or None
-            together with ``random_init_seed`` for a randomly initialised ``arch``.
+        checkpoint: path to a corr checkpoint (``.safetensors`` with its ``.json``), an ONNX file
+            written by ``corr export onnx`` (``.onnx``: run by onnxruntime), or None together with
+            ``random_init_seed`` for a randomly initialised ``arch``.
         device: where the model goes.
         random_init_seed: seed for a random initialisation (the baseline of the papers).
         arch: architecture for random initialisation.
@@ -52,6 +53,11 @@ def load_feature_model(
         torch.manual_seed(int(random_init_seed))
         model = build_backbone(arch)
         meta: dict[str, Any] = {"arch": arch, "method": "random-init", "seed": int(random_init_seed)}
+    elif Path(checkpoint).suffix == ".onnx":
+        from corr_core.runtime import OnnxFeatureModel
+
+        onnx_model = OnnxFeatureModel(checkpoint, device=device)
+        return onnx_model.eval(), {**onnx_model.metadata, "backend": "onnxruntime"}
     else:
         tensors, meta = load_checkpoint(checkpoint)
         name = meta.get("arch")

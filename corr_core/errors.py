@@ -39,3 +39,7 @@ class ConfigError(CorrError):
 
 class TrainingError(CorrError):
     """Training cannot continue (for example the loss became NaN or infinite)."""
+
+
+class ExportError(CorrError):
+    """Exporting a model failed, or the exported model does not reproduce the original."""

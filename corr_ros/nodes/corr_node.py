@@ -107,7 +107,8 @@ PARAMS: list[ParamSpec] = [
         "checkpoint",
         _T.STRING,
         "",
-        "corr checkpoint path (.safetensors with its .json); '' needs random_init",
+        "corr checkpoint path (.safetensors with its .json, or .onnx from `corr export onnx`: runs on "
+        "onnxruntime); '' needs random_init",
     ),
     ParamSpec(
         "random_init",
