@@ -481,6 +481,9 @@ class CorrNode(LifecycleNode):
         first = build_tracker(
             checkpoint or None, self._propagation(), device=self._device, random_init_seed=seed
         )
+        self.get_logger().info(
+            f"feature network {type(first.model).__name__} from {checkpoint or 'random init'} on {self._device}"
+        )
         for i, cam in enumerate(self._cameras):
             tracker = (
                 first if i == 0 else type(first)(first.model, dataclasses.replace(first.cfg), self._device)
