@@ -1,4 +1,4 @@
-"""``corr bench propagate`` at a tiny size: file structure, and ratios from the measured times."""
+"""``corr bench propagate|backends`` at tiny sizes: file structure, and ratios from the measured times."""
 
 from __future__ import annotations
 
@@ -82,3 +82,25 @@ def test_bench_options_are_checked():
         main(["bench", "propagate", "--device", "tpu"])
     with pytest.raises(ConfigError, match="--repeats"):
         main(["bench", "propagate", "--repeats", "0"])
+    with pytest.raises(ConfigError, match="--repeats"):
+        main(["bench", "backends", "--repeats", "0"])
+    with pytest.raises(ConfigError, match=r"\.json"):
+        main(["bench", "backends", "--out", "x.md"])
+
+
+def test_bench_backends_times_torch_and_onnxruntime(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "backends", "--random-init", "0", "--resolutions", "64x96,40x72", "--repeats", "2",
+                 "--warmup", "1", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["threads"] == 1 and max(report["settings"]["parity"].values()) < 1e-3
+    assert [r["resolution"] for r in report["results"]] == ["64x96", "40x72"]
+    for r in report["results"]:
+        for backend in ("torch", "onnxruntime"):
+            m = r[backend]
+            assert len(m["seconds"]) == 2 and m["seconds_median"] > 0
+            assert math.isclose(m["fps"], 1 / m["seconds_median"])
+        assert math.isclose(r["speedup_vs_torch"], r["torch"]["seconds_median"] / r["onnxruntime"]["seconds_median"])
+        assert r["max_abs_diff"] < 1e-3
+    table = out.with_suffix(".md").read_text()
+    assert table in capsys.readouterr().out and "| 40x72 (40x72) |" in table

@@ -2,6 +2,8 @@
 
 Sub-commands:
 
+* ``backends``: frames per second of the feature network on PyTorch and on onnxruntime (its ONNX
+  export), as a ratio to PyTorch measured in the same run.
 * ``propagate``: frames per second and peak memory of label propagation, the windowed (``local``,
   default) implementation against the ``dense`` baseline, at DAVIS 480p and 240p (stride-8
   features, m = 20, k = 10, radius 12 by default), on CPU and, when available, CUDA. Three kinds
@@ -16,6 +18,7 @@ Examples::
     corr bench propagate
     corr bench propagate --resolutions 480p --kinds propagation --repeats 5 --out runs/bench/p.json
     corr bench propagate --device cuda --skip-dense
+    corr bench backends --resolutions 240p,480p
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ WORKER_TIMEOUT_S = 1800
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Registers ``corr bench`` and its sub-command ``propagate``."""
+    """Registers ``corr bench`` and its sub-commands ``propagate`` and ``backends``."""
     parser = subparsers.add_parser(
         "bench",
         help="speed/memory benchmarks (label propagation: local vs dense, CPU and CUDA)",
@@ -98,6 +101,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="result JSON (a .md table is written beside it); default runs/bench/propagate-<time>.json",
     )
     prop.set_defaults(func=run_propagate)
+    back = tasks.add_parser(
+        "backends",
+        help="feature-network frames per second: PyTorch against onnxruntime (the ONNX export)",
+        description=(
+            "Exports the checkpoint to ONNX (in a temporary folder, parity-checked), then times one "
+            "frame through the PyTorch network and through onnxruntime at each resolution, on the "
+            "same threads, and reports the ratio to PyTorch measured in the same run. Writes a JSON "
+            "file and a Markdown table beside it."
+        ),
+    )
+    src = back.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, default=None, help="corr checkpoint (default: the shipped one)")
+    src.add_argument("--random-init", type=int, default=None, metavar="SEED", help="a randomly initialised network")
+    back.add_argument("--resolutions", default="240p,480p", help="frame sizes (default 240p,480p)")
+    back.add_argument("--repeats", type=int, default=10, help="timed frames per backend and size (default 10)")
+    back.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    back.add_argument("--threads", type=int, default=0, help="threads for both backends (default: torch's)")
+    back.add_argument("--out", type=Path, default=None,
+                      help="result JSON (a .md table beside it); default runs/bench/backends-<time>.json")
+    back.set_defaults(func=run_backends)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,17 +366,132 @@ def run_propagate(args: argparse.Namespace) -> int:
             "threads",
         )
     }
-    out = args.out
+    if args.out is not None and args.out.suffix != ".json":
+        raise ConfigError(f"--out must name a .json file, got {args.out}")
+    report = bench_propagate(resolutions, devices, kinds, settings, skip_dense=args.skip_dense)
+    _write_report(report, args.out, "propagate", markdown_table(report))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# corr bench backends
+# --------------------------------------------------------------------------------------------
+
+
+def _time_frames(model: Any, frame: Any, repeats: int, warmup: int) -> list[float]:
+    import time
+
+    import torch
+
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            model(frame)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_backends(checkpoint: Path | None, random_init: int | None,
+                   resolutions: list[tuple[str, tuple[int, int]]], repeats: int, warmup: int,
+                   threads: int, log: Any = print) -> dict[str, Any]:
+    """Times the feature network on PyTorch and on onnxruntime; see ``corr bench backends``."""
+    import statistics
+
+    import torch
+
+    from corr_core.api import load_feature_model
+    from corr_core.export import export_onnx
+    from corr_core.runtime import OnnxFeatureModel
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    n_threads = torch.get_num_threads()
+    torch_model, meta = load_feature_model(checkpoint, random_init_seed=random_init)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="corr-bench-") as tmp:
+        h0, w0 = resolutions[0][1]
+        export = export_onnx(checkpoint, Path(tmp) / "net.onnx", size=(h0, w0), random_init_seed=random_init)
+        onnx_model = OnnxFeatureModel(export["path"], threads=n_threads)
+        for name, (h, w) in resolutions:
+            frame = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+            entry: dict[str, Any] = {"resolution": name, "frame": [h, w]}
+            for backend, model in (("torch", torch_model), ("onnxruntime", onnx_model)):
+                times = _time_frames(model, frame, repeats, warmup)
+                med = statistics.median(times)
+                entry[backend] = {"seconds_median": med, "fps": 1.0 / med, "seconds": times}
+                log(f"{name} {backend:<11} {1e3 * med:8.1f} ms  {1.0 / med:6.2f} fps")
+            with torch.inference_mode():
+                entry["max_abs_diff"] = float((onnx_model(frame) - torch_model(frame)).abs().max())
+            entry["speedup_vs_torch"] = entry["torch"]["seconds_median"] / entry["onnxruntime"]["seconds_median"]
+            results.append(entry)
+    return {
+        "command": "corr bench backends",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"checkpoint": None if checkpoint is None else str(checkpoint), "random_init": random_init,
+                     "arch": meta.get("arch"), "repeats": repeats, "warmup": warmup, "threads": n_threads,
+                     "device": "cpu", "parity": export["parity_max_abs_diff"]},
+        "host": {"processor": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                 "torch": torch.__version__, "onnxruntime": _ort_version()},
+        "results": results,
+    }
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def backends_table(report: dict[str, Any]) -> str:
+    """The backends report as a Markdown table."""
+    s, host = report["settings"], report["host"]
+    lines = [
+        f"# corr bench backends ({report['created']})",
+        "",
+        f"{s['arch']} from {s['checkpoint'] or 'random init'}, {s['repeats']} timed frames after {s['warmup']} "
+        f"warm-up, {s['threads']} threads, {s['device']}; host: {host['processor']} ({host['cpu_count']} CPUs), "
+        f"torch {host['torch']}, onnxruntime {host['onnxruntime']}.",
+        "",
+        "| resolution | torch ms (fps) | onnxruntime ms (fps) | onnxruntime speed-up vs torch | max abs diff |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        t, o = r["torch"], r["onnxruntime"]
+        lines.append(
+            f"| {r['resolution']} ({r['frame'][0]}x{r['frame'][1]}) | {1e3 * t['seconds_median']:.1f} ({t['fps']:.2f}) "
+            f"| {1e3 * o['seconds_median']:.1f} ({o['fps']:.2f}) | {r['speedup_vs_torch']:.2f}x | {r['max_abs_diff']:.1e} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_report(report: dict[str, Any], out: Path | None, prefix: str, table: str) -> Path:
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / "bench" / f"propagate-{stamp}.json"
-    if out.suffix != ".json":
-        raise ConfigError(f"--out must name a .json file, got {out}")
-    report = bench_propagate(resolutions, devices, kinds, settings, skip_dense=args.skip_dense)
+        out = Path("runs") / "bench" / f"{prefix}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown_table(report)
     out.with_suffix(".md").write_text(table)
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}")
+    return out
+
+
+def run_backends(args: argparse.Namespace) -> int:
+    for name, low in (("repeats", 1), ("warmup", 0), ("threads", 0)):
+        if getattr(args, name) < low:
+            raise ConfigError(f"--{name} must be >= {low}, got {getattr(args, name)}")
+    if args.out is not None and args.out.suffix != ".json":
+        raise ConfigError(f"--out must name a .json file, got {args.out}")
+    resolutions = [parse_resolution(r) for r in args.resolutions.split(",") if r.strip()]
+    if not resolutions:
+        raise ConfigError("--resolutions is empty")
+    checkpoint = args.checkpoint
+    if checkpoint is None and args.random_init is None:
+        from corr_core.api import packaged_checkpoint
+
+        checkpoint = packaged_checkpoint()
+    report = bench_backends(checkpoint, args.random_init, resolutions, args.repeats, args.warmup, args.threads)
+    _write_report(report, args.out, "backends", backends_table(report))
     return 0
