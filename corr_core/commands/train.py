@@ -61,6 +61,7 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
     """Builds data, method and trainer from a resolved config and trains; returns model path."""
     from corr_core.methods import build_method
+    from corr_core.train import distributed
     from corr_core.train.data import PairCropBatches, build_pool
     from corr_core.train.trainer import Trainer
 
@@ -69,17 +70,27 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
     device = str(cfg.get("device", "cpu"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"config asks for device {device!r} but CUDA is not available here; pass device=cpu")
-    dcfg = resolve_data_paths(cfg.get("data", {}), config_path)
-    pool = build_pool(dcfg, cache_dir=out / "cache")
-    batches = PairCropBatches(pool, int(cfg["train"]["batch_size"]), int(dcfg.get("crop_size", 128)),
-                              tuple(dcfg.get("scale", (0.08, 1.0))), seed=seed)
-    method = build_method(cfg["method"], **cfg.get("model", {}))
-    if cfg.get("init"):
-        init_from_checkpoint(method, _resolve_path(str(cfg["init"]), config_path))
-    trainer = Trainer(method, batches, out, cfg, device=device)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    info = distributed.setup(device)  # torchrun: one process per GPU (or CPU worker)
+    try:
+        batch_size = distributed.per_rank_batch(int(cfg["train"]["batch_size"]), info)
+        dcfg = resolve_data_paths(cfg.get("data", {}), config_path)
+        if info.is_main:  # rank 0 renders the sim frames once; the others wait and read them
+            pool = build_pool(dcfg, cache_dir=out / "cache")
+        if info.enabled:
+            torch.distributed.barrier()
+        if not info.is_main:
+            pool = build_pool(dcfg, cache_dir=out / "cache", render_sim=False)
+        batches = PairCropBatches(pool, batch_size, int(dcfg.get("crop_size", 128)),
+                                  tuple(dcfg.get("scale", (0.08, 1.0))), seed=seed + 1000003 * info.rank)
+        method = build_method(cfg["method"], **cfg.get("model", {}))
+        if cfg.get("init"):
+            init_from_checkpoint(method, _resolve_path(str(cfg["init"]), config_path))
+        trainer = Trainer(method, batches, out, cfg, device=info.device, dist_info=info)
+        if resume:
+            trainer.resume()
+        return trainer.fit()
+    finally:
+        distributed.teardown(info)
 
 
 def run(args: argparse.Namespace) -> int:

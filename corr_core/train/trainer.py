@@ -2,7 +2,8 @@
 
 A *method* is an ``nn.Module`` with
 
-- ``training_step(batch) -> (loss, logs: dict[str, float])``,
+- ``training_step(batch) -> (loss, logs: dict[str, float])``, also reachable as ``forward(batch)``
+  (so that :class:`~torch.nn.parallel.DistributedDataParallel` can wrap the method),
 - ``after_step(step, total_steps)`` (EMA updates and the like; optional),
 - ``online_parameters()`` (what the optimiser updates; defaults to ``parameters()``),
 - ``feature_model() -> nn.Module`` (the network used downstream),
@@ -11,6 +12,10 @@ A *method* is an ``nn.Module`` with
 Every run directory holds ``config.yaml`` (resolved), ``provenance.json`` (git SHA, time),
 ``log.csv`` (one row per logged step), ``last.{safetensors,json}`` (full state for resume) and,
 at the end, ``model.{safetensors,json}`` (the feature backbone alone, what the tracker loads).
+
+Under ``torchrun`` (see :mod:`corr_core.train.distributed`) the method is wrapped in
+DistributedDataParallel, the logged loss is the mean over processes, a NaN on any process stops
+all of them, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +36,7 @@ from tqdm import tqdm
 from corr_core.config import git_sha, save_run_config
 from corr_core.errors import CheckpointError, TrainingError
 from corr_core.io.checkpoint import checkpoint_paths, load_checkpoint, load_module_state, save_checkpoint
+from corr_core.train.distributed import DistInfo, check_replicas, mean_over_ranks
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,7 @@ class Trainer:
             ``train.keep_every`` (0: off; else also keep ``model_<step>.*`` snapshots), ``optim.lr``,
             ``optim.weight_decay``, ``train.amp`` and ``train.grad_clip`` when present.
         device: torch device string.
+        dist_info: this process's place in a distributed run (None: a single process).
     """
 
     def __init__(
@@ -79,8 +87,17 @@ class Trainer:
         run_dir: str | Path,
         cfg: dict[str, Any],
         device: str = "cpu",
+        dist_info: DistInfo | None = None,
     ) -> None:
+        self.dist = dist_info or DistInfo(device=device)
         self.method = method.to(device)
+        self._step_fn = self.method.training_step
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # replicas start from rank 0's weights; gradients are averaged over the processes
+            ids = [torch.device(device)] if torch.device(device).type == "cuda" else None
+            self._step_fn = DistributedDataParallel(self.method, device_ids=ids)
         self.batches = batches
         self.run_dir = Path(run_dir)
         self.cfg = cfg
@@ -117,7 +134,7 @@ class Trainer:
         }
 
     def save_state(self) -> Path:
-        """Writes ``last.*``: the whole method (online + target) and the optimiser."""
+        """Writes ``last.*``: the whole method (online + target) and the optimiser (rank 0 only)."""
         tensors = {f"method.{k}": v for k, v in self.method.state_dict().items()}
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         tensors.update(opt_tensors)
@@ -157,23 +174,32 @@ class Trainer:
 
     def fit(self) -> Path:
         """Trains until ``train.iters`` steps; returns the path of ``model.safetensors``."""
-        save_run_config(self.run_dir, self.cfg, {"method": getattr(self.method, "name", "")})
+        main = self.dist.is_main
+        if main:
+            save_run_config(self.run_dir, self.cfg, {"method": getattr(self.method, "name", ""),
+                                                     "processes": self.dist.world_size})
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
         fields: list[str] | None = None
         self.method.train()
         t0, seen = time.time(), 0
-        with open(log_path, "w" if new_log else "a", newline="") as fh:
+        with open(log_path if main else os.devnull, "w" if new_log else "a", newline="") as fh:
             writer = None
-            bar = tqdm(total=self.iters, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0)
+            bar = tqdm(total=self.iters, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2.0,
+                       disable=not main)
             while self.step < self.iters:
                 batch = self._move(next(self.batches))
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    loss, logs = self.method.training_step(batch)
-                if not math.isfinite(float(loss.detach())):
+                    loss, logs = self._step_fn(batch)
+                if self.dist.enabled:  # every process takes the same decisions from the same numbers
+                    logs["loss"] = mean_over_ranks(float(loss.detach()), self.dist)
+                    loss_value = logs["loss"]
+                else:
+                    loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
                     # The NaN weights are never written: last.* still holds the last good state.
                     raise TrainingError(
-                        f"loss became {float(loss.detach())} at step {self.step}; last good state (if any): "
+                        f"loss became {loss_value} at step {self.step}; last good state (if any): "
                         f"{self.run_dir / 'last.safetensors'} (lower optim.lr or check the data)"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
@@ -186,8 +212,10 @@ class Trainer:
                 self.step += 1
                 if hasattr(self.method, "after_step"):
                     self.method.after_step(self.step, self.iters)
-                seen += next(iter(batch.values())).shape[0]
+                seen += next(iter(batch.values())).shape[0] * self.dist.world_size
                 bar.update(1)
+                if not main:
+                    continue
                 if self.step % self.log_every == 0 or self.step == self.iters:
                     row = {"step": self.step, "time_s": round(time.time() - t0, 2),
                            "lr": self.optimizer.param_groups[0]["lr"], **logs}
@@ -205,6 +233,13 @@ class Trainer:
                 if self.keep_every > 0 and self.step % self.keep_every == 0:
                     self.save_model(name=f"model_{self.step:07d}")  # kept: to compare along training
             bar.close()
-        self.save_state()
+        check_replicas(self.method, self.dist)
         dt = max(time.time() - t0, 1e-9)
-        return self.save_model({"train_images_per_s": seen / dt, "train_seconds": dt})
+        path = checkpoint_paths(self.run_dir / "model")[0]
+        if main:
+            self.save_state()
+            path = self.save_model({"train_images_per_s": seen / dt, "train_seconds": dt,
+                                    "processes": self.dist.world_size})
+        if self.dist.enabled:
+            torch.distributed.barrier()  # the others return once rank 0 has written the model
+        return path

@@ -106,6 +106,10 @@ class FCMethod(nn.Module):
                       # what propagation uses: a falling effective rank warns of collapse
                       "feat_erank": effective_rank(feats.detach())}
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Same as :meth:`training_step` (what DistributedDataParallel calls)."""
+        return self.training_step(batch)
+
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target network with the cosine-scheduled ``tau`` (BYOL)."""
