@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Registers ``corr bench`` and its sub-commands ``propagate`` and ``backends``."""
     parser = subparsers.add_parser(
         "bench",
-        help="speed/memory benchmarks (label propagation: local vs dense, CPU and CUDA)",
+        help="speed/memory benchmarks (label propagation: local vs dense; feature network: torch vs onnxruntime)",
         description="Speed and memory benchmarks.",
     )
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
