@@ -77,3 +77,14 @@ def test_overrides_may_follow_options_and_stray_words_are_refused(tmp_path, caps
         main(["train", str(recipe), "--out", str(tmp_path / "run"), "stray"])
     assert "unrecognized arguments: stray" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "training").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_loads_and_builds_its_method(recipe):
+    from corr_core.config import load_config
+    from corr_core.methods import build_method
+
+    cfg = load_config(recipe, [])
+    assert cfg["train"]["iters"] > 0 and cfg["train"]["batch_size"] > 0
+    method = build_method(cfg["method"], **cfg.get("model", {}))
+    assert method.arch == cfg["model"]["arch"]
