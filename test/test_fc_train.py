@@ -273,3 +273,15 @@ def test_torchrun_trains_two_cpu_processes_in_data_parallel(tmp_path):
     cmd[cmd.index("train.batch_size=4")] = "train.batch_size=5"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0 and "does not split over 2 processes" in proc.stderr
+
+
+def test_files_record_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    import corr_core.train.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "git_sha", lambda: "start-sha")
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    trainer = Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=2))
+    monkeypatch.setattr(trainer_mod, "git_sha", lambda: "moved-on")  # someone commits mid-run
+    model = trainer.fit()
+    assert json.loads(model.with_suffix(".json").read_text())["git_sha"] == "start-sha"
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["git_sha"] == "start-sha"

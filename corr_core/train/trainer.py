@@ -115,6 +115,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0
+        self._git_sha = git_sha()  # the code the run started from, recorded in every file it writes
 
     # ---------------------------------------------------------------- checkpoints
     def _identity(self) -> dict[str, str]:
@@ -129,7 +130,7 @@ class Trainer:
             "step": self.step,
             "iters": self.iters,
             "config": self.cfg,
-            "git_sha": git_sha(),
+            "git_sha": self._git_sha,
             **(extra or {}),
         }
 
