@@ -32,6 +32,8 @@ from typing import Any
 from corr_core.errors import ConfigError, DataError
 
 PROPAGATION_FLAGS = ("topk", "context", "radius", "temperature")
+#: ``corr eval vos`` also takes ``--input-scale`` (the keypoint tasks work on the feature grid).
+VOS_PROPAGATION_FLAGS = (*PROPAGATION_FLAGS, "input_scale")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -290,8 +292,7 @@ def _make_tracker_factory(args: argparse.Namespace):
         checkpoint = packaged_checkpoint()
         if checkpoint is None:
             raise ConfigError("give --checkpoint PATH, --random-init [SEED] or --predictions DIR")
-    flags = (*PROPAGATION_FLAGS, "input_scale")
-    propagation = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
+    propagation = {k: getattr(args, k) for k in VOS_PROPAGATION_FLAGS if getattr(args, k, None) is not None}
     kwargs = {
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "propagation": propagation or None,
@@ -401,7 +402,7 @@ def _model_info(args: argparse.Namespace, checkpoint: Path | None) -> dict[str, 
     return {
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "random_init_seed": args.random_init,
-        "propagation": {k: getattr(args, k) for k in (*PROPAGATION_FLAGS, "input_scale") if hasattr(args, k)},
+        "propagation": {k: getattr(args, k) for k in VOS_PROPAGATION_FLAGS if hasattr(args, k)},
         "device": args.device,
     }
 

@@ -44,7 +44,7 @@ def _sha256(path: Path) -> str:
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (without loading its weights into memory twice).
+    """The ``metadata_props`` of an ONNX file (corr's provenance entries, see the module docstring).
 
     Raises:
         CheckpointError: missing or unreadable file.

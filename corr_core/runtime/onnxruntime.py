@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -49,23 +48,26 @@ class OnnxFeatureModel(nn.Module):
         super().__init__()
         import onnxruntime as ort
 
-        from corr_core.export.onnx import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, onnx_metadata
+        from corr_core.export.onnx import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME
 
         self.path = Path(path)
-        meta = onnx_metadata(self.path)
+        if not self.path.is_file():
+            raise CheckpointError(f"ONNX model not found: {self.path}")
+        providers = onnx_providers(device)
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
         if meta.get("corr_format") != ONNX_FORMAT:
             raise CheckpointError(
                 f"{self.path}: not an ONNX model exported by corr (corr_format {meta.get('corr_format')!r}, "
                 f"expected {ONNX_FORMAT!r}); export one with `corr export onnx CHECKPOINT --out FILE.onnx`"
             )
         self.metadata = meta
-        options = ort.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=onnx_providers(device))
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
@@ -87,7 +89,3 @@ class OnnxFeatureModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"path={self.path}, arch={self.metadata.get('arch')}, providers={self.session.get_providers()}"
-
-    def describe(self) -> dict[str, Any]:
-        """What the node and the evaluation record about the model."""
-        return {"backend": "onnxruntime", "path": str(self.path), **self.metadata}

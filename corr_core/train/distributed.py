@@ -100,15 +100,14 @@ def mean_over_ranks(value: float, info: DistInfo) -> float:
 
 
 def check_replicas(module: torch.nn.Module, info: DistInfo) -> None:
-    """Raises :class:`TrainingError` if the processes' copies of ``module`` differ (they must not)."""
+    """Raises :class:`TrainingError` on every process if any copy of ``module`` differs from rank 0's."""
     if not info.enabled:
         return
     with torch.no_grad():
-        flat = torch.cat([p.detach().double().flatten() for p in module.parameters()])
-        checks = torch.stack([flat.sum(), flat.abs().sum(), (flat * torch.arange(len(flat), device=flat.device)
-                                                             .double().remainder(97)).sum()])
-        low, high = checks.clone(), checks.clone()
-        dist.all_reduce(low, op=dist.ReduceOp.MIN)
-        dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    if not torch.allclose(low, high, rtol=1e-9, atol=1e-9):
-        raise TrainingError(f"process {info.rank}: the model replicas have diverged ({low.tolist()} vs {high.tolist()})")
+        mine = torch.cat([p.detach().flatten() for p in module.parameters()])
+        reference = mine.clone()
+        dist.broadcast(reference, src=0)
+        differs = torch.tensor([float(not torch.equal(mine, reference))], device=mine.device)
+        dist.all_reduce(differs, op=dist.ReduceOp.MAX)
+    if differs.item():
+        raise TrainingError("the model replicas of the processes have diverged from rank 0's")

@@ -5,6 +5,7 @@ A *method* is an ``nn.Module`` with
 - ``training_step(batch) -> (loss, logs: dict[str, float])``, also reachable as ``forward(batch)``
   (so that :class:`~torch.nn.parallel.DistributedDataParallel` can wrap the method),
 - ``after_step(step, total_steps)`` (EMA updates and the like; optional),
+- ``log_values() -> dict[str, float]`` (costlier logs, asked for on logged steps only; optional),
 - ``online_parameters()`` (what the optimiser updates; defaults to ``parameters()``),
 - ``feature_model() -> nn.Module`` (the network used downstream),
 - attributes ``name`` and ``arch``.
@@ -192,11 +193,8 @@ class Trainer:
                 batch = self._move(next(self.batches))
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     loss, logs = self._step_fn(batch)
-                if self.dist.enabled:  # every process takes the same decisions from the same numbers
-                    logs["loss"] = mean_over_ranks(float(loss.detach()), self.dist)
-                    loss_value = logs["loss"]
-                else:
-                    loss_value = float(loss.detach())
+                # every process takes the same decisions from the same numbers
+                loss_value = logs["loss"] = mean_over_ranks(float(loss.detach()), self.dist)
                 if not math.isfinite(loss_value):
                     # The NaN weights are never written: last.* still holds the last good state.
                     raise TrainingError(
@@ -218,6 +216,8 @@ class Trainer:
                 if not main:
                     continue
                 if self.step % self.log_every == 0 or self.step == self.iters:
+                    if hasattr(self.method, "log_values"):
+                        logs.update(self.method.log_values())
                     row = {"step": self.step, "time_s": round(time.time() - t0, 2),
                            "lr": self.optimizer.param_groups[0]["lr"], **logs}
                     if writer is None:

@@ -69,13 +69,12 @@ from corr_ros.sync import MaskAnchors, NewestSetWorker
 NODE_NAME = "corr_node"
 _T = Parameter.Type
 _PROP = PropagationConfig()
-PROPAGATION_KEYS = ("topk", "context", "radius", "temperature", "long_term_every", "long_term_size",
-                    "long_term_radius", "input_scale")
 #: Structural propagation settings (they size or shape the trackers' memory).
 STRUCTURAL_PROPAGATION_KEYS = ("context", "long_term_every", "long_term_size", "long_term_radius",
                                "input_scale")
 #: Propagation settings that change live (context sizes the trackers' memory: structural).
 LIVE_PROPAGATION_KEYS = ("topk", "radius", "temperature")
+PROPAGATION_KEYS = LIVE_PROPAGATION_KEYS + STRUCTURAL_PROPAGATION_KEYS
 
 def propagation_settings(params: dict[str, Any]) -> dict[str, Any]:
     """:class:`PropagationConfig` fields from the node's parameters of those names: a

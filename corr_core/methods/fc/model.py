@@ -102,9 +102,14 @@ class FCMethod(nn.Module):
         p = self.predictor(self.projector(feats))
         z = self._target(x_target)
         loss, npos = self.loss_fn(p, z, boxes_p, boxes_z)
-        return loss, {"loss": float(loss.detach()), "positives": float(npos) / p.shape[0], "tau": self.tau,
-                      # what propagation uses: a falling effective rank warns of collapse
-                      "feat_erank": effective_rank(feats.detach())}
+        self._last_features = feats.detach()  # measured by log_values(), only on logged steps
+        return loss, {"loss": float(loss.detach()), "positives": float(npos) / p.shape[0], "tau": self.tau}
+
+    def log_values(self) -> dict[str, float]:
+        """Costlier logs, computed only on the steps the trainer logs: ``feat_erank``, the effective
+        rank of the last step's propagation features (a falling value warns of collapse)."""
+        feats = getattr(self, "_last_features", None)
+        return {} if feats is None else {"feat_erank": effective_rank(feats)}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Same as :meth:`training_step` (what DistributedDataParallel calls)."""
