@@ -538,8 +538,6 @@ def test_tracker_errors_are_clear():
     small = render(56, 96, moving_boxes(0))[0]
     with pytest.raises(ShapeMismatchError, match=r"64x96 to 56x96"):
         tracker.step(small)
-    with pytest.raises(DataError, match="does not fit"):
-        tracker.step(frame, masks.astype(np.int32) * 100)
     tracker.reset()
     assert tracker.num_frames == 0 and tracker.object_ids == () and tracker.memory_frames == 0
     with pytest.raises(CorrError, match="needs masks"):
@@ -551,6 +549,44 @@ def test_tracker_errors_are_clear():
         wrong_stride.step(frame, masks)
     with pytest.raises(CorrError, match="needs a model"):
         Tracker.from_features().step(frame, masks)
+
+
+def test_tracker_widens_the_output_dtype_for_later_masks_with_larger_ids():
+    """A uint16 mask with ids above 255 after a uint8 one re-anchors; outputs become uint16 (the
+    first mask's type used to cap the ids and the second mask was refused)."""
+    frame, masks = render(64, 96, moving_boxes(0))
+    tracker = Tracker(ColorCells())
+    assert tracker.step(frame, masks).dtype == np.uint8
+    wide = masks.astype(np.uint16) * 300
+    out = tracker.step(frame, wide)
+    assert out.dtype == np.uint16 and np.array_equal(out, wide)
+    nxt = tracker.step(render(64, 96, moving_boxes(1))[0])
+    assert nxt.dtype == np.uint16 and set(np.unique(nxt)) <= {0, *np.unique(wide).tolist()}
+    assert set(tracker.object_ids) >= set(np.unique(wide).tolist()) - {0}
+
+
+def test_tracker_update_config_applies_live_settings_and_guards_the_stream():
+    frame, masks = render(64, 96, moving_boxes(0))
+    tracker = Tracker(ColorCells(), PropagationConfig(topk=10, context=2))
+    tracker.step(frame, masks)
+    assert tracker.update_config(topk=3, radius=4.0).topk == 3
+    assert tracker.cfg.topk == 3 and tracker.cfg.radius == 4.0
+    tracker.step(render(64, 96, moving_boxes(1))[0])
+    tracker.update_config(context=5)  # sizes the memory: used at the next masks
+    assert tracker.memory_frames == 1 + 2
+    tracker.step(frame, masks)
+    assert tracker.memory_frames == 1 + 5
+    with pytest.raises(ConfigError, match="reset"):
+        tracker.update_config(input_scale=2.0)
+    with pytest.raises(ConfigError, match="unknown field"):
+        tracker.update_config(topkk=3)
+    with pytest.raises(ConfigError, match="topk"):
+        tracker.update_config(topk=0)
+    assert tracker.cfg.topk == 3
+    with pytest.raises(AttributeError):
+        tracker.cfg = PropagationConfig()  # read-only: settings change through update_config
+    tracker.reset()
+    assert tracker.update_config(input_scale=2.0).input_scale == 2.0
 
 
 def test_tracker_long_term_memory_keeps_first_and_every_nth_frame():
@@ -641,7 +677,7 @@ def test_fusion_with_lambda_zero_equals_the_semantic_model():
         assert np.array_equal(fused.step(frame, given), alone.step(frame, given))
         assert torch.allclose(fused.soft_labels, alone.soft_labels, atol=1e-6)
     # lambda follows the config (the node changes settings between frames)
-    fused.cfg = PropagationConfig(topk=5, context=2, radius=4.0, fusion_lambda=2.0)
+    fused.update_config(fusion_lambda=2.0)
     fused.step(render(64, 96, moving_boxes(4))[0])
     assert fused.model.lam.item() == 2.0
 

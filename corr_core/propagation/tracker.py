@@ -20,12 +20,16 @@ Feature fusion (SFC eq. 7): :meth:`Tracker.from_models` builds a tracker on a se
 fine-grained model fused by :class:`~corr_core.propagation.fusion.FusedFeatures` with
 ``cfg.fusion_lambda``.
 
-Memory is bounded and allocated once per annotation: two
+As Cutie's ``InferenceCore``, the tracker delegates: the memory manager
+(:class:`~corr_core.propagation.context.ContextMemory`: two
 :class:`~corr_core.propagation.memory.FrameMemory` of ``cfg.long_term_size`` and ``cfg.context``
-slots (features laid out for the windowed search, soft labels). A new frame is written into its
-slot once (it is the only layout work of a step); nothing grows with the length of the stream.
-``context`` and ``long_term_size`` are read when masks are given; the other settings (top-k,
-radii, temperature, ...) may change between steps.
+slots, allocated once per annotation) and the object manager
+(:class:`~corr_core.propagation.objects.ObjectManager`: ids, output dtype, label maps between
+frame and grid). A new frame is written into its slot once (the only layout work of a step);
+nothing grows with the length of the stream. Settings change through :meth:`Tracker.update_config`:
+top-k, radii, temperature, ... apply from the next frame; ``context``, ``long_term_size`` and
+``pad_context`` when masks are next given; settings that change the features (``input_scale``,
+``feature_stride``, ``dtype``, ``label_resize``) only while no stream is anchored.
 
 Frame sizes that are not multiples of ``cfg.feature_stride``: the model runs on the frame as it is
 (no padding is added; a padded stride-8 network gives ``ceil(H/8) x ceil(W/8)`` cells) and its grid
@@ -45,21 +49,22 @@ channel but are no longer predicted).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from corr_core.errors import CorrError, DataError, ShapeMismatchError
-from corr_core.propagation.crw import (
-    PropagationConfig,
-    downsample_labels,
-    propagate_memories,
-    upsample_labels,
-)
+from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
+from corr_core.propagation.config import PropagationConfig
+from corr_core.propagation.context import ContextMemory
 from corr_core.propagation.fusion import FusedFeatures
-from corr_core.propagation.memory import FrameMemory
+from corr_core.propagation.objects import ObjectManager
 
-_CHANNEL_CHUNK = 16  # channels resized at a time when decoding (bounds full-resolution buffers)
+#: Settings that shape the memories: read when masks are next given.
+MEMORY_SETTINGS = ("context", "long_term_size", "pad_context")
+#: Settings that change the features or the grid: only while no stream is anchored.
+STREAM_SETTINGS = ("input_scale", "feature_stride", "dtype", "label_resize")
 
 
 class Tracker:
@@ -77,6 +82,7 @@ class Tracker:
         >>> tracker = Tracker(model, PropagationConfig(), device="cuda")  # doctest: +SKIP
         >>> labels0 = tracker.step(frame0, masks0)  # doctest: +SKIP
         >>> labels1 = tracker.step(frame1)  # doctest: +SKIP
+        >>> tracker.update_config(topk=5, radius=8)  # doctest: +SKIP
     """
 
     def __init__(
@@ -85,11 +91,12 @@ class Tracker:
         cfg: PropagationConfig | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.cfg = PropagationConfig() if cfg is None else cfg
-        self.cfg.validate()
+        self._cfg = PropagationConfig() if cfg is None else cfg
+        self._cfg.validate()
         self.device = torch.device(device)
         self.model = None if model is None else model.to(self.device).eval()
-        self._store_dtype = self.cfg.torch_dtype or torch.float32
+        self.memory = ContextMemory()
+        self.objects = ObjectManager()
         self.reset()
 
     @classmethod
@@ -120,32 +127,64 @@ class Tracker:
 
     # ------------------------------------------------------------------ state
 
+    @property
+    def cfg(self) -> PropagationConfig:
+        """The propagation settings in use (read-only: change them with :meth:`update_config`)."""
+        return self._cfg
+
+    def update_config(self, **changes: Any) -> PropagationConfig:
+        """Changes propagation settings; returns the new config.
+
+        Top-k, radii, temperature, long-term cadence, fusion weight and the search knobs apply from
+        the next frame; ``context``, ``long_term_size`` and ``pad_context`` (they size the memory)
+        when masks are next given; ``input_scale``, ``feature_stride``, ``dtype`` and
+        ``label_resize`` change the features, so they are refused while a stream is anchored.
+
+        Raises:
+            ConfigError: an unknown field, an invalid value, or a stream setting while anchored
+                (call :meth:`reset` first).
+        """
+        new = self._cfg.updated(**changes)
+        blocked = [k for k in STREAM_SETTINGS if getattr(new, k) != getattr(self._cfg, k)]
+        if blocked and self.memory.anchored:
+            raise ConfigError(
+                f"Tracker.update_config: {blocked} change the features of the stream; call reset() "
+                "first (the next frame then needs masks)"
+            )
+        self._cfg = new
+        if blocked:
+            self._store_dtype = self._cfg.torch_dtype or torch.float32
+        return new
+
     def reset(self) -> None:
         """Forgets everything (reference, memory, ids, sizes); the next call needs masks again."""
-        self._ids: np.ndarray | None = None  # sorted channel ids, int64; 0 (background) included
-        self._out_dtype: np.dtype | None = None
+        self._store_dtype = self._cfg.torch_dtype or torch.float32
+        self.memory.clear()
+        self.objects = ObjectManager()
         self._image_size: tuple[int, int] | None = None
         self._feat_size: tuple[int, int] | None = None
-        self._long: FrameMemory | None = None  # slot 0: the annotated frame
-        self._long_frames: list[int] = []  # stream index of the frame in each long-term slot
-        self._short: FrameMemory | None = None  # ring buffer of the last cfg.context frames
-        self._short_frames: list[int] = []
-        self._short_next = 0  # slot the next short-term frame overwrites once the ring is full
-        self._anchor_frame = 0
         self._num_frames = 0
         self._soft: torch.Tensor | None = None
 
     @property
+    def anchored(self) -> bool:
+        """Whether the tracker holds an annotated frame (frames without masks can be tracked)."""
+        return self.memory.anchored
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the stream's frames, fixed by its first frame (None before it)."""
+        return self._image_size
+
+    @property
     def object_ids(self) -> tuple[int, ...]:
         """Ids of the tracked objects (background 0 excluded), ascending."""
-        if self._ids is None:
-            return ()
-        return tuple(int(i) for i in self._ids if i != 0)
+        return self.objects.object_ids
 
     @property
     def label_ids(self) -> tuple[int, ...]:
         """Id of each soft-label channel, background 0 first."""
-        return () if self._ids is None else tuple(int(i) for i in self._ids)
+        return self.objects.label_ids
 
     @property
     def num_frames(self) -> int:
@@ -155,22 +194,22 @@ class Tracker:
     @property
     def memory_frames(self) -> int:
         """Frames held in memory: long-term (the reference, ...) + short-term (<= ``cfg.context``)."""
-        return sum(mem.count for mem in (self._long, self._short) if mem is not None)
+        return self.memory.frames
 
     @property
     def long_term_frames(self) -> tuple[int, ...]:
         """Stream indices (0 = first frame since :meth:`reset`) of the long-term frames, ascending."""
-        return tuple(sorted(self._long_frames))
+        return tuple(sorted(self.memory.long_frames))
 
     @property
     def short_term_frames(self) -> tuple[int, ...]:
         """Stream indices of the short-term frames, ascending (padding repeats the annotated one)."""
-        return tuple(sorted(self._short_frames))
+        return tuple(sorted(self.memory.short_frames))
 
     @property
     def memory_bytes(self) -> int:
         """Bytes allocated for the held frames (features and soft labels, all slots)."""
-        return sum(mem.nbytes for mem in (self._long, self._short) if mem is not None)
+        return self.memory.nbytes
 
     @property
     def soft_labels(self) -> torch.Tensor | None:
@@ -189,12 +228,13 @@ class Tracker:
                 call (and after :meth:`reset`); given later, it re-anchors the tracker.
 
         Returns:
-            ``(H, W)`` label map with the ids of the given masks, in the dtype of the first masks
-            (``uint16`` when they were bool). Where masks are given they are returned as they are.
+            ``(H, W)`` label map with the ids of the given masks, in the dtype of the masks
+            (``uint16`` when they were bool; widened when later masks need a wider one). Where
+            masks are given they are returned as they are.
 
         Raises:
             CorrError: first call without masks, or no model.
-            DataError: wrong frame dtype, or mask ids that are negative / do not fit the dtype.
+            DataError: wrong frame dtype, or negative / non-integer mask ids.
             ShapeMismatchError: the frame size differs from the stream's, masks do not match the
                 frame, or the model's output does not match ``cfg.feature_stride``.
         """
@@ -239,15 +279,13 @@ class Tracker:
             elif self._image_size is not None:
                 image_size = self._image_size
             else:
-                stride = self.cfg.feature_stride
+                stride = self._cfg.feature_stride
                 image_size = (int(feat.shape[1]) * stride, int(feat.shape[2]) * stride)
         size = (int(image_size[0]), int(image_size[1]))
         self._check_image_size(size)
         masks = self._prepare_masks(masks, size)
         feat = F.normalize(feat.to(self.device, torch.float32), dim=0).to(self._store_dtype)
         return self._step(feat, masks, size)
-
-    # ------------------------------------------------------------------ internals
 
     @torch.inference_mode()
     def encode(self, frame: np.ndarray) -> torch.Tensor:
@@ -278,7 +316,8 @@ class Tracker:
                 "(expected (K, h, w))"
             )
         self.reset()
-        self._set_reference(feat.to(self._store_dtype), lab)
+        self.memory.anchor(feat.to(self._store_dtype), lab, 0, self._cfg)
+        self._soft = lab
         self._feat_size = (int(feat.shape[1]), int(feat.shape[2]))
         self._num_frames = 1
         return lab
@@ -286,7 +325,7 @@ class Tracker:
     @torch.inference_mode()
     def step_soft(self, feat: torch.Tensor) -> torch.Tensor:
         """Propagates the soft maps of :meth:`start_soft` to a frame: ``(K, h, w)`` float32."""
-        if self._long is None or self._feat_size is None:
+        if not self.memory.anchored or self._feat_size is None:
             raise CorrError("Tracker.step_soft: call start_soft(features, labels) first")
         if (int(feat.shape[1]), int(feat.shape[2])) != self._feat_size:
             raise ShapeMismatchError(
@@ -296,6 +335,13 @@ class Tracker:
         self._num_frames += 1
         return soft
 
+    def network_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(H, W)`` the network sees for frames of ``size``: scaled by ``cfg.input_scale``."""
+        scale = float(self._cfg.input_scale)
+        return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+    # ------------------------------------------------------------------ internals
+
     def _check_image_size(self, size: tuple[int, int]) -> None:
         if self._image_size is not None and size != self._image_size:
             raise ShapeMismatchError(
@@ -304,41 +350,15 @@ class Tracker:
             )
 
     def _prepare_masks(self, masks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
-        """Validates masks (bool becomes uint16); None is only allowed once the tracker is anchored."""
+        """Validates masks; None is only allowed once the tracker is anchored."""
         if masks is None:
-            if self._long is None:
+            if not self.memory.anchored:
                 raise CorrError(
                     "Tracker.step: the first frame (and the first after reset()) needs masks, an (H, W) "
                     "integer label map with 0 = background; got masks=None"
                 )
             return None
-        if not isinstance(masks, np.ndarray) or masks.ndim != 2:
-            shape = getattr(masks, "shape", type(masks).__name__)
-            raise ShapeMismatchError(f"Tracker: masks must be an (H, W) integer array, got {shape}")
-        if (int(masks.shape[0]), int(masks.shape[1])) != size:
-            raise ShapeMismatchError(
-                f"Tracker: masks are {masks.shape[0]}x{masks.shape[1]} but the frame is "
-                f"{size[0]}x{size[1]} (HxW)"
-            )
-        if masks.dtype == np.bool_:
-            masks = masks.astype(np.uint16)
-        if not np.issubdtype(masks.dtype, np.integer):
-            raise DataError(f"Tracker: masks must hold integer ids, got dtype {masks.dtype}")
-        low, high = int(masks.min()), int(masks.max())
-        if low < 0:
-            raise DataError(f"Tracker: mask ids must be >= 0, got {low}")
-        out_dtype = masks.dtype if self._out_dtype is None else self._out_dtype
-        if high > np.iinfo(out_dtype).max:
-            raise DataError(
-                f"Tracker: mask id {high} does not fit the output dtype {np.dtype(out_dtype)} "
-                "fixed by the first masks; call reset() to start over"
-            )
-        return masks
-
-    def network_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """``(H, W)`` the network sees for frames of ``size``: scaled by ``cfg.input_scale``."""
-        scale = float(self.cfg.input_scale)
-        return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+        return self.objects.validate(masks, size)
 
     def _encode(self, frame: np.ndarray) -> torch.Tensor:
         """Model features of one frame, L2-normalised over channels: ``(C, h, w)``."""
@@ -349,13 +369,13 @@ class Tracker:
             shrink = net_size[0] < x.shape[-2]
             x = F.interpolate(x, size=net_size, mode="bilinear", align_corners=False, antialias=shrink)
         if isinstance(self.model, FusedFeatures):
-            self.model.set_lambda(self.cfg.fusion_lambda)
+            self.model.set_lambda(self._cfg.fusion_lambda)
         out = self.model(x)
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ShapeMismatchError(f"Tracker: the model must return (1, C, h, w) features, got {shape}")
         h, w = out.shape[-2:]
-        stride = self.cfg.feature_stride
+        stride = self._cfg.feature_stride
         for name, cells, pixels in (("height", h, net_size[0]), ("width", w, net_size[1])):
             if not pixels // stride <= cells <= -(-pixels // stride):
                 raise ShapeMismatchError(
@@ -372,136 +392,19 @@ class Tracker:
                 f"Tracker: feature map size changed from {self._feat_size[0]}x{self._feat_size[1]} to "
                 f"{feat_size[0]}x{feat_size[1]}; call reset() before changing the stream's size"
             )
-        out = self._anchor(feat, masks) if masks is not None else self._decode(self._propagate(feat), size)
+        if masks is not None:  # (re-)anchor: that frame and its masks become the reference
+            labels = self.objects.anchor(masks, feat_size, self._cfg, self.device)
+            self.memory.anchor(feat, labels, self._num_frames, self._cfg)
+            self._soft = labels
+            out = self.objects.cast(masks)
+        else:
+            out = self.objects.decode(self._propagate(feat), size, self._cfg)
         self._feat_size = feat_size
         self._image_size = size
         self._num_frames += 1
         return out
 
-    def _anchor(self, feat: torch.Tensor, masks: np.ndarray) -> np.ndarray:
-        """Makes (feat, masks) the reference; returns the masks in the output dtype.
-
-        ``masks`` went through :meth:`_prepare_masks`.
-        """
-        present = np.unique(masks).astype(np.int64)
-        out_dtype = masks.dtype if self._out_dtype is None else self._out_dtype
-        known = np.zeros(1, np.int64) if self._ids is None else self._ids
-        ids = np.union1d(np.union1d(known, present), np.zeros(1, np.int64))
-        channel = torch.from_numpy(np.searchsorted(ids, masks.astype(np.int64))).to(self.device)
-        grid = (int(feat.shape[1]), int(feat.shape[2]))
-        labels = self._onehot_at(channel, len(ids), grid)
-        self._ids, self._out_dtype = ids, np.dtype(out_dtype)
-        self._set_reference(feat, labels)
-        return masks.astype(self._out_dtype, copy=True)
-
-    def _set_reference(self, feat: torch.Tensor, labels: torch.Tensor) -> None:
-        """Makes ``(feat, labels)`` the annotated frame: fresh long-term and short-term memories."""
-        frame = self._num_frames
-        self._anchor_frame = frame
-        k = int(labels.shape[0])
-        self._long = self._new_memory(self._long, self.cfg.long_term_size, feat, k)
-        self._long.write(0, feat, labels)
-        self._long_frames = [frame]
-        self._short, self._short_frames, self._short_next = None, [], 0
-        if self.cfg.context > 0:
-            self._short = self._new_memory(self._short, self.cfg.context, feat, k)
-            if self.cfg.pad_context:
-                for slot in range(self.cfg.context):
-                    self._short.write(slot, feat, labels)
-                self._short_frames = [frame] * self.cfg.context
-        self._soft = labels
-
     def _propagate(self, feat: torch.Tensor) -> torch.Tensor:
         """Soft labels of a new frame from the memories; the frame is then remembered."""
-        soft = propagate_memories(feat, self._long, self._short, self.cfg).float()
-        self._remember(feat, soft)
-        self._soft = soft
-        return soft
-
-    def _new_memory(
-        self, old: FrameMemory | None, capacity: int, feat: torch.Tensor, num_labels: int
-    ) -> FrameMemory:
-        """An empty memory for frames like ``feat``, reusing ``old``'s buffers when they fit."""
-        c, h, w = (int(d) for d in feat.shape)
-        if (
-            old is not None
-            and old.capacity == capacity
-            and old.channels == c
-            and old.size == (h, w)
-            and old.keys.dtype == feat.dtype
-            and old.labels.shape[1] == num_labels
-        ):
-            old.count = 0
-            return old
-        return FrameMemory(capacity, c, (h, w), num_labels, dtype=feat.dtype, device=feat.device)
-
-    def _remember(self, feat: torch.Tensor, soft: torch.Tensor) -> None:
-        """Stores a predicted frame in the short-term ring and, every N-th frame, the long-term set."""
-        frame = self._num_frames
-        short = self._short
-        if short is not None:
-            if short.count < short.capacity:
-                slot = short.count
-                self._short_frames.append(frame)
-            else:
-                slot = self._short_next
-                self._short_frames[slot] = frame
-                self._short_next = (slot + 1) % short.capacity
-            short.write(slot, feat, soft)
-        every, long = self.cfg.long_term_every, self._long
-        if every > 0 and long.capacity > 1 and (frame - self._anchor_frame) % every == 0:
-            if long.count < long.capacity:
-                slot = long.count
-                self._long_frames.append(frame)
-            else:  # the oldest frame other than the annotated one (slot 0) makes room
-                slot = 1 + int(np.argmin(self._long_frames[1:]))
-                self._long_frames[slot] = frame
-            long.write(slot, feat, soft)
-
-    def _grid_pixels(self, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
-        """Pixel extent the feature grid stands for: the frame (stretch) or ``grid * stride``."""
-        if self.cfg.label_resize == "stretch":
-            return size
-        cell = self.cfg.feature_stride / float(self.cfg.input_scale)  # frame pixels per cell
-        return round(grid[0] * cell), round(grid[1] * cell)
-
-    @staticmethod
-    def _fit(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Crops ``(K, H, W)`` maps to ``size`` or pads them by repeating the last row/column."""
-        maps = maps[:, : size[0], : size[1]]
-        pad_h, pad_w = size[0] - maps.shape[1], size[1] - maps.shape[2]
-        if pad_h or pad_w:
-            maps = F.pad(maps[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
-        return maps
-
-    def _onehot_at(self, channel: torch.Tensor, k: int, grid: tuple[int, int]) -> torch.Tensor:
-        """``(K, h, w)`` float32 one-hot maps of an ``(H, W)`` channel-index map at feature resolution."""
-        extent = self._grid_pixels(grid, (int(channel.shape[0]), int(channel.shape[1])))
-        out = []
-        for start in range(0, k, _CHANNEL_CHUNK):
-            ks = torch.arange(start, min(start + _CHANNEL_CHUNK, k), device=channel.device)
-            onehot = self._fit((channel[None] == ks[:, None, None]).float(), extent)
-            out.append(downsample_labels(onehot, grid))
-        return torch.cat(out)
-
-    def _decode(self, soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        """Upsamples soft labels to ``size`` and arg-maxes them into ids (channel chunks at a time).
-
-        A running maximum over the channels (strictly greater replaces: the first maximum wins on
-        ties, as numpy's argmax), several times faster on CPU than ``argmax`` over dim 0.
-        """
-        best_val = best_idx = None
-        extent = self._grid_pixels((int(soft.shape[1]), int(soft.shape[2])), size)
-        for start in range(0, soft.shape[0], _CHANNEL_CHUNK):
-            up = self._fit(upsample_labels(soft[start : start + _CHANNEL_CHUNK], extent), size)
-            for offset in range(up.shape[0]):
-                val = up[offset]
-                if best_val is None:
-                    best_val = val.clone()
-                    best_idx = torch.zeros(val.shape, dtype=torch.int64, device=val.device)
-                    continue
-                better = val > best_val
-                best_val = torch.maximum(best_val, val)
-                best_idx.masked_fill_(better, start + offset)
-        ids = self._ids[best_idx.cpu().numpy()]
-        return ids.astype(self._out_dtype)
+        self._soft = self.memory.propagate(feat, self._num_frames, self._cfg)
+        return self._soft

@@ -29,7 +29,6 @@ throttled warning.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -485,7 +484,7 @@ class CorrNode(LifecycleNode):
         )
         for i, cam in enumerate(self._cameras):
             tracker = (
-                first if i == 0 else type(first)(first.model, dataclasses.replace(first.cfg), self._device)
+                first if i == 0 else type(first)(first.model, first.cfg, self._device)
             )
             self._trackers[cam] = tracker
             self._anchored[cam] = False
@@ -635,9 +634,7 @@ class CorrNode(LifecycleNode):
         if not changes:
             return
         for tracker in self._trackers.values():
-            cfg = getattr(tracker, "cfg", None)
-            if dataclasses.is_dataclass(cfg):
-                tracker.cfg = dataclasses.replace(cfg, **changes)
+            tracker.update_config(**changes)
         self.get_logger().info(f"propagation settings now {self._propagation()}")
 
     def _process_set(self, synced: SyncedSet[_Frame]) -> None:
