@@ -27,7 +27,8 @@ from PIL import Image
 
 from corr_core.data.labels import write_label_png
 from corr_core.data.sim.render import SceneRenderer
-from corr_core.data.sim.scene import FPS, SceneSpec, sample_scene
+from corr_core.data.sim.sampling import sample_scene
+from corr_core.data.sim.scene import FPS, SceneSpec
 from corr_core.errors import ConfigError, DataError
 
 STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # stamp of frame 0
