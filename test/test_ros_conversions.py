@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import cv2
@@ -24,6 +26,16 @@ def header():
 
 def _rgb(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (H, W, 3)).astype(np.uint8)
+
+
+def test_conversions_import_no_bag_module():
+    """The live node decodes camera images with the codec alone: no rosbags, no bag reader."""
+    code = (
+        "import sys, corr_ros.conversions; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rosbags' or m.startswith('corr_core.data.bag')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("padding", [0, 3])

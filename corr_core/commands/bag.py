@@ -98,7 +98,7 @@ class _Exporter:
         return folder
 
     def add(self, frames: Any) -> None:
-        from corr_core.data.bag import to_rgb
+        from corr_core.data.image_codec import to_rgb
 
         for cam, image in frames.images.items():
             rgb = to_rgb(image)
