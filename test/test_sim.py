@@ -328,6 +328,8 @@ def test_other_settings_over_an_episode_are_refused_before_anything_is_written(t
 
 
 def test_overwrite_replaces_the_episode_whole(tmp_path):
+    from corr_core.errors import DataError
+
     generate_episode(tmp_path, seed=1, num_frames=3, num_exo=2, name="ep", **TINY)
     generate_episode(tmp_path, seed=7, num_frames=1, name="other", bag=False, **TINY)
     assert (tmp_path / "bags" / "ep").is_dir()
@@ -356,6 +358,8 @@ def test_overwrite_replaces_the_episode_whole(tmp_path):
     # a bag asked for again is written anew
     info = generate_episode(tmp_path, seed=3, num_frames=1, name="ep", overwrite=True, **TINY)
     assert info.bag_path is not None and (info.bag_path / "metadata.yaml").is_file()
+    with pytest.raises(DataError, match="exists already"):  # bags are never overwritten without asking
+        generate_episode(tmp_path, seed=3, num_frames=1, name="ep", **TINY)
 
 
 def test_unfinished_or_unknown_episode_folders(tmp_path):
