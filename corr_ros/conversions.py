@@ -1,10 +1,12 @@
 """sensor_msgs <-> numpy (no cv_bridge).
 
-The pixel maths (encodings, row padding ``step``, ``is_bigendian``, channel order) is the bag
-reader's/writer's: :func:`corr_core.data.bag.decode_image`, :func:`~corr_core.data.bag.decode_compressed`,
-:func:`~corr_core.data.bag.to_rgb` and :func:`~corr_core.data.bag.encode_image` read the same
-message fields on rclpy messages as on rosbags ones, so a live topic and a recorded bag decode
-identically. This module only adapts them to rclpy message classes.
+The pixel maths (encodings, row padding ``step``, ``is_bigendian``, channel order) is
+:mod:`corr_core.data.image_codec`'s, the same that the bag reader and writer use:
+:func:`~corr_core.data.image_codec.decode_image`, :func:`~corr_core.data.image_codec.decode_compressed`,
+:func:`~corr_core.data.image_codec.to_rgb` and :func:`~corr_core.data.image_codec.encode_pixels` read
+and write the same message fields on rclpy messages as on rosbags ones, so a live topic and a
+recorded bag decode identically. This module only adapts them to rclpy message classes (and
+imports no bag module).
 
 Public edges follow corr's conventions: images ``(H, W, 3) uint8`` RGB, label maps ``(H, W)``
 integer ids. Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 and the aliases 8UC1
@@ -18,13 +20,25 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from corr_core.data import bag as _bag
+from corr_core.data import image_codec as _codec
+from corr_core.data.image_codec import ENCODINGS, LABEL_ENCODINGS
 from corr_core.errors import DataError, ShapeMismatchError, UnknownEncodingError
 
-#: Encodings :func:`image_to_rgb` accepts.
-ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1")
-#: Encodings :func:`image_to_labels` accepts.
-LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")
+__all__ = [
+    "ENCODINGS",
+    "LABEL_ENCODINGS",
+    "array_to_image",
+    "camera_info",
+    "compressed_to_rgb",
+    "copy_header",
+    "image_to_array",
+    "image_to_labels",
+    "image_to_rgb",
+    "labels_to_image",
+    "ns_to_stamp",
+    "rgb_to_image",
+    "stamp_to_ns",
+]
 
 
 def image_to_array(msg: Image, topic: str | None = None) -> np.ndarray:
@@ -38,7 +52,7 @@ def image_to_array(msg: Image, topic: str | None = None) -> np.ndarray:
         UnknownEncodingError: for an unsupported encoding (named, with ``topic``).
         DataError: if ``step`` or the data length do not fit the size.
     """
-    return _bag.decode_image(msg, topic)
+    return _codec.decode_image(msg, topic)
 
 
 def image_to_rgb(msg: Image, topic: str | None = None) -> np.ndarray:
@@ -47,7 +61,7 @@ def image_to_rgb(msg: Image, topic: str | None = None) -> np.ndarray:
     Raises:
         UnknownEncodingError: for an unsupported encoding. DataError: for a malformed buffer.
     """
-    return _bag.to_rgb(_bag.decode_image(msg, topic))
+    return _codec.to_rgb(_codec.decode_image(msg, topic))
 
 
 def image_to_labels(msg: Image, topic: str | None = None) -> np.ndarray:
@@ -62,7 +76,7 @@ def image_to_labels(msg: Image, topic: str | None = None) -> np.ndarray:
         raise UnknownEncodingError(
             f"label images{where} must be one of {', '.join(LABEL_ENCODINGS)}, got encoding {msg.encoding!r}"
         )
-    return _bag.decode_image(msg, topic)
+    return _codec.decode_image(msg, topic)
 
 
 def compressed_to_rgb(msg: CompressedImage, topic: str | None = None) -> np.ndarray:
@@ -71,7 +85,7 @@ def compressed_to_rgb(msg: CompressedImage, topic: str | None = None) -> np.ndar
     Raises:
         UnknownEncodingError: for a format OpenCV cannot decode. DataError: for corrupt data.
     """
-    return _bag.to_rgb(_bag.decode_compressed(msg, topic))
+    return _codec.to_rgb(_codec.decode_compressed(msg, topic))
 
 
 def copy_header(header: Header) -> Header:
@@ -101,15 +115,15 @@ def array_to_image(
         UnknownEncodingError: for an unsupported encoding.
         DataError: if the array does not fit the encoding.
     """
-    raw = _bag.encode_image(array, 0, "", encoding, big_endian=big_endian, row_padding=row_padding)
+    fields = _codec.encode_pixels(array, encoding, big_endian=big_endian, row_padding=row_padding)
     msg = Image()
     if header is not None:
         msg.header = copy_header(header)
-    msg.height, msg.width = int(raw.height), int(raw.width)
-    msg.encoding = str(raw.encoding)
-    msg.is_bigendian = int(raw.is_bigendian)
-    msg.step = int(raw.step)
-    msg.data = np.asarray(raw.data, dtype=np.uint8).tobytes()
+    msg.height, msg.width = fields.height, fields.width
+    msg.encoding = fields.encoding
+    msg.is_bigendian = fields.is_bigendian
+    msg.step = fields.step
+    msg.data = fields.data.tobytes()
     return msg
 
 

@@ -323,3 +323,13 @@ def test_receive_time_sync_for_drivers_with_bad_header_stamps(tmp_path: Path) ->
     assert [s.headers["b"].stamp_ns for s in sets] == [i * 100 * MS + 1000 * MS for i in range(3)]
     by_header = read_synced(bag, topics, slop_s=0.01)
     assert list(by_header) == [] and by_header.stats.dropped == {"a": 3, "b": 3}
+
+
+def test_export_help_shows_the_frame_pattern_once_formatted(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse does not %-format descriptions: a ``%%05d`` there was printed literally."""
+    with pytest.raises(SystemExit) as exc:
+        corr_main(["bag", "export", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "%%" not in out
+    assert "<bag-name>/%05d.jpg" in out

@@ -292,3 +292,134 @@ def test_first_ego_frame_shows_the_objects_the_exo_camera_sees(frames):
         return {int(v) for v, n in zip(values, counts, strict=True) if v and n >= 8}
 
     assert ids(exo) and ids(exo) <= ids(ego)
+
+
+TINY = {"num_objects": 3, "size": (64, 48)}
+
+
+def _episode_files(root, name: str = "ep") -> dict[str, list[str]]:
+    """Every file of episode ``name`` under ``root``, by camera folder (bags and meta apart)."""
+    files: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and name in rel.parts[:-1]:
+            files.setdefault(rel.parts[0], []).append(str(rel))
+    return files
+
+
+def test_other_settings_over_an_episode_are_refused_before_anything_is_written(tmp_path):
+    """`corr generate sim --no-bag` over an episode of another seed used to replace its metadata
+    and keep its extra frames: one episode holding frames of two seeds."""
+    from corr_core.errors import DataError
+
+    generate_episode(tmp_path, seed=1, num_frames=3, name="ep", bag=False, **TINY)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(DataError) as exc:
+        generate_episode(tmp_path, seed=2, num_frames=2, name="ep", bag=False, **TINY)
+    msg = str(exc.value)
+    assert str(tmp_path) in msg and "'ep'" in msg
+    assert "seed 1 -> 2" in msg and "num_frames 3 -> 2" in msg and "--overwrite" in msg
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    # the same settings again rewrite the same episode (deterministic), as before
+    generate_episode(tmp_path, seed=1, num_frames=3, name="ep", bag=False, **TINY)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}.keys() == before.keys()
+    # other episodes in the same root are not in the way
+    generate_episode(tmp_path, seed=2, num_frames=2, name="ep2", bag=False, **TINY)
+
+
+def test_overwrite_replaces_the_episode_whole(tmp_path):
+    from corr_core.errors import DataError
+
+    generate_episode(tmp_path, seed=1, num_frames=3, num_exo=2, name="ep", **TINY)
+    generate_episode(tmp_path, seed=7, num_frames=1, name="other", bag=False, **TINY)
+    assert (tmp_path / "bags" / "ep").is_dir()
+    # fewer frames, another size, one camera less, no bag: nothing of the old episode survives
+    info = generate_episode(
+        tmp_path, seed=2, num_frames=2, num_objects=3, size=(80, 64), name="ep", bag=False, overwrite=True
+    )
+    files = _episode_files(tmp_path)
+    assert sorted(files) == ["ego", "exo1"]
+    for cam in ("ego", "exo1"):
+        names = sorted(f.split("/", 1)[1] for f in files[cam])
+        assert names == sorted(
+            f"{kind}/ep/{i:05d}.{ext}"
+            for i in range(2)
+            for kind, ext in (("JPEGImages/64p", "jpg"), ("Annotations/64p", "png"), ("Depth", "png"))
+        )
+        assert (tmp_path / cam / "ImageSets" / "2016" / "val.txt").read_text().split() == ["ep", "other"]
+    assert "ep" not in (tmp_path / "exo2" / "ImageSets" / "2016" / "val.txt").read_text().split()
+    assert not (tmp_path / "bags" / "ep").exists()
+    assert json.loads(info.meta_path.read_text())["seed"] == 2
+    fresh = list(render_episode(seed=2, num_frames=2, num_objects=3, size=(80, 64)))
+    for i, frame in enumerate(fresh):
+        with Image.open(tmp_path / "exo1" / "Annotations" / "64p" / "ep" / f"{i:05d}.png") as ann:
+            assert np.array_equal(np.array(ann), frame["cameras"]["exo1"]["labels"])
+    assert len(_episode_files(tmp_path, "other")["ego"]) == 3  # the other episode is untouched
+    # a bag asked for again is written anew
+    info = generate_episode(tmp_path, seed=3, num_frames=1, name="ep", overwrite=True, **TINY)
+    assert info.bag_path is not None and (info.bag_path / "metadata.yaml").is_file()
+    with pytest.raises(DataError, match="exists already"):  # bags are never overwritten without asking
+        generate_episode(tmp_path, seed=3, num_frames=1, name="ep", **TINY)
+
+
+def test_unfinished_or_unknown_episode_folders(tmp_path):
+    from corr_core.errors import DataError
+
+    generate_episode(tmp_path, seed=1, num_frames=2, name="ep", bag=False, **TINY)
+    # frames without metadata (not written by this generator, or by an older version): refused
+    (tmp_path / "meta" / "ep.json").unlink()
+    with pytest.raises(DataError, match="no metadata"):
+        generate_episode(tmp_path, seed=1, num_frames=2, name="ep", bag=False, **TINY)
+    generate_episode(tmp_path, seed=1, num_frames=1, name="ep", bag=False, overwrite=True, **TINY)
+    assert len(_episode_files(tmp_path)["ego"]) == 3
+    with pytest.raises(ConfigError, match="episode name"):
+        generate_episode(tmp_path, name="../x", bag=False, **TINY)
+
+
+def test_interrupted_episode_is_replaced_on_the_next_run(tmp_path, monkeypatch):
+    from corr_core.data.sim import generate as gen
+
+    calls = {"n": 0}
+    real = gen._write_frame
+
+    def dies_on_the_third_frame(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(gen, "_write_frame", dies_on_the_third_frame)
+    with pytest.raises(KeyboardInterrupt):
+        generate_episode(tmp_path, seed=1, num_frames=3, name="ep", **TINY)
+    monkeypatch.undo()
+    assert not (tmp_path / "meta" / "ep.json").exists()
+    # an unfinished episode (even with its half-written bag) is replaced whole, whatever the settings
+    info = generate_episode(tmp_path, seed=5, num_frames=2, name="ep", **TINY)
+    assert len(_episode_files(tmp_path)["exo1"]) == 6
+    assert json.loads(info.meta_path.read_text())["seed"] == 5
+    assert [p.name for p in (tmp_path / "meta").iterdir()] == ["ep.json"]
+
+
+def test_cli_refuses_other_settings_over_episodes_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "sim"
+    base = ["generate", "sim", "--out", str(out), "--frames", "2", "--objects", "3", "--size", "64x48"]
+    base.append("--no-bag")
+    assert corr_main([*base, "--episodes", "2"]) == 0
+    capsys.readouterr()
+    assert corr_main([*base, "--episodes", "2", "--seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "episode_000" in err and "seed 0 -> 5" in err and "--overwrite" in err
+    seeds = [json.loads((out / "meta" / f"episode_{i:03d}.json").read_text())["seed"] for i in range(2)]
+    assert seeds == [0, 1]  # refused before any episode was rendered
+    assert corr_main([*base, "--episodes", "2", "--seed", "5", "--overwrite"]) == 0
+    seeds = [json.loads((out / "meta" / f"episode_{i:03d}.json").read_text())["seed"] for i in range(2)]
+    assert seeds == [5, 6]
+
+
+def test_scene_module_still_answers_its_old_names():
+    from corr_core.data.sim import mjcf, sampling, scene
+
+    assert scene.sample_scene is sampling.sample_scene and scene.build_mjcf is mjcf.build_mjcf
+    assert scene.default_num_lookalikes(8) == 2
+    with pytest.raises(AttributeError):
+        scene.no_such_name  # noqa: B018

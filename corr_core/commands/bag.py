@@ -98,7 +98,7 @@ class _Exporter:
         return folder
 
     def add(self, frames: Any) -> None:
-        from corr_core.data.bag import to_rgb
+        from corr_core.data.image_codec import to_rgb
 
         for cam, image in frames.images.items():
             rgb = to_rgb(image)
@@ -204,7 +204,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = sub.add_parser(
         "export",
         help="write synchronised camera images as DAVIS-layout frame folders",
-        description="Writes OUT/<cam>/JPEGImages/<H>p/<bag-name>/%%05d.jpg for each camera (frame i of "
+        description="Writes OUT/<cam>/JPEGImages/<H>p/<bag-name>/%05d.jpg for each camera (frame i of "
         "every camera from the same synchronised set) and OUT/<bag-name>_stamps.csv.",
     )
     export.add_argument("path", help="bag folder (with metadata.yaml) or a single .mcap/.db3 file")

@@ -32,6 +32,7 @@ def run_sim(args: argparse.Namespace) -> int:
         size=size,
         bag=not args.no_bag,
         num_lookalikes=args.lookalikes,
+        overwrite=args.overwrite,
     )
     total_s = time.perf_counter() - t0
     for info in infos:
@@ -65,9 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "picks them, a moving egocentric camera 'ego' and static cameras 'exo1'... Writes "
         "<out>/<cam>/{JPEGImages,Annotations}/<H>p/<episode>/, <out>/<cam>/Depth/<episode>/ "
         "(uint16 mm), <out>/meta/<episode>.json and <out>/bags/<episode>/ (rosbag2 MCAP). "
-        "Deterministic: episode i uses seed SEED+i.",
+        "Deterministic: episode i uses seed SEED+i. An episode already in OUT is written again "
+        "when its settings are the same, refused when they differ (or when it has no metadata), "
+        "and replaced whole with --overwrite; one episode never mixes two runs.",
     )
-    s.add_argument("--out", required=True, help="output folder (created; existing episodes are kept)")
+    s.add_argument("--out", required=True, help="output folder (created; other episodes in it are kept)")
     s.add_argument("--seed", type=int, default=0, help="seed of the first episode [0]")
     s.add_argument("--episodes", type=int, default=1, help="number of episodes [1]")
     s.add_argument("--frames", type=int, default=40, help="frames per episode and camera, at 10 Hz [40]")
@@ -81,4 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--exo", type=int, default=1, help="static exocentric cameras [1]")
     s.add_argument("--size", default="320x240", help="image size WxH [320x240]")
     s.add_argument("--no-bag", action="store_true", help="skip the rosbag2 (MCAP) output")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace episodes of the same names whole (frames, depth, metadata, bag), whatever their settings",
+    )
     s.set_defaults(func=run_sim)

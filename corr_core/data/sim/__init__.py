@@ -33,7 +33,8 @@ from corr_core.data.sim.generate import (  # noqa: E402
     render_episode,
     stamp_ns,
 )
-from corr_core.data.sim.scene import SceneSpec, sample_scene  # noqa: E402
+from corr_core.data.sim.sampling import sample_scene  # noqa: E402
+from corr_core.data.sim.scene import SceneSpec  # noqa: E402
 
 __all__ = [
     "EpisodeInfo",

@@ -11,6 +11,10 @@ Layout under ``out_dir`` for an episode ``name`` rendered at ``W x H``::
 
 Frame ``i`` of every camera is stamped ``STAMP_OFFSET_NS + i * FRAME_PERIOD_NS`` (10 Hz) in the
 bag and the metadata; ``frame_id`` is ``<cam>_optical_frame``.
+
+An episode of the same name already under ``out_dir`` is never mixed with the new one: it is
+replaced whole with ``overwrite``, written again in place when its settings are the same, and
+otherwise refused (rules in :mod:`corr_core.data.sim.layout`).
 """
 
 from __future__ import annotations
@@ -26,9 +30,20 @@ import numpy as np
 from PIL import Image
 
 from corr_core.data.labels import write_label_png
+from corr_core.data.sim.layout import (
+    SPLIT_FILE,
+    append_to_split,
+    bag_path,
+    check_name,
+    episode_settings,
+    marker_path,
+    meta_path,
+    prepare_episode,
+)
 from corr_core.data.sim.render import SceneRenderer
-from corr_core.data.sim.scene import FPS, SceneSpec, sample_scene
-from corr_core.errors import ConfigError, DataError
+from corr_core.data.sim.sampling import default_num_lookalikes, sample_scene
+from corr_core.data.sim.scene import FPS, SceneSpec
+from corr_core.errors import ConfigError
 
 STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # stamp of frame 0
 FRAME_PERIOD_NS = int(round(1e9 / FPS))  # 100 ms
@@ -86,6 +101,27 @@ def _check(
         raise ConfigError(
             f"look-alikes must be in 0..{num_objects // 2} for {num_objects} objects, got {num_lookalikes}"
         )
+
+
+_SETTING_ARGS = ("num_frames", "num_objects", "num_exo", "size", "num_lookalikes")
+
+
+def _settings(
+    seed: int,
+    num_frames: int = 40,
+    num_objects: int = 5,
+    num_exo: int = 1,
+    size: tuple[int, int] = (320, 240),
+    num_lookalikes: int | None = None,
+) -> dict[str, Any]:
+    """The settings an episode is checked against (defaults as :func:`generate_episode`'s).
+
+    Raises:
+        ConfigError: for counts or sizes out of range.
+    """
+    _check(num_frames, num_objects, num_exo, size, num_lookalikes)
+    n_look = default_num_lookalikes(num_objects) if num_lookalikes is None else int(num_lookalikes)
+    return episode_settings(seed, num_frames, num_objects, n_look, num_exo, size)
 
 
 def stamp_ns(index: int) -> int:
@@ -202,13 +238,6 @@ def _write_frame(out: Path, cam: str, res: str, name: str, i: int, c: dict[str, 
     Image.fromarray(depth_mm).save(base / "Depth" / name / f"{i:05d}.png")
 
 
-def _append_split(path: Path, name: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = path.read_text().split() if path.exists() else []
-    if name not in names:
-        path.write_text("\n".join([*names, name]) + "\n")
-
-
 def generate_episode(
     out_dir: str | Path,
     seed: int = 0,
@@ -219,39 +248,47 @@ def generate_episode(
     name: str = "episode_000",
     bag: bool = True,
     num_lookalikes: int | None = None,
+    overwrite: bool = False,
 ) -> EpisodeInfo:
     """Renders one episode and writes it (layout in the module docstring). Deterministic in ``seed``.
 
     Args:
         out_dir: output root (created; other episodes in it are kept, ``val.txt`` is appended).
         seed, num_frames, num_objects, num_exo, size, num_lookalikes: see :func:`render_episode`.
-        name: episode name.
+        name: episode name (a plain folder name).
         bag: also write the rosbag2 (MCAP) folder ``bags/<name>``.
+        overwrite: replace an episode of the same name whole (frames of every camera and
+            resolution, depth, metadata, bag); without it an episode written with other settings
+            is refused, and one with the same settings is written again in place.
 
     Raises:
-        ConfigError: for counts or sizes out of range. DataError: if the bag folder exists already
-            (checked before rendering).
+        ConfigError: for counts, sizes or names out of range. DataError: if an episode of that name
+            exists with other settings or without metadata, or its bag exists already (checked
+            before rendering; see :mod:`corr_core.data.sim.layout`).
     """
-    _check(num_frames, num_objects, num_exo, size, num_lookalikes)
+    check_name(name)
     out = Path(out_dir)
-    bag_path = out / "bags" / name if bag else None
-    if bag_path is not None and bag_path.exists():
-        raise DataError(f"bag folder {bag_path} exists already; remove it or write to another --out")
+    settings = _settings(seed, num_frames, num_objects, num_exo, size, num_lookalikes)
+    prepare_episode(out, name, settings, bag, overwrite)
+    bag_dir = bag_path(out, name) if bag else None
     spec = sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes)
     res = f"{size[1]}p"
     writer = None
     render_s = 0.0
+    marker = marker_path(out, name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings))
     try:
         with SceneRenderer(spec, size) as renderer:
             meta = _meta(spec, renderer, name, tuple(size))
             for cam in renderer.cameras:
                 for sub in (f"JPEGImages/{res}/{name}", f"Annotations/{res}/{name}", f"Depth/{name}"):
                     (out / cam / sub).mkdir(parents=True, exist_ok=True)
-            if bag_path is not None:
+            if bag_dir is not None:
                 from corr_core.data.bag import BagWriter
 
-                bag_path.parent.mkdir(parents=True, exist_ok=True)
-                writer = BagWriter(bag_path, storage="mcap")
+                bag_dir.parent.mkdir(parents=True, exist_ok=True)
+                writer = BagWriter(bag_dir, storage="mcap")
             for i in range(num_frames):
                 t0 = time.perf_counter()
                 frame = renderer.render_frame(i)
@@ -268,10 +305,10 @@ def generate_episode(
         if writer is not None:
             writer.close()
     for cam in spec.cameras:
-        _append_split(out / cam / "ImageSets" / "2016" / "val.txt", name)
-    meta_path = out / "meta" / f"{name}.json"
-    meta_path.parent.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=1))
+        append_to_split(out / cam / SPLIT_FILE, name)
+    meta_file = meta_path(out, name)
+    meta_file.write_text(json.dumps(meta, indent=1))
+    marker.unlink()
     n_cam_frames = num_frames * len(spec.cameras)
     return EpisodeInfo(
         name,
@@ -280,8 +317,8 @@ def generate_episode(
         num_frames,
         (int(size[0]), int(size[1])),
         out,
-        meta_path,
-        bag_path,
+        meta_file,
+        bag_dir,
         render_s,
         n_cam_frames / max(render_s, 1e-9),
     )
@@ -293,13 +330,26 @@ def generate_dataset(
     """Writes ``num_episodes`` episodes named ``episode_%03d`` into one DAVIS-layout root.
 
     Episode ``i`` uses seed ``seed + i`` (so any episode can be re-rendered alone with
-    :func:`generate_episode`); other keyword arguments go to :func:`generate_episode`.
+    :func:`generate_episode`); other keyword arguments go to :func:`generate_episode`. Every
+    episode already in ``out_dir`` is checked before the first one is rendered.
 
     Raises:
-        ConfigError: for ``num_episodes < 1`` or bad episode settings.
+        ConfigError: for ``num_episodes < 1`` or bad episode settings. DataError: if an existing
+            episode may not be written over (see :func:`generate_episode`).
     """
     if num_episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {num_episodes}")
+    setting_kwargs = {k: kwargs[k] for k in _SETTING_ARGS if k in kwargs}
+    for i in range(num_episodes):
+        settings = _settings(seed + i, **setting_kwargs)
+        prepare_episode(
+            Path(out_dir),
+            f"episode_{i:03d}",
+            settings,
+            kwargs.get("bag", True),
+            kwargs.get("overwrite", False),
+            dry_run=True,
+        )
     return [
         generate_episode(out_dir, seed=seed + i, name=f"episode_{i:03d}", **kwargs)
         for i in range(num_episodes)

@@ -24,8 +24,9 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from corr_core.data.sim.mjcf import build_mjcf
 from corr_core.data.sim.motion import arm_links, finger_poses, plan_trajectories, quat_yaw
-from corr_core.data.sim.scene import SceneSpec, build_mjcf
+from corr_core.data.sim.scene import SceneSpec
 from corr_core.errors import ConfigError
 
 _OPTICAL_FROM_MUJOCO = np.diag([1.0, -1.0, -1.0])  # MuJoCo camera axes: x right, y up, z backward
@@ -41,7 +42,7 @@ class SceneRenderer:
     """Renders an episode frame by frame; close it (or use ``with``) to free the GL context.
 
     Args:
-        spec: the scene (see :func:`~corr_core.data.sim.scene.sample_scene`).
+        spec: the scene (see :func:`~corr_core.data.sim.sampling.sample_scene`).
         size: ``(W, H)`` of the images.
     """
 
