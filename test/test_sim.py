@@ -423,3 +423,23 @@ def test_scene_module_still_answers_its_old_names():
     assert scene.default_num_lookalikes(8) == 2
     with pytest.raises(AttributeError):
         scene.no_such_name  # noqa: B018
+
+
+def test_reuse_takes_a_complete_episode_as_it_is_and_renders_anything_else(tmp_path, monkeypatch):
+    from corr_core.data.sim import generate as gen
+
+    kw = dict(seed=3, num_frames=2, num_objects=3, size=(64, 48), bag=False)
+    gen.generate_episode(tmp_path, name="ep", **kw)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.jpg"))
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered although the episode could be reused")
+
+    monkeypatch.setattr(gen, "SceneRenderer", no_rendering)
+    info = gen.generate_episode(tmp_path, name="ep", reuse=True, **kw)
+    assert info.cameras == ["ego", "exo1"] and info.meta_path.is_file()
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.jpg")) == before
+    with pytest.raises(AssertionError, match="rendered"):  # other settings are not reused
+        gen.generate_episode(tmp_path, name="ep", reuse=True, overwrite=True, **{**kw, "seed": 4})
+    with pytest.raises(AssertionError, match="rendered"):  # nor an unfinished episode (marker left)
+        gen.generate_episode(tmp_path, name="ep", reuse=True, **kw)

@@ -36,6 +36,7 @@ from corr_core.data.sim.layout import (
     bag_path,
     check_name,
     episode_settings,
+    is_complete,
     marker_path,
     meta_path,
     prepare_episode,
@@ -249,6 +250,7 @@ def generate_episode(
     bag: bool = True,
     num_lookalikes: int | None = None,
     overwrite: bool = False,
+    reuse: bool = False,
 ) -> EpisodeInfo:
     """Renders one episode and writes it (layout in the module docstring). Deterministic in ``seed``.
 
@@ -260,6 +262,8 @@ def generate_episode(
         overwrite: replace an episode of the same name whole (frames of every camera and
             resolution, depth, metadata, bag); without it an episode written with other settings
             is refused, and one with the same settings is written again in place.
+        reuse: an episode of that name written completely with the same settings is used as it is
+            (nothing is rendered; training caches re-use their episodes this way).
 
     Raises:
         ConfigError: for counts, sizes or names out of range. DataError: if an episode of that name
@@ -269,6 +273,10 @@ def generate_episode(
     check_name(name)
     out = Path(out_dir)
     settings = _settings(seed, num_frames, num_objects, num_exo, size, num_lookalikes)
+    if reuse and not overwrite and is_complete(out, name, settings, bag):
+        cameras = ["ego"] + [f"exo{k + 1}" for k in range(num_exo)]
+        return EpisodeInfo(name, seed, cameras, num_frames, (int(size[0]), int(size[1])), out,
+                           meta_path(out, name), bag_path(out, name) if bag else None)
     prepare_episode(out, name, settings, bag, overwrite)
     bag_dir = bag_path(out, name) if bag else None
     spec = sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes)

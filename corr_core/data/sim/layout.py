@@ -131,6 +131,18 @@ def _existing_settings(out: Path, name: str) -> dict[str, Any]:
         ) from exc
 
 
+def is_complete(out: Path, name: str, settings: dict[str, Any], bag: bool) -> bool:
+    """Whether episode ``name`` was written completely with exactly ``settings`` (and its bag,
+    when ``bag``): such an episode can be used as it is instead of being rendered again."""
+    meta = meta_path(out, name)
+    if not meta.is_file() or marker_path(out, name).exists() or (bag and not bag_path(out, name).exists()):
+        return False
+    try:
+        return settings_of_meta(json.loads(meta.read_text())) == settings
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def prepare_episode(
     out: Path, name: str, settings: dict[str, Any], bag: bool, overwrite: bool, dry_run: bool = False
 ) -> None:
