@@ -1,0 +1,141 @@
+"""PCC's correspondence model as a :class:`~corr_core.crossview.base.Matcher`.
+
+For each id of the source labels the network predicts its mask in the target and the probability
+that it is visible there at all. With a proposer, a predicted mask is *snapped* to the target
+proposal it overlaps most (when their IoU reaches ``snap_iou``): proposals follow object edges
+better than a mask predicted at a quarter of the image size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corr_core.crossview.base import (
+    MatchResult,
+    check_inputs,
+    compose,
+    network_size,
+    output_dtype,
+    resize_mask,
+    resize_rgb,
+)
+from corr_core.errors import ConfigError
+from corr_core.methods.pcc.heatmaps import image_tensor
+from corr_core.proposals.base import Proposer
+
+
+class CrossViewMatcher:
+    """Finds the objects of a source view in a target view with a PCC correspondence model.
+
+    Args:
+        model: a :class:`~corr_core.methods.pcc.model.PCCNet` with trained mask and existence heads.
+        device: torch device.
+        proposer: target proposals to snap masks to (None: the model's masks as they are).
+        snap_iou: least IoU between a predicted mask and a proposal for the proposal to replace it.
+        threshold: existence probability above which an object counts as visible, and mask
+            probability above which a pixel belongs to it.
+        max_side: the longer image side the network sees (images are resized to it, to multiples
+            of the network's stride; masks come back at each image's own size).
+        min_pixels: source objects smaller than this (at the network size) are reported not found.
+        batch: source objects decoded at a time.
+
+    Example:
+        >>> matcher = CrossViewMatcher.from_checkpoint("pcc_resnet18_l2")  # doctest: +SKIP
+        >>> result = matcher.match(ego_rgb, ego_labels, exo_rgb)  # doctest: +SKIP
+        >>> result.labels, result.existence, result.confidence  # doctest: +SKIP
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
+                 snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
+                 batch: int = 16) -> None:
+        if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
+            raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
+                              f"{threshold}, {snap_iou}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.proposer = proposer
+        self.snap_iou, self.threshold = float(snap_iou), float(threshold)
+        self.max_side, self.min_pixels, self.batch = int(max_side), int(min_pixels), int(batch)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", **kwargs: object) -> CrossViewMatcher:
+        """A matcher on a PCC correspondence checkpoint.
+
+        Raises:
+            CheckpointError: missing or foreign checkpoint; a colouriser (no trained mask head).
+        """
+        from corr_core.errors import CheckpointError
+        from corr_core.methods.pcc import load_pcc_model
+
+        model, meta = load_pcc_model(checkpoint, device)
+        if meta.get("method") != "pcc_correspond":
+            raise CheckpointError(
+                f"{checkpoint}: a {meta.get('method')!r} checkpoint has no trained correspondence heads; give a "
+                "model trained by `corr pcc train` or `corr pcc iterate` (RUN/iter_N/model.safetensors)"
+            )
+        return cls(model, device, **kwargs)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
+        """See :class:`~corr_core.crossview.base.Matcher`. An empty source (no id) or an object too
+        small to see gives an explicit "not found" (existence False, confidence 0), never an error.
+
+        Raises:
+            ShapeMismatchError / DataError: malformed inputs (see ``check_inputs``).
+        """
+        ids = check_inputs(src_rgb, src_labels, tgt_rgb)
+        size = tgt_rgb.shape[:2]
+        dtype = output_dtype(src_labels)
+        stride = int(self.model.stride)
+        src_net = network_size(*src_rgb.shape[:2], self.max_side, stride)
+        tgt_net = network_size(*size, self.max_side, stride)
+        src_small = resize_rgb(src_rgb, src_net)
+        queries = [(i, resize_mask(src_labels == i, src_net)) for i in ids]
+        result = MatchResult(np.zeros(size, dtype))
+        for i, m in queries:
+            if m.sum() < self.min_pixels:
+                result.existence[i], result.confidence[i], result.masks[i] = False, 0.0, np.zeros(size, bool)
+        queries = [(i, m) for i, m in queries if i not in result.existence]
+        if not queries:
+            return result
+        model = self.model
+        src_t = image_tensor(src_small, self.device)
+        tgt_t = image_tensor(resize_rgb(tgt_rgb, tgt_net), self.device)
+        src_feat, tgt_feat = model.encode(src_t), model.encode(tgt_t)
+        probs, exist = [], []
+        for start in range(0, len(queries), self.batch):
+            chunk = queries[start : start + self.batch]
+            k = len(chunk)
+            masks = torch.from_numpy(np.stack([m for _, m in chunk])).to(self.device)[:, None].float()
+            logits, ex = model.correspond_features(src_feat.expand(k, -1, -1, -1), masks,
+                                                   tgt_feat.expand(k, -1, -1, -1), tgt_t.expand(k, -1, -1, -1))
+            probs.append(torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[:, 0])
+            exist.append(torch.sigmoid(ex))
+        prob = torch.cat(probs).cpu().numpy()
+        conf = torch.cat(exist).cpu().numpy()
+        props = self.proposer.propose(tgt_rgb) if self.proposer is not None else None
+        priority = {}
+        for (i, _), p, c in zip(queries, prob, conf, strict=True):
+            mask = p > self.threshold
+            if props is not None and len(props) and mask.any():
+                mask = self._snap(mask, props.masks)
+            result.masks[i] = mask
+            result.confidence[i] = float(c)
+            result.existence[i] = bool(c > self.threshold)
+            priority[i] = float(c) * float(p[mask].mean()) if mask.any() else 0.0
+        result.labels = compose(result.masks, priority, result.existence, size, dtype)
+        return result
+
+    def _snap(self, mask: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+        """The proposal of highest IoU with ``mask`` when it reaches ``snap_iou``, else ``mask``."""
+        flat = proposals.reshape(len(proposals), -1)
+        m = mask.reshape(-1)
+        inter = (flat & m).sum(1)
+        union = flat.sum(1) + m.sum() - inter
+        iou = inter / np.maximum(union, 1)
+        best = int(np.argmax(iou))
+        return proposals[best].copy() if iou[best] >= self.snap_iou else mask

@@ -1,0 +1,145 @@
+"""PCC stage 3: the correspondence model, trained on cycle-consistent pseudo-labels.
+
+Given the source view, a mask in it and the target view, the network predicts the mask of the same
+object in the target (Dice + BCE) and whether the object is visible there at all (existence,
+BCE). A pseudo-label ``(O1,i, O2,j)`` gives a positive pair in both directions. Negatives for the
+existence head need no labels either:
+
+* *erased*: the matched object is removed from the target (``cv2.inpaint`` fills its pixels from
+  their surroundings), so the object is certainly absent — the case of an object hidden from a
+  camera;
+* *elsewhere*: the target is a view of another scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from corr_core.errors import ConfigError, DataError
+from corr_core.methods.pcc.colorize import colour_jitter, to_batch
+from corr_core.methods.pcc.loss_mask import CorrespondenceLoss
+from corr_core.methods.pcc.model import build_pcc_model
+from corr_core.methods.pcc.pseudolabel import ViewStore
+from corr_core.methods.pcc.scenes import View
+
+
+def erase(rgb: np.ndarray, mask: np.ndarray, grow: int = 3) -> np.ndarray:
+    """``rgb`` with the object of ``mask`` (grown by ``grow`` pixels) painted over from its surroundings."""
+    m = mask.astype(np.uint8)
+    if grow > 0:
+        m = cv2.dilate(m, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    return cv2.inpaint(np.ascontiguousarray(rgb), m, 5, cv2.INPAINT_TELEA)
+
+
+class CorrespondenceBatches:
+    """Endless batches of (source, source mask, target, target mask, exists) from pseudo-labels.
+
+    Yields ``src``/``tgt`` ``(B, 3, H, W)`` float in [0, 1], ``src_mask``/``tgt_mask`` ``(B, 1, H,
+    W)`` float, ``exists`` ``(B,)`` float.
+
+    Args:
+        records: pseudo-label records (:func:`~corr_core.methods.pcc.pseudolabel.read_pseudolabels`).
+        store: the views' images and proposals (the ones the records index).
+        batch_size: items per batch.
+        cross_view: probability of drawing from a cross-view record (when there are any).
+        erase_prob: probability of an *erased* negative.
+        elsewhere_prob: probability of an *elsewhere* negative.
+        jitter: the same random colour change on both views.
+        seed: random seed.
+
+    Raises:
+        DataError: no record holds a match.
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]], store: ViewStore, batch_size: int,
+                 cross_view: float = 0.7, erase_prob: float = 0.15, elsewhere_prob: float = 0.1,
+                 jitter: bool = True, seed: int = 0) -> None:
+        usable = [r for r in records if r["matches"]]
+        if not usable:
+            raise DataError("PCC: the pseudo-labels hold no match to train on")
+        if batch_size < 1 or not 0 <= erase_prob + elsewhere_prob < 1:
+            raise ConfigError(f"PCC batches: batch_size >= 1 and erase + elsewhere probabilities < 1 needed, got "
+                              f"{batch_size}, {erase_prob}, {elsewhere_prob}")
+        self.cross = [r for r in usable if r["src"].cam != r["tgt"].cam]
+        self.same = [r for r in usable if r["src"].cam == r["tgt"].cam]
+        self.cross_view = float(cross_view) if self.cross and self.same else float(bool(self.cross))
+        self.store, self.batch_size = store, int(batch_size)
+        self.erase_prob, self.elsewhere_prob, self.jitter = float(erase_prob), float(elsewhere_prob), bool(jitter)
+        self.views = [View(s.name, c, t) for s in store.scenes.values() for c in s.cameras for t in range(s.num_frames)]
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self
+
+    def _item(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        pool = self.cross if self.rng.random() < self.cross_view else self.same
+        rec = pool[int(self.rng.integers(len(pool)))]
+        i, j = rec["matches"][int(self.rng.integers(len(rec["matches"])))]
+        src, tgt = rec["src"], rec["tgt"]
+        if self.rng.random() < 0.5:  # a pseudo-label holds both ways
+            src, tgt, i, j = tgt, src, j, i
+        src_rgb, tgt_rgb = self.store.rgb(src), self.store.rgb(tgt)
+        src_mask = self.store.proposals(src).masks[i]
+        tgt_mask = self.store.proposals(tgt).masks[j]
+        u = self.rng.random()
+        if u < self.erase_prob:
+            return src_rgb, src_mask, erase(tgt_rgb, tgt_mask), np.zeros_like(tgt_mask), 0.0
+        if u < self.erase_prob + self.elsewhere_prob:
+            others = [v for v in self.views[:: max(1, len(self.views) // 512)] if v.scene != src.scene]
+            if others:
+                other = others[int(self.rng.integers(len(others)))]
+                return src_rgb, src_mask, self.store.rgb(other), np.zeros_like(tgt_mask), 0.0
+        return src_rgb, src_mask, tgt_rgb, tgt_mask, 1.0
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        items = [self._item() for _ in range(self.batch_size)]
+        srcs, tgts = [], []
+        for s, _, t, _, _ in items:
+            if self.jitter:
+                s, t = colour_jitter([s, t], self.rng)
+            srcs.append(s)
+            tgts.append(t)
+
+        def masks(k: int) -> torch.Tensor:
+            return torch.from_numpy(np.stack([it[k] for it in items]))[:, None].float()
+
+        return {"src": to_batch(srcs), "src_mask": masks(1), "tgt": to_batch(tgts), "tgt_mask": masks(3),
+                "exists": torch.tensor([it[4] for it in items], dtype=torch.float32)}
+
+
+class CorrespondMethod(nn.Module):
+    """The correspondence model for :class:`~corr_core.train.trainer.Trainer`.
+
+    Args:
+        arch: PCC architecture (start it from the colouriser with the recipe's ``init``).
+        existence_weight: weight of the existence loss.
+    """
+
+    name = "pcc_correspond"
+
+    def __init__(self, arch: str = "pcc_resnet18_l2", existence_weight: float = 0.5) -> None:
+        super().__init__()
+        self.arch = arch
+        self.model = build_pcc_model(arch)
+        self.loss_fn = CorrespondenceLoss(existence_weight)
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """``batch`` from :class:`CorrespondenceBatches` -> ``(loss, logs)``."""
+        logits, exist = self.model.correspond(batch["src"], batch["src_mask"], batch["tgt"])
+        loss, logs = self.loss_fn(logits, exist, batch["tgt_mask"], batch["exists"])
+        with torch.no_grad():
+            acc = ((exist > 0) == (batch["exists"] > 0.5)).float().mean()
+        return loss, {"loss": float(loss.detach()), **logs, "exist_acc": float(acc)}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.training_step(batch)
+
+    def feature_model(self) -> nn.Module:
+        """The whole PCC network."""
+        return self.model

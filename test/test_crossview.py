@@ -1,0 +1,154 @@
+"""Cross-view matching: the matcher protocol's input checks, the feature baseline, PCC's matcher,
+and the evaluation (EgoExo4D metrics and the look-alike test) on simulated episodes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from corr_core.crossview.base import MatchResult, check_inputs, network_size
+from corr_core.crossview.baseline import FeatureMatcher
+from corr_core.crossview.matcher import CrossViewMatcher
+from corr_core.errors import DataError, ShapeMismatchError
+from corr_core.evaluation.crossview import evaluate_crossview, write_report
+from corr_core.methods.pcc.model import build_pcc_model
+from corr_core.methods.pcc.scenes import read_rgb, sim_scenes
+from corr_core.proposals import build_proposer
+
+COLOURS = [(220, 40, 40), (40, 60, 220), (230, 210, 40)]
+
+
+def boxes_view(origins: list[tuple[int, int]], size=(128, 160), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """Three coloured boxes at ``origins`` on a noisy table: image and ids 1..3."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(0, 5, (*size, 3)) + np.array([90, 120, 90]), 0, 255)
+    labels = np.zeros(size, np.uint16)
+    for k, ((y, x), colour) in enumerate(zip(origins, COLOURS, strict=True), 1):
+        img[y : y + 20, x : x + 24] = colour
+        labels[y : y + 20, x : x + 24] = k
+    return img.astype(np.uint8), labels
+
+
+class ColourFeatures(torch.nn.Module):
+    """Stride-8 average colour: a feature network whose nearest neighbour is the colour."""
+
+    stride, out_channels = 8, 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, 8, ceil_mode=True) - 0.45
+
+
+def test_inputs_are_checked_and_empty_sources_find_nothing():
+    img, labels = boxes_view([(10, 10), (60, 40), (20, 100)])
+    with pytest.raises(ShapeMismatchError, match="do not match the source image"):
+        check_inputs(img, labels[:, :100], img)
+    with pytest.raises(DataError, match="uint8"):
+        check_inputs(img.astype(np.float32), labels, img)
+    with pytest.raises(DataError, match="integer ids"):
+        check_inputs(img, labels.astype(np.float32), img)
+    with pytest.raises(ShapeMismatchError, match="too small"):
+        check_inputs(img, labels, img[:8, :8])
+    assert check_inputs(img, labels, img[:64]) == [1, 2, 3]  # cameras of other sizes are fine
+    matcher = CrossViewMatcher(build_pcc_model("pcc_tiny"), max_side=160)
+    empty = matcher.match(img, np.zeros_like(labels), img)
+    assert isinstance(empty, MatchResult) and not empty.labels.any() and empty.existence == {}
+    assert network_size(240, 320, 320) == (240, 320) and network_size(100, 333, 320, 16) == (96, 320)
+
+
+def test_feature_baseline_finds_each_object_by_its_features_and_keeps_ids():
+    src, src_labels = boxes_view([(10, 10), (60, 40), (20, 100)], seed=1)
+    tgt, tgt_labels = boxes_view([(70, 110), (15, 20), (90, 30)], seed=2)  # the objects moved
+    src_labels = np.where(src_labels > 0, src_labels + 40, 0).astype(np.uint16)  # ids 41..43
+    matcher = FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=0.5)
+    res = matcher.match(src, src_labels, tgt)
+    assert res.labels.shape == tgt.shape[:2] and res.labels.dtype == np.uint16
+    assert res.found == [41, 42, 43]
+    for k in (1, 2, 3):
+        pred, truth = res.labels == 40 + k, tgt_labels == k
+        assert (pred & truth).sum() / (pred | truth).sum() > 0.8
+    assert all(0.5 < c <= 1.0 for c in res.confidence.values())
+    strict = FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=1.5)
+    assert strict.match(src, src_labels, tgt).found == []  # below the threshold: not visible
+
+
+def test_pcc_matcher_returns_every_queried_id_and_snaps_to_proposals():
+    torch.manual_seed(0)
+    src, src_labels = boxes_view([(10, 10), (60, 40), (20, 100)], seed=1)
+    tgt, _ = boxes_view([(70, 110), (15, 20), (90, 30)], seed=2)
+    matcher = CrossViewMatcher(build_pcc_model("pcc_tiny"), proposer=build_proposer("graph"), max_side=160)
+    res = matcher.match(src, src_labels, tgt)
+    assert set(res.confidence) == {1, 2, 3} and res.labels.shape == tgt.shape[:2]
+    assert all(0.0 <= c <= 1.0 for c in res.confidence.values())
+    assert set(np.unique(res.labels)) <= {0, *res.found}
+    props = np.zeros((2, 8, 8), bool)
+    props[0, :4, :4], props[1, 4:, 4:] = True, True
+    near = np.zeros((8, 8), bool)
+    near[4:, 5:] = True  # IoU 0.75 with proposal 1
+    assert np.array_equal(matcher._snap(near, props), props[1])
+    far = np.zeros((8, 8), bool)
+    far[0, 7] = True  # overlaps nothing: kept as predicted
+    assert np.array_equal(matcher._snap(far, props), far)
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    from corr_core.data.sim import generate_dataset
+
+    root = tmp_path_factory.mktemp("xview_sim")
+    generate_dataset(root, seed=1000, num_episodes=2, num_frames=6, num_objects=4, size=(160, 128), bag=False)
+    return sim_scenes(root, resolution="128p")
+
+
+class TruthMatcher:
+    """Answers from the ground truth of the target view (or picks a look-alike instead)."""
+
+    def __init__(self, scenes, lookalike: bool = False) -> None:
+        from corr_core.data.labels import read_label_png
+        from corr_core.evaluation.crossview import _lookalikes
+
+        self.truth, self.twins = {}, {}
+        for s in scenes:
+            for cam in s.cameras:
+                for t in range(s.num_frames):
+                    key = hashlib.sha1(read_rgb(s.frames[cam][t]).tobytes()).hexdigest()
+                    self.truth[key] = read_label_png(s.labels[cam][t])
+                    self.twins[key] = _lookalikes(s)
+        self.lookalike = lookalike
+
+    def match(self, src_rgb, src_labels, tgt_rgb):
+        key = hashlib.sha1(tgt_rgb.tobytes()).hexdigest()
+        truth, twins = self.truth[key], self.twins[key]
+        res = MatchResult(np.zeros(truth.shape, np.uint16))
+        for i in check_inputs(src_rgb, src_labels, tgt_rgb):
+            j = min(twins.get(i, {i})) if self.lookalike and twins.get(i) else i
+            res.masks[i] = truth == j
+            res.existence[i] = bool(res.masks[i].any())
+            res.confidence[i] = float(res.existence[i])
+            res.labels[res.masks[i]] = i
+        return res
+
+
+def test_evaluation_scores_a_perfect_matcher_perfectly_and_catches_look_alikes(episodes, tmp_path):
+    directions = [("ego", "exo1"), ("exo1", "ego")]
+    perfect = evaluate_crossview(TruthMatcher(episodes), episodes, directions, every=2, min_pixels=1,
+                                 overlays=tmp_path / "ov", max_overlays=2, resamples=50)
+    for d in ("ego->exo1", "exo1->ego"):
+        r = perfect[d]
+        assert r["n_items"] > 0 and r["iou"] == pytest.approx(1.0) and r["location_error"] == pytest.approx(0.0)
+        assert r["ci95"]["iou"] == pytest.approx([1.0, 1.0])
+        assert r["distractor"]["lookalike"] == 0 and r["distractor"]["right"] == r["distractor"]["queries"]
+    assert sum(perfect[d]["distractor"]["queries"] for d in ("ego->exo1", "exo1->ego")) > 0
+    assert len(list((tmp_path / "ov" / "ego_to_exo1").glob("*.jpg"))) == 2
+    fooled = evaluate_crossview(TruthMatcher(episodes, lookalike=True), episodes, directions, every=2,
+                                min_pixels=1, resamples=50)
+    for d in ("ego->exo1", "exo1->ego"):
+        dist = fooled[d]["distractor"]
+        assert dist["right"] == 0 and dist["lookalike"] == dist["queries"]
+        assert fooled[d]["iou"] < perfect[d]["iou"]
+    table = write_report({"truth": perfect, "look-alike": fooled}, tmp_path / "report")
+    assert "| truth | ego->exo1 | 1.000 (1.000..1.000)" in table
+    assert (tmp_path / "report" / "metrics.json").is_file()

@@ -1,0 +1,208 @@
+"""PCC on tiny models: the network, colourisation and correspondence training, heatmaps, cycle-
+consistent pseudo-labels, their precision against simulated ground truth, and the iteration loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from corr_core.errors import CheckpointError, DataError, ShapeMismatchError
+from corr_core.methods.pcc import load_pcc_model
+from corr_core.methods.pcc.heatmaps import ColourHeatmaps, ModelHeatmaps, recolour
+from corr_core.methods.pcc.loss_mask import CorrespondenceLoss, dice_loss
+from corr_core.methods.pcc.model import build_pcc_model
+from corr_core.methods.pcc.pseudolabel import (
+    ViewStore,
+    cycle_matches,
+    dominant_ids,
+    label_pairs,
+    pairs_for_labelling,
+    read_pseudolabels,
+)
+from corr_core.methods.pcc.scenes import PairSampler, View, sim_scenes
+from corr_core.proposals import build_proposer
+
+SIZE = (128, 160)
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory):
+    from corr_core.data.sim import generate_dataset
+
+    root = tmp_path_factory.mktemp("pcc_sim")
+    generate_dataset(root, seed=1000, num_episodes=2, num_frames=6, num_objects=4, size=(160, 128), bag=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return {
+        "seed": 0,
+        "model": {"arch": "pcc_tiny"},
+        "data": {"size": list(SIZE), "cross_view": 0.7, "gap": [2, 3]},
+        "pretrain": {"train": {"batch_size": 2, "iters": 4, "log_every": 2, "ckpt_every": 2}, "optim": {"lr": 1e-3}},
+        "pseudolabel": {"every": 5, "gap": 3, "max_proposals": 6, "min_sim_colour": 0.0, "min_sim_iou": 0.0},
+        "correspond": {"train": {"batch_size": 2, "iters": 4, "log_every": 2, "ckpt_every": 2}, "optim": {"lr": 1e-3}},
+        "iterations": 2,
+    }
+
+
+def test_network_shapes_and_input_checks():
+    torch.manual_seed(0)
+    net = build_pcc_model("pcc_tiny")
+    src, tgt = torch.rand(2, 3, *SIZE), torch.rand(2, 3, *SIZE)
+    colours = net.colourize(src, tgt)
+    assert colours.shape == (2, 3, SIZE[0] // 4, SIZE[1] // 4) and 0 <= colours.min() and colours.max() <= 1
+    logits, exist = net.correspond(src, torch.zeros(2, 1, *SIZE), tgt)
+    assert logits.shape == (2, 1, SIZE[0] // 4, SIZE[1] // 4) and exist.shape == (2,)
+    with pytest.raises(ShapeMismatchError, match="multiple of the stride 16"):
+        net.colourize(torch.rand(1, 3, 120, 160), torch.rand(1, 3, 120, 160))
+    with pytest.raises(ShapeMismatchError, match=r"\(B, 3, H, W\)"):
+        net.encode(torch.rand(1, 1, *SIZE))
+
+
+def test_the_source_mask_changes_the_prediction():
+    """The mask is patchified into the source tokens: two masks, two predictions (after the mask
+    embedding has left its zero initialisation)."""
+    torch.manual_seed(0)
+    net = build_pcc_model("pcc_tiny").eval()
+    torch.nn.init.normal_(net.mask_embed.weight, std=0.5)
+    src, tgt = torch.rand(1, 3, *SIZE), torch.rand(1, 3, *SIZE)
+    a, b = torch.zeros(1, 1, *SIZE), torch.zeros(1, 1, *SIZE)
+    a[..., :40, :40], b[..., 80:, 100:] = 1, 1
+    with torch.no_grad():
+        la, _ = net.correspond(src, a, tgt)
+        lb, _ = net.correspond(src, b, tgt)
+    assert (la - lb).abs().max() > 1e-5  # exactly 0 if the mask did not reach the decoder
+
+
+def test_correspondence_loss_is_dice_plus_bce_and_existence():
+    t = torch.zeros(2, 1, 8, 8)
+    t[0, :, 2:6, 2:6] = 1
+    perfect = torch.where(t > 0, 20.0, -20.0)
+    loss_fn = CorrespondenceLoss(existence_weight=0.5)
+    loss, logs = loss_fn(perfect, torch.tensor([20.0, -20.0]), t, torch.tensor([1.0, 0.0]))
+    assert loss < 1e-3 and logs["dice"] < 1e-3
+    wrong, logs = loss_fn(-perfect, torch.tensor([-20.0, 20.0]), t, torch.tensor([1.0, 0.0]))
+    assert wrong > 5 and logs["exist_bce"] > 5
+    assert torch.allclose(dice_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)), torch.zeros(1))
+
+
+def test_cycle_matches_keep_only_pairs_that_agree_both_ways():
+    s12 = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.6], [0.0, 0.1, 0.2]])  # 3 source x 3 target
+    s21 = np.array([[0.8, 0.1, 0.1], [0.1, 0.9, 0.0], [0.1, 0.8, 0.1]])  # target j -> source i
+    # forward: P_j = argmax_i s12[:, j] = [0, 1, 1]; backward: P_i = argmax_j s21[:, i] = [0, 1, 0]
+    assert [(i, j) for i, j, _, _ in cycle_matches(s12, s21)] == [(0, 0), (1, 1)]
+    assert [(i, j) for i, j, _, _ in cycle_matches(s12, s21, min_sim=0.75)] == [(0, 0)]
+    assert cycle_matches(np.zeros((0, 3)), np.zeros((3, 0))) == []
+    with pytest.raises(ValueError, match="one pair"):
+        cycle_matches(s12, s21[:2])
+
+
+def test_recolouring_changes_only_the_object():
+    rgb = np.full((32, 32, 3), 100, np.uint8)
+    rgb[8:16, 8:16] = (200, 40, 40)
+    mask = np.zeros((32, 32), bool)
+    mask[8:16, 8:16] = True
+    out = recolour(rgb, mask)
+    assert np.array_equal(out[~mask], rgb[~mask]) and np.abs(out[mask].astype(int) - rgb[mask]).max() > 60
+
+
+def test_colour_heatmaps_sum_to_one_and_windowed_encoding_matches_the_whole_image(sim_root):
+    torch.manual_seed(0)
+    net = build_pcc_model("pcc_tiny")
+    scenes = sim_scenes(sim_root, resolution="128p")
+    store = ViewStore(scenes, SIZE, build_proposer("oracle"), None)
+    src, tgt = View(scenes[0].name, "ego", 0), View(scenes[0].name, "exo1", 0)
+    props = store.proposals(src)
+    whole = ColourHeatmaps(net, margin=None).heatmaps(store.rgb(src), props, store.rgb(tgt))
+    assert whole.shape == (len(props), SIZE[0] // 4, SIZE[1] // 4)
+    assert torch.allclose(whole.flatten(1).sum(1), torch.ones(len(props)), atol=1e-4)
+    wide = ColourHeatmaps(net, margin=400).heatmaps(store.rgb(src), props, store.rgb(tgt))
+    assert torch.allclose(whole, wide, atol=1e-5)  # a window covering the image is the image
+    sim = ColourHeatmaps(net).similarity(store.rgb(src), props, store.rgb(tgt), store.proposals(tgt))
+    assert sim.shape == (len(props), len(store.proposals(tgt))) and np.all(sim >= 0) and np.all(sim <= 1 + 1e-5)
+
+
+def test_pseudolabel_precision_is_measured_against_ground_truth(sim_root, tmp_path):
+    """A similarity that knows the answer gives precision 1; one that pairs each object with the
+    next id gives precision 0; the records and proposal files are written."""
+    scenes = sim_scenes(sim_root, resolution="128p")
+    store = ViewStore(scenes, SIZE, build_proposer("oracle"), tmp_path / "proposals")
+    pairs = pairs_for_labelling(scenes, every=5, gap=3)
+    assert {p.cross_view for p in pairs} == {True, False}
+
+    def by_truth(shift: int):
+        # label_pairs' calls, in order: forward then backward for every pair; a shift of +1 forward
+        # and -1 backward pairs object k with object k + 1 consistently both ways (and wrongly)
+        order = [(views, sign) for p in pairs for views, sign in (((p.src, p.tgt), 1), ((p.tgt, p.src), -1))]
+
+        def similarity(src, sp, tgt, tp):
+            views, sign = order.pop(0)
+            a, b = (store.labels(v) for v in views)
+            ia, ib = dominant_ids(sp, a), dominant_ids(tp, b)
+            return (ia[:, None] + sign * shift * np.sign(ia[:, None]) == ib[None, :]).astype(np.float32)
+
+        return similarity
+
+    right = label_pairs(pairs, store, by_truth(0), tmp_path / "right", min_sim=0.5)
+    assert right["matches"] > 0 and right["precision"] == 1.0 and right["cross_view_precision"] == 1.0
+    wrong = label_pairs(pairs, store, by_truth(1), tmp_path / "wrong", min_sim=0.5)
+    assert wrong["matches"] > 0 and wrong["precision"] == 0.0
+    records = read_pseudolabels(tmp_path / "right")
+    assert len(records) == len(pairs) and all(all(r["correct"]) for r in records if r["matches"])
+    assert (tmp_path / "proposals" / scenes[0].name / "ego" / "00000.npz").is_file()
+    (tmp_path / "bad.jsonl").write_text('{"src": {"scene": "a"}}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1"):
+        read_pseudolabels(tmp_path / "bad.jsonl")
+
+
+def test_pair_sampler_draws_cross_view_and_time_gap_pairs(sim_root):
+    scenes = sim_scenes(sim_root, resolution="128p")
+    sampler = PairSampler(scenes, cross_view=0.5, gap=(2, 3), seed=0)
+    pairs = [sampler.sample() for _ in range(200)]
+    cross = [p for p in pairs if p.cross_view]
+    same = [p for p in pairs if not p.cross_view]
+    assert 60 < len(cross) < 140 and all(p.src.t == p.tgt.t for p in cross)
+    assert all(2 <= abs(p.src.t - p.tgt.t) <= 3 for p in same)
+    with pytest.raises(DataError, match="no frames|not found"):
+        sim_scenes(sim_root / "missing")
+
+
+def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
+    """Pretraining lowers the colour loss; each stage writes its model; the loop resumes."""
+    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.methods.pcc.pipeline import iterate
+
+    scenes = sim_scenes(sim_root, resolution="128p")
+    cfg = json.loads(json.dumps(tiny_cfg))
+    cfg["pretrain"]["train"]["iters"] = 12
+    report = iterate(cfg, tmp_path, scenes)
+    log = [float(r.split(",")[3]) for r in (tmp_path / "pretrain" / "log.csv").read_text().splitlines()[1:]]
+    assert log[-1] < log[0]
+    assert len(report["iterations"]) == 2
+    for k in (1, 2):
+        model, meta = load_pcc_model(tmp_path / f"iter_{k}" / "model")
+        assert meta["method"] == "pcc_correspond" and (tmp_path / f"pseudo_{k - 1}" / "summary.json").is_file()
+    colouriser = tmp_path / "pretrain" / "model"
+    with pytest.raises(CheckpointError, match="no trained correspondence heads"):
+        CrossViewMatcher.from_checkpoint(colouriser)
+    again = iterate(cfg, tmp_path, scenes)  # everything done: nothing is trained again
+    assert [e["model"] for e in again["iterations"]] == [e["model"] for e in report["iterations"]]
+    heat = ModelHeatmaps(model)
+    store = ViewStore(scenes, SIZE, build_proposer("oracle"), None)
+    v1, v2 = View(scenes[0].name, "ego", 0), View(scenes[0].name, "exo1", 0)
+    s = heat.similarity(store.rgb(v1), store.proposals(v1), store.rgb(v2), store.proposals(v2))
+    assert s.shape == (len(store.proposals(v1)), len(store.proposals(v2))) and np.all((0 <= s) & (s <= 1))
+
+
+def test_foreign_checkpoints_are_refused(tmp_path):
+    from corr_core.api import packaged_checkpoint
+
+    with pytest.raises(CheckpointError, match="not a PCC checkpoint"):
+        load_pcc_model(packaged_checkpoint())
+    with pytest.raises(CheckpointError, match="not found"):
+        load_pcc_model(tmp_path / "nothing")
