@@ -152,3 +152,10 @@ def test_evaluation_scores_a_perfect_matcher_perfectly_and_catches_look_alikes(e
     table = write_report({"truth": perfect, "look-alike": fooled}, tmp_path / "report")
     assert "| truth | ego->exo1 | 1.000 (1.000..1.000)" in table
     assert (tmp_path / "report" / "metrics.json").is_file()
+
+
+def test_existence_threshold_is_calibrated_on_tuning_episodes(episodes):
+    from corr_core.evaluation.crossview import calibrate_existence
+
+    thr, acc = calibrate_existence(TruthMatcher(episodes), episodes, [("ego", "exo1")], every=2, min_pixels=1)
+    assert acc == 1.0 and 0.0 <= thr < 1.0

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,51 @@ class _Items:
                 for k in METRICS}
 
 
+@dataclass
+class Query:
+    """The queries of one instant and direction: every object visible in the source view."""
+
+    direction: str
+    episode: int
+    scene: Scene
+    t: int
+    src_rgb: np.ndarray
+    labels: np.ndarray  # source ground truth restricted to the queried ids
+    tgt_rgb: np.ndarray
+    tgt_truth: np.ndarray
+    ids: list[int]
+    visible: set[int]  # ids visible in the target view
+
+
+def queries(scenes: Sequence[Scene], directions: Sequence[tuple[str, str]], every: int = 5,
+            min_pixels: int = 20) -> Iterator[Query]:
+    """The queries of :func:`evaluate_crossview`, direction by direction.
+
+    Raises:
+        DataError: a scene without ground truth for a camera of ``directions``.
+    """
+    for src_cam, tgt_cam in directions:
+        for e, scene in enumerate(scenes):
+            for cam in (src_cam, tgt_cam):
+                if cam not in scene.labels:
+                    raise DataError(f"scene {scene.name}: no ground-truth labels for camera {cam!r}")
+            for t in range(0, scene.num_frames, max(1, int(every))):
+                src_gt = read_label_png(scene.labels[src_cam][t])
+                ids, counts = np.unique(src_gt, return_counts=True)
+                chosen = [int(i) for i, n in zip(ids, counts, strict=True) if i != 0 and n >= min_pixels]
+                if not chosen:
+                    continue
+                tgt_gt = read_label_png(scene.labels[tgt_cam][t])
+                tids, tcounts = np.unique(tgt_gt, return_counts=True)
+                visible = {int(i) for i, n in zip(tids, tcounts, strict=True) if i != 0 and n >= min_pixels}
+                yield Query(f"{src_cam}->{tgt_cam}", e, scene, t, read_rgb(scene.frames[src_cam][t]),
+                            np.where(np.isin(src_gt, chosen), src_gt, 0), read_rgb(scene.frames[tgt_cam][t]),
+                            tgt_gt, chosen, visible)
+
+
 def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Sequence[tuple[str, str]],
                        every: int = 5, min_pixels: int = 20, overlays: Path | None = None,
-                       max_overlays: int = 12, resamples: int = 1000) -> dict[str, Any]:
+                       max_overlays: int = 12, resamples: int = 1000, conf_thresh: float = 0.5) -> dict[str, Any]:
     """Scores ``matcher`` on simulated ``scenes`` (module docstring).
 
     Args:
@@ -108,54 +151,42 @@ def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Se
         overlays: folder for side-by-side pictures (query | prediction | ground truth), or None.
         max_overlays: pictures per direction.
         resamples: bootstrap resamples for the intervals.
+        conf_thresh: an object counts as predicted visible when its confidence exceeds this (the
+            EgoExo4D protocol's 0.5, or one chosen by :func:`calibrate_existence` on tuning data).
 
     Returns:
-        ``{"<src>-><tgt>": {metrics, "ci95": {...}, "distractor": {...}, "queries": n}, ...,
+        ``{"<src>-><tgt>": {metrics, "ci95": {...}, "distractor": {...}, "episodes": n}, ...,
         "seconds": ...}``.
 
     Raises:
         DataError: a scene without ground truth for a camera of ``directions``.
     """
     started = time.time()
+    state: dict[str, tuple[EgoExoEvaluator, _Items, dict[str, Any], list[int]]] = {}
+    for q in queries(scenes, directions, every, min_pixels):
+        if q.direction not in state:
+            state[q.direction] = (EgoExoEvaluator(conf_thresh), _Items(), {"queries": 0, "right": 0, "lookalike": 0, "neither": 0}, [0])
+        evaluator, items, distract, pictures = state[q.direction]
+        look = _lookalikes(q.scene)
+        res = matcher.match(q.src_rgb, q.labels, q.tgt_rgb)
+        for i in q.ids:
+            gt = (q.tgt_truth == i) if i in q.visible else None
+            pred = res.masks.get(i)
+            item = evaluator.add(q.scene.name, i, q.direction, q.t, gt, pred, res.confidence.get(i, 0.0))
+            items.add(q.episode, item)
+            twins = look.get(i, set()) & q.visible
+            if gt is not None and twins:
+                distract["queries"] += 1
+                p = pred if pred is not None else np.zeros_like(gt)
+                right = _overlap(p, gt)
+                other = max(_overlap(p, q.tgt_truth == j) for j in twins)
+                distract["right" if right > other else "lookalike" if other > 0 else "neither"] += 1
+        if overlays is not None and pictures[0] < max_overlays:
+            _save_overlay(overlays / q.direction.replace("->", "_to_") / f"{q.scene.name}_{q.t:05d}.jpg",
+                          q.src_rgb, q.labels, q.tgt_rgb, res.labels, q.tgt_truth)
+            pictures[0] += 1
     out: dict[str, Any] = {}
-    for src_cam, tgt_cam in directions:
-        name = f"{src_cam}->{tgt_cam}"
-        evaluator, items = EgoExoEvaluator(), _Items()
-        distract = {"queries": 0, "right": 0, "lookalike": 0, "neither": 0}
-        pictures = 0
-        for e, scene in enumerate(scenes):
-            for cam in (src_cam, tgt_cam):
-                if cam not in scene.labels:
-                    raise DataError(f"scene {scene.name}: no ground-truth labels for camera {cam!r}")
-            look = _lookalikes(scene)
-            for t in range(0, scene.num_frames, max(1, int(every))):
-                src_gt = read_label_png(scene.labels[src_cam][t])
-                tgt_gt = read_label_png(scene.labels[tgt_cam][t])
-                ids, counts = np.unique(src_gt, return_counts=True)
-                queries = [int(i) for i, n in zip(ids, counts, strict=True) if i != 0 and n >= min_pixels]
-                if not queries:
-                    continue
-                query_labels = np.where(np.isin(src_gt, queries), src_gt, 0)
-                src_rgb, tgt_rgb = read_rgb(scene.frames[src_cam][t]), read_rgb(scene.frames[tgt_cam][t])
-                res = matcher.match(src_rgb, query_labels, tgt_rgb)
-                tids, tcounts = np.unique(tgt_gt, return_counts=True)
-                visible = {int(i) for i, n in zip(tids, tcounts, strict=True) if i != 0 and n >= min_pixels}
-                for i in queries:
-                    gt = (tgt_gt == i) if i in visible else None
-                    pred = res.masks.get(i)
-                    item = evaluator.add(scene.name, i, tgt_cam, t, gt, pred, res.confidence.get(i, 0.0))
-                    items.add(e, item)
-                    twins = look.get(i, set()) & visible
-                    if gt is not None and twins:
-                        distract["queries"] += 1
-                        p = pred if pred is not None else np.zeros_like(gt)
-                        right = _overlap(p, gt)
-                        other = max(_overlap(p, tgt_gt == j) for j in twins)
-                        distract["right" if right > other else "lookalike" if other > 0 else "neither"] += 1
-                if overlays is not None and pictures < max_overlays:
-                    _save_overlay(overlays / name.replace("->", "_to_") / f"{scene.name}_{t:05d}.jpg",
-                                  src_rgb, query_labels, tgt_rgb, res.labels, tgt_gt)
-                    pictures += 1
+    for name, (evaluator, items, distract, _) in state.items():
         summary = evaluator.summary()
         n = distract["queries"]
         distract["right_share"] = distract["right"] / n if n else None
@@ -166,7 +197,28 @@ def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Se
                  name, summary["iou"], summary["location_error"], summary["balanced_accuracy"], summary["n_items"],
                  distract)
     out["seconds"] = round(time.time() - started, 1)
+    out["conf_thresh"] = float(conf_thresh)
     return out
+
+
+def calibrate_existence(matcher: Matcher, scenes: Sequence[Scene], directions: Sequence[tuple[str, str]],
+                        every: int = 5, min_pixels: int = 20) -> tuple[float, float]:
+    """The confidence threshold that maximises the balanced accuracy of existence on ``scenes``
+    (a tuning set), and that accuracy. Matchers whose confidence has no natural 0.5 point (the
+    feature baseline's cosine) are compared fairly after calibrating each on the same episodes."""
+    conf, exists = [], []
+    for q in queries(scenes, directions, every, min_pixels):
+        res = matcher.match(q.src_rgb, q.labels, q.tgt_rgb)
+        for i in q.ids:
+            conf.append(res.confidence.get(i, 0.0))
+            exists.append(i in q.visible)
+    c, y = np.asarray(conf), np.asarray(exists, bool)
+    if not len(c):
+        raise DataError("calibration: no query in the tuning episodes")
+    candidates = np.unique(np.concatenate([[0.0], c]))
+    scores = [balanced_accuracy(y, c > thr) for thr in candidates]
+    best = int(np.nanargmax(scores))
+    return float(candidates[best]), float(scores[best])
 
 
 def _save_overlay(path: Path, src: np.ndarray, query: np.ndarray, tgt: np.ndarray, pred: np.ndarray,

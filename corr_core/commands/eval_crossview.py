@@ -1,0 +1,127 @@
+"""``corr eval crossview``: cross-view object correspondence on simulated episodes.
+
+Examples::
+
+    corr eval crossview --sim runs/heldout_sim --pcc runs/pcc_cpu/iter_2/model --out runs/xv/pcc
+    corr eval crossview --sim runs/heldout_sim --checkpoint corr_core/assets/checkpoints/fc_resnet18_s8 \\
+        --out runs/xv/fc --calibrate runs/tune_sim
+    corr eval crossview --merge runs/xv/pcc runs/xv/fc --out docs/crossview
+
+Every object visible in a source view is a query (its ground-truth mask); the prediction in the
+target view is scored with the EgoExo4D metrics (IoU, location error, contour accuracy, balanced
+accuracy of existence), with 95 % intervals over episodes, plus the look-alike test. Writes
+``metrics.json``, ``table.md`` and side-by-side overlays (query | prediction | ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from corr_core.errors import ConfigError, DataError
+from corr_core.options import add_model_args, model_source
+
+
+def _directions(text: str, cameras: list[str]) -> list[tuple[str, str]]:
+    if text:
+        out = []
+        for part in text.split(","):
+            a, sep, b = part.partition(":")
+            if not sep or a not in cameras or b not in cameras or a == b:
+                raise ConfigError(f"--directions: {part!r} is not SRC:TGT with two of the cameras {cameras}")
+            out.append((a, b))
+        return out
+    exos = [c for c in cameras if c != "ego"]
+    if "ego" not in cameras or not exos:
+        raise ConfigError(f"cameras {cameras}: give --directions SRC:TGT,... (no ego and exo cameras)")
+    return [d for exo in exos for d in (("ego", exo), (exo, "ego"))]
+
+
+def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
+    from corr_core.proposals import build_proposer
+
+    proposer = None
+    if args.proposer != "none":
+        kwargs = {"checkpoint": args.sam_checkpoint} if args.proposer == "sam" else {}
+        if args.proposer == "oracle":
+            raise ConfigError("--proposer oracle needs ground truth inside the matcher; use it with `corr pcc` "
+                              "pseudo-labels, not here")
+        proposer = build_proposer(args.proposer, **kwargs)
+    if args.pcc is not None:
+        from corr_core.crossview.matcher import CrossViewMatcher
+
+        return CrossViewMatcher.from_checkpoint(args.pcc, args.device, proposer=proposer), f"pcc:{args.pcc}"
+    from corr_core.api import load_feature_model
+    from corr_core.crossview.baseline import FeatureMatcher
+
+    src = model_source(args, what="or --pcc CKPT")
+    model, _ = load_feature_model(src.checkpoint, device=src.device, random_init_seed=src.random_init_seed)
+    if proposer is None:
+        raise ConfigError("the feature baseline needs a proposer (--proposer graph or sam)")
+    return FeatureMatcher(model, proposer, src.device), f"nn:{src.describe()}"
+
+
+def run_crossview(args: argparse.Namespace) -> int:
+    from corr_core.evaluation.crossview import calibrate_existence, evaluate_crossview, write_report
+    from corr_core.methods.pcc.scenes import sim_scenes
+
+    out = Path(args.out)
+    if args.merge:
+        merged: dict[str, Any] = {}
+        for run in args.merge:
+            path = Path(run) / "metrics.json" if Path(run).is_dir() else Path(run)
+            if not path.is_file():
+                raise DataError(f"--merge: no metrics.json in {run}")
+            merged.update(json.loads(path.read_text()))
+        if (out / "table.md").exists() and not args.overwrite:
+            raise ConfigError(f"{out} holds results already; pass --overwrite to replace them")
+        print(write_report(merged, out))
+        return 0
+    if args.sim is None:
+        raise ConfigError("give --sim FOLDER (a `corr generate sim` output) or --merge RUN ...")
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise ConfigError(f"{out} holds results already; pass --overwrite to replace them, or another --out")
+    scenes = sim_scenes(args.sim, resolution=args.resolution, episodes=args.episodes)
+    directions = _directions(args.directions, scenes[0].cameras)
+    matcher, name = _matcher(args)
+    settings: dict[str, Any] = {"sim": str(args.sim), "every": args.every, "min_pixels": args.min_pixels,
+                                "proposer": args.proposer, "directions": [f"{a}->{b}" for a, b in directions]}
+    conf_thresh = 0.5
+    if args.calibrate is not None:
+        tune = sim_scenes(args.calibrate, resolution=args.resolution)
+        conf_thresh, acc = calibrate_existence(matcher, tune, directions, args.every, args.min_pixels)
+        settings.update(calibrated_on=str(args.calibrate), calibrated_balanced_accuracy=acc)
+        print(f"existence threshold {conf_thresh:.4f} (balanced accuracy {acc:.3f} on {args.calibrate})")
+    result = evaluate_crossview(matcher, scenes, directions, args.every, args.min_pixels,
+                                overlays=None if args.no_overlays else out / "overlays",
+                                conf_thresh=conf_thresh)
+    result["settings"] = settings
+    print(write_report({args.name or name: result}, out))
+    return 0
+
+
+def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
+    """Registers ``corr eval crossview``."""
+    p = tasks.add_parser("crossview", help="cross-view object correspondence (EgoExo4D metrics, look-alike test)",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sim", type=Path, default=None, help="a `corr generate sim` folder with ground truth")
+    p.add_argument("--episodes", nargs="+", default=None, help="only these episodes")
+    p.add_argument("--resolution", default="240p", help="frame folder resolution (default 240p)")
+    p.add_argument("--directions", default="", help="SRC:TGT,... (default: ego to each exo camera and back)")
+    src = add_model_args(p, default_help="the feature baseline needs one")
+    src.add_argument("--pcc", type=Path, default=None, help="a PCC correspondence model (RUN/iter_N/model)")
+    p.add_argument("--proposer", default="graph", choices=("graph", "sam", "none"),
+                   help="target proposals: the baseline picks one, PCC snaps to them (default graph)")
+    p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM checkpoint for --proposer sam")
+    p.add_argument("--calibrate", type=Path, default=None, metavar="SIM",
+                   help="choose the existence threshold on these (tuning) episodes; default: confidence > 0.5")
+    p.add_argument("--every", type=int, default=5, help="every n-th instant of each episode (default 5)")
+    p.add_argument("--min-pixels", type=int, default=20, help="smaller objects count as not visible (default 20)")
+    p.add_argument("--name", default=None, help="the method's name in the table")
+    p.add_argument("--no-overlays", action="store_true", help="do not write overlay pictures")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RUN", help="merge earlier runs into one table")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
+    p.set_defaults(func=run_crossview)
