@@ -15,9 +15,10 @@ from scipy import ndimage
 from corr_core.data.labels import write_label_png
 from corr_core.errors import DataError, ShapeMismatchError
 from corr_core.metrics import davis as D
-from corr_core.testing import REPO_ROOT, davis_dev_root
+from corr_core.testing import REPO_ROOT, davis_dev_root, shared_data_dir
 
-PROBE_TOOL = REPO_ROOT.parent / "shared" / "tools" / "make_probe_predictions.py"
+# The probe tool sits beside the shared data folder (``<shared>/tools``), wherever that folder is.
+PROBE_TOOL = (shared_data_dir() or REPO_ROOT.parent / "shared" / "data").parent / "tools" / "make_probe_predictions.py"
 TOL = 1e-6 + 5e-7  # the reference values are rounded to 6 decimals
 
 # Official davis2017-evaluation numbers on DAVIS 2016 dev480p (bear, elephant, tennis).
