@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from corr_core.data.labels import write_label_png
-from corr_core.errors import DataError, ShapeMismatchError
+from corr_core.errors import CorrError, DataError, ShapeMismatchError
 from corr_core.metrics.davis import GLOBAL_KEYS, VOID_LABEL, DavisResults, evaluate_davis, evaluate_files
 from corr_core.viz import overlay
 
@@ -132,6 +132,20 @@ def _check_labels(labels: Any, frame: np.ndarray, seq: str, i: int) -> np.ndarra
     return labels
 
 
+def _check_frame_size(
+    frame: np.ndarray, frames: list[Path], i: int, seq: str, first_size: tuple[int, int]
+) -> None:
+    """Refuses a frame whose size differs from the sequence's first frame, naming both files."""
+    size = tuple(frame.shape[:2])
+    if size != tuple(first_size):
+        raise ShapeMismatchError(
+            f"sequence {seq!r}: frame {frames[i]} is {size[0]}x{size[1]} (HxW) but the first frame "
+            f"{frames[0]} is {first_size[0]}x{first_size[1]}; every frame of a sequence must have the "
+            "size of its first frame and annotation: resize that frame (or re-export the sequence at "
+            "one resolution) and run again"
+        )
+
+
 def _log(progress: bool, msg: str) -> None:
     if progress:
         print(msg, file=sys.stderr, flush=True)
@@ -188,7 +202,10 @@ def run_vos(
 
     Raises:
         DataError: unknown sequences, unreadable frames, or missing annotations for scoring.
-        ShapeMismatchError: the tracker returned labels of the wrong size or type.
+        ShapeMismatchError: a frame's size differs from its sequence's first frame (the message
+            names the sequence, both files and both sizes), or the tracker returned labels of the
+            wrong size or type. Other errors the tracker raises are re-raised with the sequence
+            and the frame file prefixed.
     """
     out_dir = Path(out_dir)
     names = _select(dataset, sequences)
@@ -203,14 +220,21 @@ def run_vos(
             raise DataError(f"sequence {seq!r} has no frames")
         tracker = tracker_factory()
         seq_seconds = 0.0
+        first_size = (0, 0)
         for i, frame_path in enumerate(frames):
             frame = dataset.read_frame(seq, i)
             masks = None
             if i == 0:
+                first_size = (int(frame.shape[0]), int(frame.shape[1]))
                 masks = np.asarray(dataset.read_annotation(seq, 0))
                 masks = np.where(masks == VOID_LABEL, 0, masks).astype(masks.dtype)
+            else:
+                _check_frame_size(frame, frames, i, seq, first_size)
             t0 = time.perf_counter()
-            labels = tracker.step(frame, masks)
+            try:
+                labels = tracker.step(frame, masks)
+            except CorrError as exc:  # the tracker does not know which file it was given
+                raise type(exc)(f"sequence {seq!r}, frame {frame_path}: {exc}") from exc
             seq_seconds += time.perf_counter() - t0
             labels = _check_labels(labels, frame, seq, i)
             stem = Path(frame_path).stem
