@@ -24,9 +24,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from corr_core.data.davis import void_to_background
 from corr_core.data.labels import write_label_png
 from corr_core.errors import CorrError, DataError, ShapeMismatchError
-from corr_core.metrics.davis import GLOBAL_KEYS, VOID_LABEL, DavisResults, evaluate_davis, evaluate_files
+from corr_core.metrics.davis import GLOBAL_KEYS, DavisResults, evaluate_davis, evaluate_files
 from corr_core.viz import overlay
 
 __all__ = ["VosDataset", "VosTracker", "format_summary", "run_vos", "score_predictions", "write_reports"]
@@ -226,8 +227,7 @@ def run_vos(
             masks = None
             if i == 0:
                 first_size = (int(frame.shape[0]), int(frame.shape[1]))
-                masks = np.asarray(dataset.read_annotation(seq, 0))
-                masks = np.where(masks == VOID_LABEL, 0, masks).astype(masks.dtype)
+                masks = void_to_background(dataset.read_annotation(seq, 0))
             else:
                 _check_frame_size(frame, frames, i, seq, first_size)
             t0 = time.perf_counter()
