@@ -12,12 +12,8 @@ predictions folder. Both write::
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import math
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,18 +23,24 @@ from PIL import Image
 from corr_core.data.davis import void_to_background
 from corr_core.data.labels import write_label_png
 from corr_core.errors import CorrError, DataError, ShapeMismatchError
+from corr_core.evaluation.protocol import LabelTracker, TrackerFactory, checked_labels
+from corr_core.evaluation.reports import json_ready, log, timestamp, write_json
 from corr_core.metrics.davis import GLOBAL_KEYS, DavisResults, evaluate_davis, evaluate_files
 from corr_core.viz import overlay
 
-__all__ = ["VosDataset", "VosTracker", "format_summary", "run_vos", "score_predictions", "write_reports"]
+__all__ = [
+    "VosDataset",
+    "VosTracker",
+    "format_summary",
+    "json_ready",
+    "run_vos",
+    "score_predictions",
+    "write_reports",
+]
 
-
-class VosTracker(Protocol):
-    """What :func:`run_vos` needs from a tracker."""
-
-    def step(self, frame: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-        """``(H, W, 3) uint8`` frame (+ ``(H, W)`` ids on the first frame) -> ``(H, W)`` ids."""
-        ...
+#: The tracker :func:`run_vos` needs (the shared protocol of every evaluation; old name kept).
+VosTracker = LabelTracker
+_PROTOCOL = "DAVIS semi-supervised (official davis2017-evaluation semantics)"
 
 
 class VosDataset(Protocol):
@@ -53,23 +55,6 @@ class VosDataset(Protocol):
     def read_annotation(self, seq: str, i: int) -> np.ndarray: ...
 
     def annotations(self, seq: str) -> list[Path]: ...
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
-
-
-def json_ready(obj: Any) -> Any:
-    """NaN/inf -> None so that metrics.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return _json_float(float(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def write_reports(results: DavisResults, out_dir: str | Path, extra: dict | None = None) -> dict:
@@ -87,14 +72,14 @@ def write_reports(results: DavisResults, out_dir: str | Path, extra: dict | None
     out_dir.mkdir(parents=True, exist_ok=True)
     results.write_csv(out_dir / "per_sequence.csv", out_dir / "summary.csv")
     metrics = {
-        "protocol": "DAVIS semi-supervised (official davis2017-evaluation semantics)",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "protocol": _PROTOCOL,
+        "timestamp": timestamp(),
         **results.to_dict(),
         "scoring_frames_per_second": results.n_frames / results.seconds if results.seconds > 0 else None,
         **(extra or {}),
     }
     metrics = json_ready(metrics)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -117,22 +102,6 @@ def format_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_labels(labels: Any, frame: np.ndarray, seq: str, i: int) -> np.ndarray:
-    if hasattr(labels, "detach"):  # a torch tensor slipped through
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.shape != frame.shape[:2]:
-        raise ShapeMismatchError(
-            f"sequence {seq!r}, frame {i}: tracker returned labels of shape {labels.shape} "
-            f"for a frame of size {frame.shape[:2]}"
-        )
-    if labels.dtype.kind not in "iub":
-        raise ShapeMismatchError(
-            f"sequence {seq!r}, frame {i}: tracker returned non-integer labels ({labels.dtype})"
-        )
-    return labels
-
-
 def _check_frame_size(
     frame: np.ndarray, frames: list[Path], i: int, seq: str, first_size: tuple[int, int]
 ) -> None:
@@ -145,11 +114,6 @@ def _check_frame_size(
             "size of its first frame and annotation: resize that frame (or re-export the sequence at "
             "one resolution) and run again"
         )
-
-
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def _select(dataset: VosDataset, sequences: Iterable[str] | None) -> list[str]:
@@ -169,7 +133,7 @@ def _select(dataset: VosDataset, sequences: Iterable[str] | None) -> list[str]:
 
 
 def run_vos(
-    tracker_factory: Callable[[], VosTracker],
+    tracker_factory: TrackerFactory,
     dataset: VosDataset,
     out_dir: str | Path,
     sequences: Iterable[str] | None = None,
@@ -236,7 +200,7 @@ def run_vos(
             except CorrError as exc:  # the tracker does not know which file it was given
                 raise type(exc)(f"sequence {seq!r}, frame {frame_path}: {exc}") from exc
             seq_seconds += time.perf_counter() - t0
-            labels = _check_labels(labels, frame, seq, i)
+            labels = checked_labels(labels, frame.shape[:2], f"sequence {seq!r}, frame {frame_path}")
             stem = Path(frame_path).stem
             write_label_png(pred_root / seq / f"{stem}.png", labels)
             if overlays:
@@ -246,7 +210,7 @@ def run_vos(
         step_seconds += seq_seconds
         n_frames += len(frames)
         per_sequence_fps[seq] = len(frames) / seq_seconds if seq_seconds > 0 else None
-        _log(
+        log(
             progress,
             f"[{k + 1}/{len(names)}] {seq}: {len(frames)} frames, "
             f"{len(frames) / max(seq_seconds, 1e-9):.1f} frames/s tracking",
@@ -271,11 +235,11 @@ def run_vos(
         },
     )
     for seq, ids in results.missing_objects.items():
-        _log(
+        log(
             progress,
             f"warning: {seq}: object(s) {ids} never predicted in the scored frames (scored as empty)",
         )
-    _log(progress, format_summary(metrics))
+    log(progress, format_summary(metrics))
     return metrics
 
 
@@ -327,8 +291,8 @@ def score_predictions(
         return write_reports(results, out_dir, extra)
     return json_ready(
         {
-            "protocol": "DAVIS semi-supervised (official davis2017-evaluation semantics)",
-            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "protocol": _PROTOCOL,
+            "timestamp": timestamp(),
             **results.to_dict(),
             **extra,
         }
