@@ -5,6 +5,10 @@
     root/JPEGImages/<resolution>/<sequence>/00000.jpg ...
     root/Annotations/<resolution>/<sequence>/00000.png ...   (palette PNGs, pixel value = object id)
     root/ImageSets/<year>/<split>.txt                           (one sequence name per line)
+
+The one place that knows this layout: :class:`DavisDataset` (frames and annotations for
+tracking), :func:`resolve_split` / :func:`read_split` (split arguments), :func:`annotation_files`
+and :func:`sequence_names` (what the metrics score), and the void id :data:`VOID_ID`.
 """
 
 from __future__ import annotations
@@ -159,9 +163,10 @@ class DavisDataset:
     Args:
         root: the data set folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
         resolution: the sub-folder of ``JPEGImages``/``Annotations``, e.g. ``"480p"``, ``"240p"``.
-        split: a split name (read from ``ImageSets/<year>/<split>.txt``), a path to a split file,
-            or None for every sequence folder under ``JPEGImages/<resolution>``.
-        year: the ``ImageSets`` sub-folder for named splits.
+        split: a split name (read from ``ImageSets/<year>/<split>.txt``), a path to a split file
+            (see :func:`resolve_split`), or None for every sequence folder under
+            ``JPEGImages/<resolution>``.
+        year: the ``ImageSets`` sub-folder tried first for named splits.
 
     Raises:
         DataError: if the root, the resolution folder or the split file is missing, or a listed
