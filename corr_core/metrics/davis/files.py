@@ -18,7 +18,7 @@ from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError, ShapeMismatchError
 from corr_core.metrics.davis.frame import DEFAULT_BOUND_TH, score_frame
 from corr_core.metrics.davis.results import DavisResults, ObjectResult, global_metrics
-from corr_core.metrics.davis.sequence import _check_object_count, _check_policy, _label_max, _stats_dict
+from corr_core.metrics.davis.sequence import check_object_count, check_policy, label_max, stats_dict
 
 __all__ = ["evaluate_davis", "evaluate_files"]
 
@@ -56,7 +56,7 @@ def evaluate_files(
         DataError: a prediction PNG is missing or unreadable (the message names it).
         ShapeMismatchError: frame sizes or object ids disagree (the message names the sequence).
     """
-    _check_policy(missing_objects)
+    check_policy(missing_objects)
     results_dir = Path(results_dir)
     start = time.perf_counter()
     workers = workers or _default_workers()
@@ -64,7 +64,7 @@ def evaluate_files(
     n_objects: dict[str, int] = {}
     frame_ids: dict[str, list[str]] = {}
     for seq, files in sequences.items():
-        n_objects[seq] = _label_max(void_to_background(_read_labels(files[0])))
+        n_objects[seq] = label_max(void_to_background(_read_labels(files[0])))
         evaluated = files[1:-1]
         frame_ids[seq] = [p.stem for p in evaluated]
         for col, gt_path in enumerate(evaluated):
@@ -82,7 +82,7 @@ def evaluate_files(
                 f"but the annotation {gt_path} has size {gt.shape}"
             )
         j, f = score_frame(gt, pred, n_gt, bound_th)
-        return seq, col, j, f, _label_max(pred)
+        return seq, col, j, f, label_max(pred)
 
     scores = {
         seq: (np.zeros((n, len(frame_ids[seq]))), np.zeros((n, len(frame_ids[seq]))))
@@ -102,12 +102,12 @@ def evaluate_files(
     objects = []
     missing = {}
     for seq in sequences:
-        _check_object_count(seq, n_objects[seq], n_pred[seq], missing_objects)
+        check_object_count(seq, n_objects[seq], n_pred[seq], missing_objects)
         if n_pred[seq] < n_objects[seq]:
             missing[seq] = list(range(n_pred[seq] + 1, n_objects[seq] + 1))
         js, fs = scores[seq]
         for k in range(n_objects[seq]):
-            objects.append(ObjectResult(seq, k + 1, frame_ids[seq], js[k], fs[k], _stats_dict(js[k], fs[k])))
+            objects.append(ObjectResult(seq, k + 1, frame_ids[seq], js[k], fs[k], stats_dict(js[k], fs[k])))
     return DavisResults(
         objects=objects,
         global_metrics=global_metrics(objects),

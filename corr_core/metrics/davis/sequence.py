@@ -54,14 +54,15 @@ def db_statistics(per_frame: Sequence[float] | np.ndarray) -> tuple[float, float
     return mean, recall, decay
 
 
-def _stats_dict(j: np.ndarray, f: np.ndarray) -> dict[str, float]:
+def stats_dict(j: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    """The six per-object statistics (J/F Mean, Recall, Decay) of per-frame ``(N,)`` J and F."""
     jm, jr, jd = db_statistics(j)
     fm, fr, fd = db_statistics(f)
     return {"J-Mean": jm, "J-Recall": jr, "J-Decay": jd, "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
 
 
-
-def _check_object_count(name: str, n_gt: int, n_pred: int, missing_objects: str) -> None:
+def check_object_count(name: str, n_gt: int, n_pred: int, missing_objects: str) -> None:
+    """Refuses predictions whose ids do not match the first annotation frame's (official rule)."""
     if n_pred > n_gt:
         raise ShapeMismatchError(
             f"sequence {name!r}: the predictions use object id {n_pred} but the first annotation frame "
@@ -75,12 +76,14 @@ def _check_object_count(name: str, n_gt: int, n_pred: int, missing_objects: str)
         )
 
 
-def _check_policy(missing_objects: str) -> None:
+def check_policy(missing_objects: str) -> None:
+    """ValueError unless ``missing_objects`` is one of :data:`MISSING_OBJECT_POLICIES`."""
     if missing_objects not in MISSING_OBJECT_POLICIES:
         raise ValueError(f"missing_objects must be one of {MISSING_OBJECT_POLICIES}, got {missing_objects!r}")
 
 
-def _label_max(labels: np.ndarray) -> int:
+def label_max(labels: np.ndarray) -> int:
+    """The largest id of a label map (0 for an empty one)."""
     return int(labels.max()) if labels.size else 0
 
 
@@ -116,7 +119,7 @@ def evaluate_sequence(
             use an id above ``n`` (or, with ``missing_objects="raise"``, never reach ``n``).
         DataError: if there are no frames.
     """
-    _check_policy(missing_objects)
+    check_policy(missing_objects)
     gts = list(gt_masks)
     preds = list(pred_masks)
     if not gts:
@@ -128,7 +131,7 @@ def evaluate_sequence(
     first = void_to_background(gts[0])
     if first.ndim != 2:
         raise ShapeMismatchError(f"sequence {name!r}: annotation frames must be 2-D, got shape {first.shape}")
-    n_gt = _label_max(first)
+    n_gt = label_max(first)
     indices = range(1, len(gts) - 1) if semi_supervised else range(len(gts))
     j = np.zeros((n_gt, len(indices)), dtype=np.float64)
     f = np.zeros((n_gt, len(indices)), dtype=np.float64)
@@ -144,11 +147,11 @@ def evaluate_sequence(
                 f"sequence {name!r}, frame {t}: prediction has shape {pred.shape} "
                 f"but the annotation has shape {gt.shape}"
             )
-        n_pred = max(n_pred, _label_max(pred))
+        n_pred = max(n_pred, label_max(pred))
         j[:, col], f[:, col] = score_frame(gt, pred, n_gt, bound_th)
-    _check_object_count(name, n_gt, n_pred, missing_objects)
+    check_object_count(name, n_gt, n_pred, missing_objects)
     objects = {}
     for k in range(n_gt):
-        objects[k + 1] = {"J": j[k], "F": f[k], **_stats_dict(j[k], f[k])}
+        objects[k + 1] = {"J": j[k], "F": f[k], **stats_dict(j[k], f[k])}
     return {"sequence": name, "n_objects": n_gt, "n_frames": len(indices), "objects": objects}
 
