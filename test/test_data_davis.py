@@ -115,3 +115,34 @@ def test_shared_davis_2016_240p_smoke() -> None:
     assert labels.shape == frame.shape[:2]
     assert len(ds.annotations(seq)) == len(ds.frames(seq))
     assert ds.object_ids(seq), "DAVIS first frames annotate at least one object"
+
+
+def test_one_split_reader_for_the_dataset_and_the_metrics(tmp_path: Path) -> None:
+    """DavisDataset and evaluate_davis read split arguments the same way (one reader)."""
+    from corr_core.metrics.davis import evaluate_davis
+
+    root = _build(tmp_path / "davis", {"a": 1, "b": 2})
+    (root / "ImageSets" / "2017").mkdir()
+    (root / "ImageSets" / "2017" / "dev.txt").write_text("# the dev split\nb\n\n")
+    preds = tmp_path / "preds"
+    for i, ann in enumerate(sorted((root / "Annotations" / "480p" / "b").glob("*.png"))):
+        write_label_png(preds / "b" / ann.name, _labels(i, 2))
+    for split in ("dev", "dev.txt", "ImageSets/2017/dev.txt", root / "ImageSets" / "2017" / "dev.txt"):
+        assert DavisDataset(root, split=split).sequences == ["b"], split  # comment skipped, 2017 found
+        assert evaluate_davis(root, preds, split=split).sequences == ["b"], split
+    (root / "ImageSets" / "2017" / "empty.txt").write_text("# nothing\n")
+    for make in (lambda s: DavisDataset(root, split=s), lambda s: evaluate_davis(root, preds, split=s)):
+        with pytest.raises(DataError, match=r"empty\.txt lists no sequences"):
+            make("empty")
+        with pytest.raises(DataError, match=r"ImageSets/2016/nope\.txt"):
+            make("nope")
+
+
+def test_void_id_is_defined_once() -> None:
+    from corr_core.data import davis
+    from corr_core.metrics import davis as metrics_davis
+
+    assert davis.VOID_ID == 255 and metrics_davis.VOID_LABEL is davis.VOID_ID
+    labels = np.array([[0, 255, 3]], np.uint8)
+    out = davis.void_to_background(labels)
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 0, 3]] and labels[0, 1] == 255

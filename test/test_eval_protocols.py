@@ -481,3 +481,24 @@ def test_compare_names_the_file_of_wrong_form(tmp_path, capsys, content):
 
     with pytest.raises(DataError, match="bad_run"):
         compare_runs([good, bad])
+
+
+def test_one_tracker_protocol_for_every_evaluation():
+    """The Tracker satisfies the shared protocols; the per-protocol names are that protocol."""
+    from corr_core.evaluation import protocol, vip, vos
+
+    tracker = Tracker(PaletteCells(), jhmdb_config())
+    assert isinstance(tracker, protocol.LabelTracker) and isinstance(tracker, protocol.SoftLabelTracker)
+    assert vos.VosTracker is protocol.LabelTracker and vip.VipTracker is protocol.LabelTracker
+
+    class StepOnly:
+        def step(self, frame, masks=None):
+            return np.zeros(frame.shape[:2], np.uint8)
+
+    assert isinstance(StepOnly(), protocol.LabelTracker)
+    assert not isinstance(StepOnly(), protocol.SoftLabelTracker)
+    labels = protocol.checked_labels(torch.zeros(2, 3, dtype=torch.int64), (2, 3), "video 'v', frame 1")
+    assert isinstance(labels, np.ndarray) and labels.shape == (2, 3)
+    for bad in (np.zeros((2, 4), np.uint8), np.zeros((2, 3), np.float32)):
+        with pytest.raises(DataError, match="video 'v', frame 1"):
+            protocol.checked_labels(bad, (2, 3), "video 'v', frame 1")

@@ -208,3 +208,45 @@ def test_cli_tracks_with_the_tracker_from_build_tracker(layout, tmp_path, monkey
     saved = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert saved["model"]["random_init_seed"] == 3
     assert "J&F-Mean" in capsys.readouterr().out
+
+
+def _resize_one_frame(layout, seq="slide", frame="00003"):
+    """Replaces one frame of ``seq`` with a frame of another size (as a damaged export would)."""
+    path = layout / "JPEGImages" / "480p" / seq / f"{frame}.jpg"
+    Image.fromarray(np.zeros((H + 8, W, 3), np.uint8)).save(path)
+    return path
+
+
+def _conv_tracker():
+    """A real Tracker on a tiny stride-8 convolution (what `corr eval vos` builds, but small)."""
+    torch = pytest.importorskip("torch")
+    from corr_core.propagation.tracker import Tracker
+
+    torch.manual_seed(0)
+    return Tracker(torch.nn.Conv2d(3, 8, kernel_size=8, stride=8))
+
+
+def test_run_vos_names_the_sequence_and_frame_whose_size_changes(layout, tmp_path):
+    bad = _resize_one_frame(layout)
+    ds = DavisDataset(layout, split="tiny")
+    with pytest.raises(ShapeMismatchError) as info:
+        run_vos(_conv_tracker, ds, tmp_path / "o", progress=False, overlays=False)
+    msg = str(info.value)
+    assert "'slide'" in msg and str(bad) in msg  # the sequence and the offending frame file
+    assert f"{H + 8}x{W}" in msg and f"{H}x{W}" in msg  # both sizes
+    assert "reset()" not in msg  # not the tracker's advice to a programmer
+    assert "resize" in msg  # says what to do
+
+
+def test_cli_reports_a_frame_size_change_on_one_line(layout, tmp_path, monkeypatch, capsys):
+    api = pytest.importorskip("corr_core.api")
+    bad = _resize_one_frame(layout)
+    monkeypatch.setattr(api, "build_tracker", lambda *a, **k: _conv_tracker())
+    rc = corr_main(
+        ["eval", "vos", "--davis", str(layout), "--split", "tiny", "--random-init", "0",
+         "--out", str(tmp_path / "cli"), "--quiet", "--no-overlays"]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("corr eval: error:")
+    assert "'slide'" in err[0] and str(bad) in err[0] and "reset()" not in err[0]

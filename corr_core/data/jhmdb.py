@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corr_core.errors import DataError
+from corr_core.errors import ConfigError, DataError
 
 #: Number of joints of the JHMDB puppet.
 NUM_JOINTS = 15
@@ -268,3 +268,76 @@ def read_filelist(path: str | Path) -> list[JhmdbVideo]:
     if not videos:
         raise DataError(f"JHMDB file list {path} lists no videos")
     return videos
+
+
+def discover_videos(root: str | Path) -> list[JhmdbVideo]:
+    """Every ``Frames/<class>/<video>`` of an official-layout root that has a joint file.
+
+    Raises:
+        DataError: if ``root/Frames`` is missing or no video has a ``joint_positions.mat``.
+    """
+    root = Path(root)
+    frames_root = root / "Frames"
+    if not frames_root.is_dir():
+        raise DataError(f"JHMDB root {root} has no Frames/ folder (expected Frames/<class>/<video>/)")
+    videos = []
+    for frames_dir in sorted(p for p in frames_root.glob("*/*") if p.is_dir()):
+        joints = root / "joint_positions" / frames_dir.parent.name / frames_dir.name / "joint_positions.mat"
+        if joints.is_file():
+            videos.append(JhmdbVideo(frames_dir=frames_dir, joints_path=joints))
+    if not videos:
+        raise DataError(
+            f"no JHMDB video with joint_positions/<class>/<video>/joint_positions.mat under {root}"
+        )
+    return videos
+
+
+def _rebase(path: Path, base: Path, root: Path) -> Path:
+    """``path`` re-anchored from ``base`` onto ``root`` when it was relative to ``base``."""
+    try:
+        return root / path.relative_to(base)
+    except ValueError:
+        return path
+
+
+def resolve_videos(root: str | Path | None = None, filelist: str | Path | None = None) -> list[JhmdbVideo]:
+    """The videos to evaluate: those of a CRW/UVC test list, else every video under ``root``.
+
+    A relative ``filelist`` that does not exist is also looked up in ``root``. Relative paths in
+    the list are taken relative to the list's folder; when such a path does not exist and ``root``
+    is given, relative to ``root`` instead.
+
+    Raises:
+        ConfigError: if neither argument is given.
+        DataError: for a missing list/folder or a listed video whose frames or joints are missing.
+    """
+    if filelist is None:
+        if root is None:
+            raise ConfigError("JHMDB evaluation needs a root folder or a file list")
+        return discover_videos(root)
+    filelist = Path(filelist)
+    if not filelist.is_file() and root is not None and not filelist.is_absolute():
+        if (Path(root) / filelist).is_file():
+            filelist = Path(root) / filelist
+    videos = read_filelist(filelist)
+    if root is not None:
+        root = Path(root)
+        base = filelist.parent
+        videos = [
+            JhmdbVideo(
+                frames_dir=v.frames_dir if v.frames_dir.is_dir() else _rebase(v.frames_dir, base, root),
+                joints_path=v.joints_path if v.joints_path.is_file() else _rebase(v.joints_path, base, root),
+            )
+            for v in videos
+        ]
+    for v in videos:
+        if not v.frames_dir.is_dir():
+            raise DataError(f"{filelist}: JHMDB frame folder not found: {v.frames_dir}")
+        if not v.joints_path.is_file():
+            raise DataError(f"{filelist}: JHMDB joint file not found: {v.joints_path}")
+    return videos
+
+
+def video_name(video: JhmdbVideo) -> str:
+    """``<class>/<video>``: the name of a video in reports and output paths."""
+    return f"{video.frames_dir.parent.name}/{video.frames_dir.name}"

@@ -2,16 +2,28 @@
 
 A label map is an ``(H, W)`` integer array; 0 is background, every other value an object id.
 DAVIS annotation PNGs are palette ("P" mode) images whose pixel values are the ids.
+
+This module is the one place where label PNGs are read (:func:`read_label_png`) and written
+(:func:`write_label_png`): data readers, metrics, evaluation protocols and the ROS nodes all go
+through it.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from corr_core.errors import DataError
+
+__all__ = ["davis_palette", "read_label_png", "write_label_png"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour types: 0 = greyscale, 3 = palette (indexed).
+_GREY, _PALETTE = 0, 3
 
 
 def davis_palette(n: int = 256) -> np.ndarray:
@@ -28,8 +40,55 @@ def davis_palette(n: int = 256) -> np.ndarray:
     return pal
 
 
+def _decode_png_unfiltered(data: bytes) -> tuple[np.ndarray, int] | None:
+    """Decodes an 8-bit palette/greyscale, non-interlaced PNG whose rows all use filter 0.
+
+    That is what Pillow and most label writers produce for palette PNGs (every DAVIS annotation
+    is one); decoding it is one ``zlib`` call and a reshape, several times faster than Pillow.
+
+    Returns:
+        ``((H, W) uint8 pixel values (palette indices or grey levels), PNG colour type)``, or
+        None when the file is anything else (the caller then falls back to Pillow, which also
+        reports broken files).
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos = len(_PNG_SIGNATURE)
+    header = None
+    idat = []
+    try:
+        while pos + 8 <= len(data):
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            body = data[pos + 8 : pos + 8 + length]
+            pos += 12 + length
+            if kind == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                break
+        if header is None or not idat:
+            return None
+        width, height, depth, colour, _, _, interlace = header
+        if depth != 8 or colour not in (_GREY, _PALETTE) or interlace != 0:
+            return None
+        raw = zlib.decompress(b"".join(idat))
+    except (struct.error, zlib.error):
+        return None
+    if len(raw) != height * (width + 1):
+        return None
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1)
+    if rows[:, 0].any():
+        return None  # filtered rows: leave them to Pillow
+    return rows[:, 1:].copy(), colour  # a writable (H, W) array, as np.array(Image) gives
+
+
 def read_label_png(path: str | Path, require_palette: bool = True) -> np.ndarray:
-    """Reads a label PNG into an ``(H, W)`` integer map.
+    """Reads a label PNG into an ``(H, W)`` integer map (pixel value = id).
+
+    The values are those of ``np.array(Image.open(path))``, as the official DAVIS evaluator reads
+    them. Unfiltered 8-bit palette/greyscale files (what label writers produce) are decoded
+    directly, several times faster; everything else goes through Pillow.
 
     Args:
         path: a palette PNG (pixel value = id); with ``require_palette=False`` also 8/16-bit
@@ -40,9 +99,22 @@ def read_label_png(path: str | Path, require_palette: bool = True) -> np.ndarray
         ``(H, W)`` ``uint8`` for palette/8-bit images, ``uint16`` for 16-bit ones.
 
     Raises:
-        DataError: if the file is missing, unreadable, or not a palette image when one is required.
+        DataError: if the file is missing, unreadable, or not a palette image when one is required
+            (the message names the file).
     """
     path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    fast = _decode_png_unfiltered(data) if data else None
+    if fast is not None and (fast[1] == _PALETTE or not require_palette):
+        return fast[0]
+    return _read_label_png_pillow(path, require_palette)
+
+
+def _read_label_png_pillow(path: Path, require_palette: bool) -> np.ndarray:
+    """:func:`read_label_png` through Pillow (every PNG flavour; reports broken files)."""
     if not path.is_file():
         raise DataError(f"label image not found: {path}")
     try:

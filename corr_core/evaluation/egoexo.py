@@ -20,15 +20,13 @@ Outputs in ``out_dir``::
 from __future__ import annotations
 
 import csv
-import datetime as _dt
-import json
 from pathlib import Path
 
 import numpy as np
 
 from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError
-from corr_core.evaluation.vos import json_ready
+from corr_core.evaluation.reports import json_ready, timestamp, write_csv, write_json
 from corr_core.metrics.egoexo import CONF_THRESH, EgoExoEvaluator, load_pairs_json
 
 __all__ = ["DIRECTIONS", "GLOBAL_METRICS", "format_egoexo_summary", "run_egoexo_pairs"]
@@ -129,7 +127,7 @@ def run_egoexo_pairs(
         summaries[direction] = ev.summary()
     metrics = {
         "protocol": "EgoExo4D ego-exo correspondence (IoU, contour accuracy, location error, balanced accuracy)",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "global": {f"{d}/{k}": summaries[d][k] for d in summaries for k in GLOBAL_METRICS},
         **summaries,
         "directions": list(summaries),
@@ -138,16 +136,12 @@ def run_egoexo_pairs(
         **(extra or {}),
     }
     metrics = json_ready(metrics)
-    with open(out_dir / "items.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["direction", "take", "object", "camera", "frame", *_ITEM_SCORES])
-        for row in item_rows:
-            writer.writerow(["" if v is None else (f"{v:.6f}" if isinstance(v, float) else v) for v in row])
+    write_csv(out_dir / "items.csv", ["direction", "take", "object", "camera", "frame", *_ITEM_SCORES], item_rows)
     with open(out_dir / "summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["direction", *_SUMMARY_KEYS])
         for d, s in metrics.items():
             if d in DIRECTIONS:
                 writer.writerow([d, *("" if s[k] is None else s[k] for k in _SUMMARY_KEYS)])
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out_dir / "metrics.json", metrics)
     return metrics

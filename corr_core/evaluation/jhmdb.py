@@ -36,22 +36,26 @@ Data layout (official JHMDB, see :mod:`corr_core.data.jhmdb`)::
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import json
-import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from corr_core.data.jhmdb import JOINT_NAMES, JhmdbVideo, list_frames, load_joint_positions, read_filelist
+from corr_core.data.jhmdb import (
+    JOINT_NAMES,
+    discover_videos,
+    list_frames,
+    load_joint_positions,
+    resolve_videos,
+    video_name,
+)
 from corr_core.errors import ConfigError, DataError, ShapeMismatchError
-from corr_core.evaluation.vos import json_ready
+from corr_core.evaluation.frames import read_rgb, resize_rgb
+from corr_core.evaluation.protocol import SoftLabelTracker
+from corr_core.evaluation.reports import json_ready, log, timestamp, write_csv, write_json
 from corr_core.metrics.jhmdb import (
     DEFAULT_SIGMA,
     DEFAULT_THRESHOLDS,
@@ -61,7 +65,7 @@ from corr_core.metrics.jhmdb import (
     label_maps_to_keypoints,
     pck,
 )
-from corr_core.propagation.crw import PropagationConfig
+from corr_core.propagation.config import PropagationConfig
 from corr_core.propagation.tracker import Tracker
 
 __all__ = [
@@ -96,96 +100,10 @@ def jhmdb_config(propagation: PropagationConfig | dict[str, Any] | None = None) 
     return PropagationConfig.from_dict(values)
 
 
-# --------------------------------------------------------------------------------------------
-# Videos
-# --------------------------------------------------------------------------------------------
-
-
-def discover_videos(root: str | Path) -> list[JhmdbVideo]:
-    """Every ``Frames/<class>/<video>`` of an official-layout root that has a joint file.
-
-    Raises:
-        DataError: if ``root/Frames`` is missing or no video has a ``joint_positions.mat``.
-    """
-    root = Path(root)
-    frames_root = root / "Frames"
-    if not frames_root.is_dir():
-        raise DataError(f"JHMDB root {root} has no Frames/ folder (expected Frames/<class>/<video>/)")
-    videos = []
-    for frames_dir in sorted(p for p in frames_root.glob("*/*") if p.is_dir()):
-        joints = root / "joint_positions" / frames_dir.parent.name / frames_dir.name / "joint_positions.mat"
-        if joints.is_file():
-            videos.append(JhmdbVideo(frames_dir=frames_dir, joints_path=joints))
-    if not videos:
-        raise DataError(
-            f"no JHMDB video with joint_positions/<class>/<video>/joint_positions.mat under {root}"
-        )
-    return videos
-
-
-def _rebase(path: Path, base: Path, root: Path) -> Path:
-    """``path`` re-anchored from ``base`` onto ``root`` when it was relative to ``base``."""
-    try:
-        return root / path.relative_to(base)
-    except ValueError:
-        return path
-
-
-def resolve_videos(root: str | Path | None = None, filelist: str | Path | None = None) -> list[JhmdbVideo]:
-    """The videos to evaluate: those of a CRW/UVC test list, else every video under ``root``.
-
-    A relative ``filelist`` that does not exist is also looked up in ``root``. Relative paths in
-    the list are taken relative to the list's folder; when such a path does not exist and ``root``
-    is given, relative to ``root`` instead.
-
-    Raises:
-        ConfigError: if neither argument is given.
-        DataError: for a missing list/folder or a listed video whose frames or joints are missing.
-    """
-    if filelist is None:
-        if root is None:
-            raise ConfigError("JHMDB evaluation needs a root folder or a file list")
-        return discover_videos(root)
-    filelist = Path(filelist)
-    if not filelist.is_file() and root is not None and not filelist.is_absolute():
-        if (Path(root) / filelist).is_file():
-            filelist = Path(root) / filelist
-    videos = read_filelist(filelist)
-    if root is not None:
-        root = Path(root)
-        base = filelist.parent
-        videos = [
-            JhmdbVideo(
-                frames_dir=v.frames_dir if v.frames_dir.is_dir() else _rebase(v.frames_dir, base, root),
-                joints_path=v.joints_path if v.joints_path.is_file() else _rebase(v.joints_path, base, root),
-            )
-            for v in videos
-        ]
-    for v in videos:
-        if not v.frames_dir.is_dir():
-            raise DataError(f"{filelist}: JHMDB frame folder not found: {v.frames_dir}")
-        if not v.joints_path.is_file():
-            raise DataError(f"{filelist}: JHMDB joint file not found: {v.joints_path}")
-    return videos
-
-
-def _video_name(video: JhmdbVideo) -> str:
-    return f"{video.frames_dir.parent.name}/{video.frames_dir.name}"
-
-
 def _read_rgb(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
     """``(frame resized to size, original (H, W))``; bilinear resize as CRW's ``cv2.resize``."""
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
-    except Exception as exc:  # PIL raises many types for broken files
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
-    orig = (int(rgb.shape[0]), int(rgb.shape[1]))
-    if size is not None and orig != tuple(size):
-        import cv2
-
-        rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
-    return rgb, orig
+    rgb = read_rgb(path)
+    return resize_rgb(rgb, size), (int(rgb.shape[0]), int(rgb.shape[1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +112,13 @@ def _read_rgb(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, tup
 
 
 def _feature_model(model: Any, propagation: Any, device: Any) -> tuple[Any, PropagationConfig, Any]:
-    """(feature model, config, device) from a feature model or a Tracker-like object."""
-    if hasattr(model, "model") and hasattr(model, "cfg") and not isinstance(model, torch.nn.Module):
+    """(feature model, config, device) from a feature model or a tracker with a ``model`` and ``cfg``.
+
+    The videos are propagated by a tracker of their own (:class:`SoftLabelTracker` entry points),
+    so a tracker given here is read, never changed.
+    """
+    is_tracker = isinstance(model, SoftLabelTracker) and hasattr(model, "model") and hasattr(model, "cfg")
+    if is_tracker and not isinstance(model, torch.nn.Module):
         if model.model is None:
             raise ConfigError("run_jhmdb: the tracker has no feature model (built from_features?)")
         cfg = model.cfg if propagation is None else jhmdb_config(propagation)
@@ -208,7 +131,7 @@ def _feature_model(model: Any, propagation: Any, device: Any) -> tuple[Any, Prop
 
 
 def _propagate_video(
-    prop: Tracker,
+    prop: SoftLabelTracker,
     frames: Sequence[Path],
     gt: np.ndarray,
     image_size: tuple[int, int] | None,
@@ -240,19 +163,6 @@ def _propagate_video(
         seconds += time.perf_counter() - t0
         pred[t] = label_maps_to_keypoints(soft[1:].cpu().numpy(), orig, topk=readback_topk)
     return pred, seconds
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if v is None else (f"{v:.6f}" if isinstance(v, float) else v) for v in row])
-
-
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def format_jhmdb_summary(metrics: dict) -> str:
@@ -330,7 +240,7 @@ def run_jhmdb(
     per_video = []
     total_seconds, total_frames = 0.0, 0
     for k, video in enumerate(videos):
-        name = _video_name(video)
+        name = video_name(video)
         frames = list_frames(video.frames_dir)
         gt = load_joint_positions(video.joints_path, num_joints=None)
         n = min(len(frames), gt.shape[0])
@@ -355,7 +265,7 @@ def run_jhmdb(
         np.save(path, pred, allow_pickle=False)
         total_seconds += seconds
         total_frames += n
-        _log(
+        log(
             progress,
             f"[{k + 1}/{len(videos)}] {name}: {n} frames, PCK@0.1 {scores.get(keys[0], float('nan')):.3f}, "
             f"{n / max(seconds, 1e-9):.1f} frames/s",
@@ -370,7 +280,7 @@ def run_jhmdb(
     )
     metrics = {
         "protocol": "JHMDB keypoint propagation, PCK (CRW/UVC eval_pck.py semantics)",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "global": {key: summary[key] for key in keys},
         "per_joint": {
             name: {key: float(per_joint_arr[i, j]) for i, key in enumerate(keys)}
@@ -394,7 +304,7 @@ def run_jhmdb(
         **(extra or {}),
     }
     metrics = json_ready(metrics)
-    _write_csv(
+    write_csv(
         out_dir / "per_video.csv",
         ["video", "frames", "annotated_frames", "evaluated_frames", "counted", *keys],
         (
@@ -402,7 +312,7 @@ def run_jhmdb(
             for r in per_video
         ),
     )
-    _write_csv(out_dir / "summary.csv", keys, [[metrics["global"][key] for key in keys]])
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _log(progress, format_jhmdb_summary(metrics))
+    write_csv(out_dir / "summary.csv", keys, [[metrics["global"][key] for key in keys]])
+    write_json(out_dir / "metrics.json", metrics)
+    log(progress, format_jhmdb_summary(metrics))
     return metrics

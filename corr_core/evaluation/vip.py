@@ -39,21 +39,18 @@ frames with an annotation of the same stem are scored. Outputs in ``out_dir``::
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import json
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from corr_core.data.labels import read_label_png, write_label_png
-from corr_core.errors import ConfigError, DataError, ShapeMismatchError
-from corr_core.evaluation.vos import json_ready
+from corr_core.errors import ConfigError, DataError
+from corr_core.evaluation.frames import read_rgb, resize_rgb
+from corr_core.evaluation.protocol import LabelTracker, TrackerFactory, checked_labels
+from corr_core.evaluation.reports import json_ready, log, timestamp, write_csv, write_json
 from corr_core.metrics.vip import NUM_CLASSES, ConfusionHistogram, resize_labels_nearest
 
 __all__ = [
@@ -75,12 +72,8 @@ GLOBAL_KEYS = ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class VipTracker(Protocol):
-    """What :func:`run_vip` needs from a tracker (:class:`~corr_core.propagation.tracker.Tracker`)."""
-
-    def step(self, frame: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-        """``(H, W, 3) uint8`` frame (+ ``(H, W)`` ids on the first frame) -> ``(H, W)`` ids."""
-        ...
+#: The tracker :func:`run_vip` needs (the shared protocol of every evaluation; old name kept).
+VipTracker = LabelTracker
 
 
 def _images_dir(root: Path) -> Path:
@@ -156,27 +149,6 @@ def vip_frames(root: str | Path, video: str) -> list[Path]:
     return frames
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except Exception as exc:  # PIL raises many types for broken files
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
-
-
-def _resize_rgb(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or frame.shape[:2] == tuple(size):
-        return frame
-    import cv2
-
-    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def _num(x: Any) -> str:
     return f"{x:9.4f}" if isinstance(x, (int, float)) else f"{'nan':>9}"
 
@@ -193,28 +165,8 @@ def format_vip_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if v is None else (f"{v:.6f}" if isinstance(v, float) else v) for v in row])
-
-
-def _check_labels(labels: Any, shape: tuple[int, int], video: str, frame: Path) -> np.ndarray:
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.shape != shape or labels.dtype.kind not in "iub":
-        raise ShapeMismatchError(
-            f"video {video!r}, frame {frame.name}: tracker returned labels {labels.shape} {labels.dtype} "
-            f"for a frame of size {shape} (expected integer ids of that size)"
-        )
-    return labels
-
-
 def run_vip(
-    tracker_factory: Callable[[], VipTracker],
+    tracker_factory: TrackerFactory,
     root: str | Path,
     out_dir: str | Path,
     *,
@@ -277,8 +229,8 @@ def run_vip(
         scored = 0
         for i, frame_path in enumerate(frames):
             ann_path = ann_root / video / f"{frame_path.stem}.png"
-            frame = _read_rgb(frame_path)
-            small = _resize_rgb(frame, size)
+            frame = read_rgb(frame_path)
+            small = resize_rgb(frame, size)
             masks = None
             gt = None
             if i == 0:
@@ -288,7 +240,7 @@ def run_vip(
             t0 = time.perf_counter()
             labels = tracker.step(small, masks)
             seconds += time.perf_counter() - t0
-            labels = _check_labels(labels, small.shape[:2], video, frame_path)
+            labels = checked_labels(labels, small.shape[:2], f"video {video!r}, frame {frame_path.name}")
             if i == 0 and not score_first_frame:
                 continue
             if not ann_path.is_file():
@@ -315,7 +267,7 @@ def run_vip(
         )
         total_seconds += seconds
         total_frames += len(frames)
-        _log(
+        log(
             progress,
             f"[{k + 1}/{len(names)}] {video}: {len(frames)} frames, {scored} scored, mIoU {vs['mIoU']:.3f}, "
             f"{len(frames) / max(seconds, 1e-9):.1f} frames/s tracking",
@@ -325,7 +277,7 @@ def run_vip(
     summary = hist.summary()
     metrics = {
         "protocol": "VIP part propagation, pooled mIoU (TimeCycle/UVC eval_vip.py semantics)",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": timestamp(),
         "global": {key: summary[key] for key in GLOBAL_KEYS},
         "per_class_iou": summary["per_class_iou"],
         "per_video": per_video,
@@ -352,8 +304,8 @@ def run_vip(
     metrics = json_ready(metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ("video", "frames", "scored_frames", "mIoU", "pixel_accuracy")
-    _write_csv(out_dir / "per_video.csv", cols, ([r[c] for c in cols] for r in per_video))
-    _write_csv(out_dir / "summary.csv", GLOBAL_KEYS, [[metrics["global"][key] for key in GLOBAL_KEYS]])
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _log(progress, format_vip_summary(metrics))
+    write_csv(out_dir / "per_video.csv", cols, ([r[c] for c in cols] for r in per_video))
+    write_csv(out_dir / "summary.csv", GLOBAL_KEYS, [[metrics["global"][key] for key in GLOBAL_KEYS]])
+    write_json(out_dir / "metrics.json", metrics)
+    log(progress, format_vip_summary(metrics))
     return metrics

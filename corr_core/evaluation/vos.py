@@ -12,32 +12,35 @@ predictions folder. Both write::
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import math
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from corr_core.data.davis import void_to_background
 from corr_core.data.labels import write_label_png
-from corr_core.errors import DataError, ShapeMismatchError
-from corr_core.metrics.davis import GLOBAL_KEYS, VOID_LABEL, DavisResults, evaluate_davis, evaluate_files
+from corr_core.errors import CorrError, DataError, ShapeMismatchError
+from corr_core.evaluation.protocol import LabelTracker, TrackerFactory, checked_labels
+from corr_core.evaluation.reports import json_ready, log, timestamp, write_json
+from corr_core.metrics.davis import GLOBAL_KEYS, DavisResults, evaluate_davis, evaluate_files
 from corr_core.viz import overlay
 
-__all__ = ["VosDataset", "VosTracker", "format_summary", "run_vos", "score_predictions", "write_reports"]
+__all__ = [
+    "VosDataset",
+    "VosTracker",
+    "format_summary",
+    "json_ready",
+    "run_vos",
+    "score_predictions",
+    "write_reports",
+]
 
-
-class VosTracker(Protocol):
-    """What :func:`run_vos` needs from a tracker."""
-
-    def step(self, frame: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-        """``(H, W, 3) uint8`` frame (+ ``(H, W)`` ids on the first frame) -> ``(H, W)`` ids."""
-        ...
+#: The tracker :func:`run_vos` needs (the shared protocol of every evaluation; old name kept).
+VosTracker = LabelTracker
+_PROTOCOL = "DAVIS semi-supervised (official davis2017-evaluation semantics)"
 
 
 class VosDataset(Protocol):
@@ -52,23 +55,6 @@ class VosDataset(Protocol):
     def read_annotation(self, seq: str, i: int) -> np.ndarray: ...
 
     def annotations(self, seq: str) -> list[Path]: ...
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
-
-
-def json_ready(obj: Any) -> Any:
-    """NaN/inf -> None so that metrics.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return _json_float(float(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def write_reports(results: DavisResults, out_dir: str | Path, extra: dict | None = None) -> dict:
@@ -86,14 +72,14 @@ def write_reports(results: DavisResults, out_dir: str | Path, extra: dict | None
     out_dir.mkdir(parents=True, exist_ok=True)
     results.write_csv(out_dir / "per_sequence.csv", out_dir / "summary.csv")
     metrics = {
-        "protocol": "DAVIS semi-supervised (official davis2017-evaluation semantics)",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "protocol": _PROTOCOL,
+        "timestamp": timestamp(),
         **results.to_dict(),
         "scoring_frames_per_second": results.n_frames / results.seconds if results.seconds > 0 else None,
         **(extra or {}),
     }
     metrics = json_ready(metrics)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -116,25 +102,18 @@ def format_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_labels(labels: Any, frame: np.ndarray, seq: str, i: int) -> np.ndarray:
-    if hasattr(labels, "detach"):  # a torch tensor slipped through
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.shape != frame.shape[:2]:
+def _check_frame_size(
+    frame: np.ndarray, frames: list[Path], i: int, seq: str, first_size: tuple[int, int]
+) -> None:
+    """Refuses a frame whose size differs from the sequence's first frame, naming both files."""
+    size = tuple(frame.shape[:2])
+    if size != tuple(first_size):
         raise ShapeMismatchError(
-            f"sequence {seq!r}, frame {i}: tracker returned labels of shape {labels.shape} "
-            f"for a frame of size {frame.shape[:2]}"
+            f"sequence {seq!r}: frame {frames[i]} is {size[0]}x{size[1]} (HxW) but the first frame "
+            f"{frames[0]} is {first_size[0]}x{first_size[1]}; every frame of a sequence must have the "
+            "size of its first frame and annotation: resize that frame (or re-export the sequence at "
+            "one resolution) and run again"
         )
-    if labels.dtype.kind not in "iub":
-        raise ShapeMismatchError(
-            f"sequence {seq!r}, frame {i}: tracker returned non-integer labels ({labels.dtype})"
-        )
-    return labels
-
-
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def _select(dataset: VosDataset, sequences: Iterable[str] | None) -> list[str]:
@@ -154,7 +133,7 @@ def _select(dataset: VosDataset, sequences: Iterable[str] | None) -> list[str]:
 
 
 def run_vos(
-    tracker_factory: Callable[[], VosTracker],
+    tracker_factory: TrackerFactory,
     dataset: VosDataset,
     out_dir: str | Path,
     sequences: Iterable[str] | None = None,
@@ -188,7 +167,10 @@ def run_vos(
 
     Raises:
         DataError: unknown sequences, unreadable frames, or missing annotations for scoring.
-        ShapeMismatchError: the tracker returned labels of the wrong size or type.
+        ShapeMismatchError: a frame's size differs from its sequence's first frame (the message
+            names the sequence, both files and both sizes), or the tracker returned labels of the
+            wrong size or type. Other errors the tracker raises are re-raised with the sequence
+            and the frame file prefixed.
     """
     out_dir = Path(out_dir)
     names = _select(dataset, sequences)
@@ -203,16 +185,22 @@ def run_vos(
             raise DataError(f"sequence {seq!r} has no frames")
         tracker = tracker_factory()
         seq_seconds = 0.0
+        first_size = (0, 0)
         for i, frame_path in enumerate(frames):
             frame = dataset.read_frame(seq, i)
             masks = None
             if i == 0:
-                masks = np.asarray(dataset.read_annotation(seq, 0))
-                masks = np.where(masks == VOID_LABEL, 0, masks).astype(masks.dtype)
+                first_size = (int(frame.shape[0]), int(frame.shape[1]))
+                masks = void_to_background(dataset.read_annotation(seq, 0))
+            else:
+                _check_frame_size(frame, frames, i, seq, first_size)
             t0 = time.perf_counter()
-            labels = tracker.step(frame, masks)
+            try:
+                labels = tracker.step(frame, masks)
+            except CorrError as exc:  # the tracker does not know which file it was given
+                raise type(exc)(f"sequence {seq!r}, frame {frame_path}: {exc}") from exc
             seq_seconds += time.perf_counter() - t0
-            labels = _check_labels(labels, frame, seq, i)
+            labels = checked_labels(labels, frame.shape[:2], f"sequence {seq!r}, frame {frame_path}")
             stem = Path(frame_path).stem
             write_label_png(pred_root / seq / f"{stem}.png", labels)
             if overlays:
@@ -222,7 +210,7 @@ def run_vos(
         step_seconds += seq_seconds
         n_frames += len(frames)
         per_sequence_fps[seq] = len(frames) / seq_seconds if seq_seconds > 0 else None
-        _log(
+        log(
             progress,
             f"[{k + 1}/{len(names)}] {seq}: {len(frames)} frames, "
             f"{len(frames) / max(seq_seconds, 1e-9):.1f} frames/s tracking",
@@ -247,11 +235,11 @@ def run_vos(
         },
     )
     for seq, ids in results.missing_objects.items():
-        _log(
+        log(
             progress,
             f"warning: {seq}: object(s) {ids} never predicted in the scored frames (scored as empty)",
         )
-    _log(progress, format_summary(metrics))
+    log(progress, format_summary(metrics))
     return metrics
 
 
@@ -303,8 +291,8 @@ def score_predictions(
         return write_reports(results, out_dir, extra)
     return json_ready(
         {
-            "protocol": "DAVIS semi-supervised (official davis2017-evaluation semantics)",
-            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "protocol": _PROTOCOL,
+            "timestamp": timestamp(),
             **results.to_dict(),
             **extra,
         }

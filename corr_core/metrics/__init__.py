@@ -1,4 +1,10 @@
-"""corr_core.metrics: the field's metrics, numerically identical to the official implementations."""
+"""corr_core.metrics: the field's metrics, numerically identical to the official implementations.
+
+Importing this package does not import torch: :func:`effective_rank` (the one torch metric) is
+loaded on first use.
+"""
+
+from typing import Any
 
 from corr_core.metrics.davis import (
     GLOBAL_KEYS,
@@ -13,7 +19,6 @@ from corr_core.metrics.davis import (
     f_measure,
     seg2bmap,
 )
-from corr_core.metrics.features import effective_rank
 
 __all__ = [
     "GLOBAL_KEYS",
@@ -29,3 +34,11 @@ __all__ = [
     "f_measure",
     "seg2bmap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "effective_rank":
+        from corr_core.metrics.features import effective_rank
+
+        return effective_rank
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
