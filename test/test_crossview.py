@@ -159,3 +159,67 @@ def test_existence_threshold_is_calibrated_on_tuning_episodes(episodes):
 
     thr, acc = calibrate_existence(TruthMatcher(episodes), episodes, [("ego", "exo1")], every=2, min_pixels=1)
     assert acc == 1.0 and 0.0 <= thr < 1.0
+
+
+# ------------------------------------------------------------------------ multi-camera tracking
+
+
+class ScriptedMatcher:
+    """Returns the target's true labels, minus the ids it is told are hidden; counts its calls."""
+
+    def __init__(self, truth) -> None:
+        self.truth, self.hidden, self.calls = truth, set(), 0
+
+    def match(self, src_rgb, src_labels, tgt_rgb):
+        self.calls += 1
+        labels = self.truth(tgt_rgb).astype(np.uint16)
+        res = MatchResult(np.zeros(labels.shape, np.uint16))
+        for i in check_inputs(src_rgb, src_labels, tgt_rgb):
+            seen = i not in self.hidden and bool((labels == i).any())
+            res.masks[i] = (labels == i) if seen else np.zeros(labels.shape, bool)
+            res.existence[i], res.confidence[i] = seen, 0.9 if seen else 0.1
+            res.labels[res.masks[i]] = i
+        return res
+
+
+def test_multicamera_tracker_gives_anchor_ids_to_every_camera_and_rematches_when_needed():
+    from corr_core.crossview.multicam import MultiCameraTracker
+    from corr_core.errors import MissingCameraError
+    from corr_core.propagation.config import PropagationConfig
+    from corr_core.propagation.tracker import Tracker
+
+    class Colour(torch.nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(x, 8, ceil_mode=True) * 2 - 1
+
+    ego_boxes, exo_boxes = [(10, 10), (60, 40), (20, 100)], [(70, 110), (15, 20), (90, 30)]
+    views = {"ego": boxes_view(ego_boxes, seed=1), "exo1": boxes_view(exo_boxes, seed=2)}
+    by_bytes = {v[0].tobytes(): v[1] for v in views.values()}
+    matcher = ScriptedMatcher(lambda rgb: by_bytes[rgb.tobytes()])
+    cfg = PropagationConfig(topk=5, context=2, radius=4.0)
+    trackers = {cam: Tracker(Colour(), cfg) for cam in views}
+    multi = MultiCameraTracker(trackers, matcher, anchor="ego", retry_every=3)
+    frames = {cam: v[0] for cam, v in views.items()}
+    ego_mask = np.where(views["ego"][1] == 3, 0, views["ego"][1])  # objects 1 and 2 given on ego only
+    matcher.hidden = {2}  # object 2 cannot be seen from exo1 (at first)
+    first = multi.step(frames, {"ego": ego_mask})
+    assert first.matched == ["exo1"] and matcher.calls == 1
+    assert set(np.unique(first.labels["exo1"])) == {0, 1}  # same id as on ego; 2 not found
+    assert first.objects[2]["exo1"] == {"visible": False, "confidence": 0.1, "area": 0}
+    assert first.objects[1]["exo1"]["visible"] and first.objects[1]["exo1"]["confidence"] == 0.9
+    assert first.objects[1]["ego"]["confidence"] == 1.0
+    matcher.hidden = set()
+    for k in range(1, 4):  # object 2 missing on exo1: retried after retry_every sets, not before
+        step = multi.step(frames)
+        assert step.matched == ([] if k < 3 else ["exo1"])
+    assert matcher.calls == 2 and step.objects[2]["exo1"]["visible"]
+    assert multi.step(frames).matched == []  # nothing missing: tracking only
+    full = multi.step(frames, {"ego": views["ego"][1]})  # a new object anchored later: matched at once
+    assert full.matched == ["exo1"] and set(np.unique(full.labels["exo1"])) == {0, 1, 2, 3}
+    exo_given = multi.step(frames, {"exo1": views["exo1"][1]})  # masks given on a camera: used as given
+    assert exo_given.matched == [] and exo_given.objects[3]["exo1"]["confidence"] == 1.0
+    with pytest.raises(MissingCameraError, match="exo1"):
+        multi.step({"ego": frames["ego"]})
+    lone = MultiCameraTracker({cam: Tracker(Colour(), cfg) for cam in views}, None, anchor="ego")
+    alone = lone.step(frames, {"ego": ego_mask})
+    assert alone.labels["exo1"] is None and alone.matched == []  # no matcher: cameras independent
