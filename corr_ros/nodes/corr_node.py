@@ -49,8 +49,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from corr_core.errors import ConfigError, CorrError, DataError, UnknownEncodingError
+from corr_core.handoff import NewestSetWorker
 from corr_core.propagation.crw import PropagationConfig
-from corr_core.sync import SyncedSet
+from corr_core.sync import MaskAnchors, SyncedSet
 from corr_core.viz import overlay
 from corr_ros.conversions import (
     compressed_to_rgb,
@@ -63,7 +64,6 @@ from corr_ros.conversions import (
 )
 from corr_ros.params import ParamSpec, by_name, declare_all, value_of
 from corr_ros.qos import qos_from_parameters, qos_param_specs
-from corr_ros.sync import MaskAnchors, NewestSetWorker
 
 NODE_NAME = "corr_node"
 _T = Parameter.Type
