@@ -75,8 +75,13 @@ class CorrNode(LifecycleNode):
     """The corr lifecycle node (see the module docstring for topics and behaviour)."""
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
-        """Args: ``args``: the process's arguments (``sys.argv``), read for parameters given as an
-        empty list, which rcl drops; ``kwargs`` go to the rclpy node."""
+        """Declares the parameters and the diagnostics publisher (configure builds the rest).
+
+        Args:
+            args: the process's arguments (``sys.argv``), read for parameters given as an empty
+                list, which rcl drops (None: not checked).
+            **kwargs: passed to the rclpy node.
+        """
         super().__init__(NODE_NAME, **kwargs)
         self._specs = by_name(PARAMS)
         self._startup_errors = declare_all(self, PARAMS, args)
