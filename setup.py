@@ -63,6 +63,10 @@ setup(
             "corr_player = corr_ros.nodes.player:main",
             "corr_recorder = corr_ros.nodes.recorder:main",
         ],
+        # subcommands of `corr` defined outside corr_core (loaded after its built-in ones)
+        "corr.commands": [
+            "demo = corr_ros.demo:add_parser",
+        ],
     },
     zip_safe=False,
 )

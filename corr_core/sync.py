@@ -1,13 +1,18 @@
 """Approximate time synchronisation of N timestamped streams.
 
 One implementation serves the rosbag2 reader (:mod:`corr_core.data.bag`) and the live ROS node
-(:mod:`corr_ros.sync`). It follows the idea of ROS ``message_filters.ApproximateTimeSynchronizer``
-with a slop: a set is emitted when every stream has a message whose stamp lies within ``slop_ns``
-of the set's newest stamp. Each stream keeps a bounded queue, so memory never grows with load.
+(through :class:`corr_core.handoff.NewestSetWorker`). It follows the idea of ROS
+``message_filters.ApproximateTimeSynchronizer`` with a slop: a set is emitted when every stream has
+a message whose stamp lies within ``slop_ns`` of the set's newest stamp. Each stream keeps a bounded
+queue, so memory never grows with load.
+
+:class:`MaskAnchors` matches masks (given on their own, e.g. on ``<camera>/masks_in``) to the
+frame they belong to by stamp, with the same slop.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -122,3 +127,76 @@ class ApproximateSynchronizer(Generic[T]):
     def pending(self) -> dict[Hashable, int]:
         """Number of queued items per stream."""
         return {k: len(q) for k, q in self._queues.items()}
+
+
+@dataclass
+class _Anchor:
+    stamp_ns: int
+    labels: Any
+
+
+class MaskAnchors:
+    """Masks waiting for the frame they belong to, one per stream (a newer mask replaces an older).
+
+    A mask anchors the first processed frame of its stream whose stamp is not older than the
+    mask's (minus the slop): the frame with the closest stamp, or the next frame when that one was
+    dropped. Thread-safe: masks are put by one thread and taken by another.
+
+    Args:
+        slop_s: a frame up to this much older than the mask still takes it, in seconds.
+    """
+
+    def __init__(self, slop_s: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, _Anchor] = {}
+        self.slop_ns = int(round(slop_s * 1e9))
+
+    def put(self, key: Hashable, stamp_ns: int, labels: Any) -> bool:
+        """Stores a mask for stream ``key``; returns True if it replaced one never used.
+
+        Args:
+            key: stream (camera) name.
+            stamp_ns: the mask's stamp; ``<= 0`` means "the next frame".
+            labels: the mask, typically an ``(H, W)`` integer label map.
+        """
+        with self._lock:
+            replaced = key in self._pending
+            self._pending[key] = _Anchor(int(stamp_ns), labels)
+            return replaced
+
+    def take(self, key: Hashable, frame_stamp_ns: int) -> Any | None:
+        """The pending mask of stream ``key`` if the frame is not older than it (minus the slop).
+
+        The mask is removed once returned; frames older than the mask leave it pending.
+        """
+        with self._lock:
+            anchor = self._pending.get(key)
+            if anchor is None or frame_stamp_ns < anchor.stamp_ns - self.slop_ns:
+                return None
+            del self._pending[key]
+            return anchor.labels
+
+    def restore(self, key: Hashable, stamp_ns: int, labels: Any) -> bool:
+        """Puts back a mask that :meth:`take` returned but that could not be used yet; a mask
+        stored since wins (returns False then)."""
+        with self._lock:
+            if key in self._pending:
+                return False
+            self._pending[key] = _Anchor(int(stamp_ns), labels)
+            return True
+
+    def peek(self, key: Hashable) -> Any | None:
+        """The pending mask of stream ``key`` (left pending), or None."""
+        with self._lock:
+            anchor = self._pending.get(key)
+            return None if anchor is None else anchor.labels
+
+    def has(self, key: Hashable) -> bool:
+        """Whether stream ``key`` has a mask waiting."""
+        with self._lock:
+            return key in self._pending
+
+    def clear(self) -> None:
+        """Forgets every pending mask."""
+        with self._lock:
+            self._pending.clear()

@@ -1,16 +1,21 @@
 """Declared node parameters: one table per node, with description, type, range and liveness.
 
 Each node lists its parameters as :class:`ParamSpec` rows; :func:`declare_all` declares them with
-descriptors (description, range, constraints), and :meth:`ParamSpec.check` is what the nodes'
+descriptors (description, range, constraints) and names every override (command line or parameter
+file) that matches no declared parameter, and :meth:`ParamSpec.check` is what the nodes'
 on-set-parameters callbacks use to reject bad values with a reason. The tables are also what the
-tests compare the YAML parameter files against.
+tests compare the YAML parameter files against. Settings shared with the command line (the model
+and label propagation options of :mod:`corr_core.options`) become rows through
+:func:`from_option`, so they are defined once.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -19,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from corr_core.errors import ConfigError
+from corr_core.options import Option
 
 _PY_TYPES = {
     Parameter.Type.BOOL: (bool,),
@@ -112,14 +118,125 @@ class ParamSpec:
         return None
 
 
-def declare_all(node: Node, specs: Iterable[ParamSpec]) -> dict[str, str]:
+_PARAM_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+                str: Parameter.Type.STRING}
+
+#: Key of :func:`declare_all`'s error for overrides that match no declared parameter.
+UNKNOWN_OVERRIDES = "unknown parameters"
+
+
+def from_option(opt: Option, description: str | None = None, **extra: Any) -> ParamSpec:
+    """The ROS parameter of a shared setting of :mod:`corr_core.options` (same name, type, default,
+    range, choices and liveness).
+
+    Args:
+        opt: the shared setting.
+        description: replaces the option's help (default: the help itself).
+        extra: further :class:`ParamSpec` fields (e.g. ``choice_pattern``).
+    """
+    default = float(opt.default) if opt.type is float else opt.default
+    fields: dict[str, Any] = {"live": opt.live, "range": opt.range, "choices": opt.choices, **extra}
+    return ParamSpec(opt.name, _PARAM_TYPES[opt.type], default, description or opt.help, **fields)
+
+
+def unknown_overrides(node: Node, specs: Iterable[ParamSpec]) -> str | None:
+    """Why the node's parameter overrides (``-p name:=value``, ``--params-file``) name parameters
+    it does not declare, or None when they all match.
+
+    Call it after declaring every parameter: rclpy itself ignores such overrides silently, so a
+    misspelt name (``camerass``) would leave the node running on the default.
+    """
+    declared = {spec.name for spec in specs}
+    unknown = sorted(name for name in node._parameter_overrides if not node.has_parameter(name))
+    if not unknown:
+        return None
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(declared), n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return (
+        f"unknown parameter(s) {', '.join(hints)} given on the command line or in a parameter file "
+        f"for node '{node.get_name()}'; known parameters: {', '.join(sorted(declared))}. Restart the node "
+        "without them."
+    )
+
+
+def _node_pattern(key: str) -> re.Pattern[str]:
+    """A parameter-file node key (``/**``, ``corr_node``, ``/ns/*/corr_node``) as a regex of fully
+    qualified node names."""
+    key = key if key.startswith("/") else "/" + key
+    regex = re.escape(key).replace(r"/\*\*", "(?:/[^/]+)*").replace(r"\*", "[^/]+")
+    return re.compile(regex + "$" if regex else "/[^/]+$")
+
+
+def explicit_empty_lists(args: Sequence[str], node_fqn: str) -> dict[str, str]:
+    """Parameters given as an empty list (``-p cameras:=[]``, or ``cameras: []`` in a
+    ``--params-file``) for the node ``node_fqn`` (e.g. ``/corr_node``), with where each was given.
+
+    rcl cannot tell such a value's type, so it drops it: a value set earlier (the shipped parameter
+    file) silently stays. The nodes read the ROS arguments themselves to notice.
+    """
+    found: dict[str, str] = {}
+    ros = False
+    items = list(args)
+    for i, arg in enumerate(items):
+        if arg == "--ros-args":
+            ros = True
+        elif arg == "--":
+            ros = False
+        elif ros and arg in ("-p", "--param") and i + 1 < len(items) and ":=" in items[i + 1]:
+            name, value = items[i + 1].split(":=", 1)
+            if ":" in name:
+                node, name = name.rsplit(":", 1)
+                if not _node_pattern(node).match(node_fqn):
+                    continue
+            if re.fullmatch(r"\s*\[\s*\]\s*", value):
+                found[name] = f"'-p {items[i + 1]}' on the command line"
+        elif ros and arg == "--params-file" and i + 1 < len(items):
+            path = Path(items[i + 1])
+            try:
+                import yaml
+
+                doc = yaml.safe_load(path.read_text())
+            except (OSError, ValueError):  # rcl reports unreadable files itself
+                continue
+            for key, section in (doc or {}).items() if isinstance(doc, dict) else ():
+                params = section.get("ros__parameters") if isinstance(section, dict) else None
+                if isinstance(params, dict) and _node_pattern(str(key)).match(node_fqn):
+                    for name, value in flatten_yaml_params(params).items():
+                        if value == []:
+                            found[name] = f"'{name}: []' in {path}"
+    return found
+
+
+def declare_all(node: Node, specs: Iterable[ParamSpec], args: Sequence[str] | None = None) -> dict[str, str]:
     """Declares every parameter; an override that fails its range/type is replaced by the default.
 
+    Args:
+        node: the node.
+        specs: its parameters.
+        args: the process's ROS arguments (e.g. ``sys.argv``), to notice empty lists rcl drops
+            (see :func:`explicit_empty_lists`); None skips that check.
+
     Returns:
-        ``{name: reason}`` for every rejected override or invalid value (so the node can report
-        it instead of dying).
+        ``{name: reason}`` for every rejected override or invalid value (an empty list included),
+        and under :data:`UNKNOWN_OVERRIDES` the overrides that match no declared parameter (so the
+        node can report them instead of dying, or running on defaults without a word).
     """
+    specs = list(specs)
     errors: dict[str, str] = {}
+    by = by_name(specs)
+    for name, where in explicit_empty_lists(args or [], node.get_fully_qualified_name()).items():
+        spec = by.get(name)
+        if spec is None or spec.type != Parameter.Type.STRING_ARRAY:
+            continue
+        if spec.min_items:
+            errors[name] = f"parameter '{name}' needs at least {spec.min_items} entries, got [] ({where})"
+        elif spec.default:
+            errors[name] = (
+                f"parameter '{name}' cannot be emptied with [] ({where}): ROS keeps the value set before "
+                "it; leave the parameter out instead"
+            )
     for spec in specs:
         default = spec.type if spec.type == Parameter.Type.STRING_ARRAY and not spec.default else spec.default
         try:
@@ -132,7 +249,10 @@ def declare_all(node: Node, specs: Iterable[ParamSpec]) -> dict[str, str]:
             continue
         reason = spec.check(value_of(node, spec))
         if reason is not None:
-            errors[spec.name] = reason
+            errors.setdefault(spec.name, reason)
+    unknown = unknown_overrides(node, specs)
+    if unknown is not None:
+        errors[UNKNOWN_OVERRIDES] = unknown
     return errors
 
 

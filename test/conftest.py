@@ -1,18 +1,16 @@
 """Shared fixtures for the ROS 2 tests: an isolated DDS domain, node subprocesses, a test-side probe.
 
-Every test session gets its own random ``ROS_DOMAIN_ID`` (1..200) with discovery limited to
-localhost, set both for this process and for the node subprocesses, so concurrent sessions do not
-see each other's topics. Nothing here imports rclpy at module import time: non-ROS tests never
-pay for it.
+Every test session gets its own ``ROS_DOMAIN_ID`` (``CORR_TEST_ROS_DOMAIN_ID``, or random in
+1..200) with discovery limited to localhost, set both for this process and for the node
+subprocesses, so concurrent sessions do not see each other's topics. Node processes are started
+with :mod:`corr_ros.launcher`, the launcher ``corr demo`` uses. Nothing here imports rclpy at module
+import time: non-ROS tests never pay for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,86 +25,49 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def ros_env() -> Iterator[dict[str, str]]:
     """Environment for ROS processes of this session (also applied to this process)."""
     pytest.importorskip("rclpy", reason="rclpy (ROS 2 Jazzy wheels) is not installed")
-    domain = os.environ.get("CORR_TEST_ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 200))
-    settings = {
-        "ROS_DOMAIN_ID": domain,
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "RCUTILS_COLORIZED_OUTPUT": "0",
-        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
+    from corr_ros.launcher import ROS_SETTINGS, isolated_env
+
+    domain = os.environ.get("CORR_TEST_ROS_DOMAIN_ID") or None
+    env = isolated_env(domain_id=domain, pythonpath=[str(REPO_ROOT)])
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)  # deprecated in Jazzy; the range above replaces it
-        for key, value in settings.items():
-            mp.setenv(key, value)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)  # deprecated in Jazzy; the range replaces it
+        for key in ("ROS_DOMAIN_ID", *ROS_SETTINGS):
+            mp.setenv(key, env[key])
         yield env
 
 
-class NodeProcess:
-    """A ROS executable started as ``python -m <module> --ros-args ...`` with its output in a file."""
+@contextlib.contextmanager
+def _launcher(env: dict[str, str], logs: Path) -> Iterator[Callable[..., Any]]:
+    from corr_ros.launcher import RosProcess
 
-    def __init__(self, module: str, ros_args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.module = module
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--ros-args", *ros_args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    procs: list[RosProcess] = []
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def check_alive(self) -> bool:
-        """True while running; fails the test with the process's output once it has exited."""
-        if self.proc.poll() is not None:
-            pytest.fail(f"{self.module} exited with {self.proc.returncode}:\n{self.log()}")
-        return True
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        """Waits for the process to exit; returns its exit code (raises on timeout)."""
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
-        """Sends ``sig``, then SIGTERM, then SIGKILL, each after ``timeout``; returns the exit code."""
-        for s in (sig, signal.SIGTERM, signal.SIGKILL):
-            if self.proc.poll() is not None:
-                break
-            self.proc.send_signal(s)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        self._log.close()
-        return self.proc.returncode
-
-
-@pytest.fixture(scope="module")
-def launch_node(
-    ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., NodeProcess]]:
-    """Factory ``launch_node(module, *ros_args, name=...)``; every process is stopped at module end."""
-    procs: list[NodeProcess] = []
-    logs = tmp_path_factory.mktemp("ros_logs")
-
-    def launch(module: str, *ros_args: str, name: str | None = None) -> NodeProcess:
+    def launch(module: str, *ros_args: str, name: str | None = None) -> RosProcess:
         name = name or module.rsplit(".", 1)[-1]
-        proc = NodeProcess(module, list(ros_args), ros_env, logs / f"{name}_{len(procs)}.log")
+        proc = RosProcess.start(module, list(ros_args), env, logs / f"{name}_{len(procs)}.log", cwd=REPO_ROOT)
         procs.append(proc)
         return proc
 
-    yield launch
-    for proc in procs:
-        proc.stop(timeout=5.0)
+    try:
+        yield launch
+    finally:
+        for proc in procs:
+            proc.stop(timeout=5.0)
+
+
+@pytest.fixture(scope="module")
+def launch_node(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Factory ``launch_node(module, *ros_args, name=...)`` -> :class:`corr_ros.launcher.RosProcess`
+    (the launcher ``corr demo`` uses); every process is stopped at the end of the module."""
+    with _launcher(ros_env, tmp_path_factory.mktemp("ros_logs")) as launch:
+        yield launch
+
+
+@pytest.fixture
+def launch_node_for_test(ros_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Like :func:`launch_node`, but its processes are stopped at the end of the test."""
+    with _launcher(ros_env, tmp_path / "ros_logs") as launch:
+        yield launch
 
 
 class RosProbe:

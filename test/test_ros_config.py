@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.ros
+pytest.importorskip("rclpy", reason="rclpy (ROS 2 Jazzy wheels) is not installed")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = REPO_ROOT / "launch" / "corr.launch.py"
@@ -40,8 +40,9 @@ def test_param_files_use_declared_parameters(config, module):
 
 
 def test_node_param_file_ships_the_propagation_defaults():
-    from corr_core.propagation.crw import PropagationConfig
-    from corr_ros.nodes.corr_node import PARAMS, PROPAGATION_KEYS, propagation_settings
+    from corr_core.options import PROPAGATION_OPTIONS, propagation_settings
+    from corr_core.propagation.config import PropagationConfig
+    from corr_ros.nodes.corr_node import PARAMS, PROPAGATION_KEYS
 
     values = _ros_params(REPO_ROOT / "config" / "corr_node.yaml")
     defaults = PropagationConfig()
@@ -52,6 +53,12 @@ def test_node_param_file_ships_the_propagation_defaults():
     assert PropagationConfig(**propagation_settings({k: values[k] for k in PROPAGATION_KEYS})) == defaults
     assert propagation_settings({"long_term_radius": 6.0})["long_term_radius"] == 6.0
     assert values["slop"] == declared["slop"] == 0.05
+    # the node's propagation parameters are the shared options of the command line, row for row
+    specs = {s.name: s for s in PARAMS}
+    assert PROPAGATION_KEYS == tuple(o.name for o in PROPAGATION_OPTIONS)
+    for opt in PROPAGATION_OPTIONS:
+        spec = specs[opt.name]
+        assert (spec.default, spec.range, spec.live) == (opt.default, opt.range, opt.live), opt.name
 
 
 def test_every_parameter_has_a_description_and_numbers_a_range():

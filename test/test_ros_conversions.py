@@ -1,4 +1,4 @@
-"""corr_ros message conversions (rclpy messages, no cv_bridge), QoS and the depth-1 sync worker.
+"""corr_ros message conversions (rclpy messages, no cv_bridge), QoS profiles and parameter specs.
 
 No test here starts a node (so none carries the ``ros`` marker); they need the ROS 2 message
 packages and are skipped where those are not installed.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import threading
 
 import cv2
 import numpy as np
@@ -180,84 +179,6 @@ def test_qos_profiles_and_bad_values():
         sensor_qos(5, "sometimes")
     with pytest.raises(ConfigError, match="depth"):
         reliable_qos(0)
-
-
-def test_worker_gets_only_the_newest_set_and_counts_the_rest():
-    from corr_ros.sync import NewestSetWorker
-
-    release = threading.Event()
-    started = threading.Event()
-    done = threading.Condition()
-    seen: list[int] = []
-
-    def handler(synced):
-        started.set()
-        release.wait(10)
-        with done:
-            seen.append(synced.stamp_ns)
-            done.notify_all()
-
-    worker = NewestSetWorker(["a", "b"], slop_s=0.01, queue_size=5, handler=handler)
-    worker.start()
-    try:
-        worker.add("a", 1_000, "a1")
-        assert worker.add("b", 1_000, "b1") == 1
-        assert started.wait(10)  # the worker is busy with set 1
-        for k in range(2, 6):  # four more sets while it is busy: only the newest survives
-            worker.add("a", k * 1_000_000_000, f"a{k}")
-            worker.add("b", k * 1_000_000_000, f"b{k}")
-        release.set()
-        with done:
-            assert done.wait_for(lambda: len(seen) == 2, timeout=10)
-        assert seen == [1_000, 5_000_000_000]
-        stats = worker.stats()
-        assert (stats.sets_completed, stats.sets_dropped) == (5, 3)
-    finally:
-        release.set()
-        assert worker.stop()
-    assert worker.stats().sets_processed == 2
-
-
-def test_worker_survives_handler_errors():
-    from corr_ros.sync import NewestSetWorker
-
-    errors: list[BaseException] = []
-    cond = threading.Condition()
-
-    def on_error(exc):
-        with cond:
-            errors.append(exc)
-            cond.notify_all()
-
-    def handler(synced):
-        raise RuntimeError(f"bad set {synced.stamp_ns}")
-
-    worker = NewestSetWorker(["a"], 0.0, 2, handler, on_error=on_error)
-    worker.start()
-    try:
-        worker.add("a", 1, "x")
-        with cond:
-            assert cond.wait_for(lambda: len(errors) == 1, timeout=10)
-        worker.add("a", 2, "y")
-        with cond:
-            assert cond.wait_for(lambda: len(errors) == 2, timeout=10)
-        assert worker.running
-        assert worker.stats().handler_errors == 2
-    finally:
-        worker.stop()
-
-
-def test_mask_anchors_wait_for_their_frame():
-    from corr_ros.sync import MaskAnchors
-
-    anchors = MaskAnchors(slop_s=0.01)
-    anchors.put("cam", 2_000_000_000, "mask@2s")
-    assert anchors.take("cam", 1_000_000_000) is None  # an older frame does not take it
-    assert anchors.take("cam", 1_995_000_000) == "mask@2s"  # within the slop
-    assert anchors.take("cam", 3_000_000_000) is None  # used once
-    anchors.put("cam", 0, "next")
-    assert anchors.take("other", 5) is None
-    assert anchors.take("cam", 5) == "next"
 
 
 def test_param_spec_checks():

@@ -146,7 +146,7 @@ def test_recorder_finalises_bag_on_sigint(tmp_path, launch_node, ros_probe):
         pub.publish(String(data=text))
     assert pub.wait_for_all_acked(Duration(seconds=10.0))
     recorder.stop(signal.SIGINT)
-    assert recorder.proc.returncode == 0, recorder.log()
+    assert recorder.returncode == 0, recorder.log()
 
     from rosbags.highlevel import AnyReader
 

@@ -1,14 +1,20 @@
-"""Time sync for N cameras with a depth-1 hand-off to a worker thread.
+"""The hand-off from message callbacks to one worker thread: approximate sync, then depth 1.
 
 :class:`NewestSetWorker` wraps :class:`corr_core.sync.ApproximateSynchronizer` (the one sync
-implementation, shared with the bag reader). Subscription callbacks call :meth:`add`; each
-completed set replaces whatever set the worker has not started yet (drop-oldest, depth 1), so
-the worker always processes the newest set and latency never grows with load. Replaced sets are
-counted in :attr:`WorkerStats.sets_dropped`.
+implementation, shared with the bag reader). Producers (for example ROS subscription callbacks)
+call :meth:`NewestSetWorker.add`; each completed set replaces whatever set the worker has not
+started yet (drop-oldest, depth 1), so the worker always processes the newest set and latency
+never grows with load. Replaced sets are counted in :attr:`WorkerStats.sets_dropped`.
 
-:class:`MaskAnchors` holds masks that arrived on ``<camera>/masks_in`` until the first processed
-frame of that camera whose stamp is not older than the mask's (minus the slop): the frame with
-the closest stamp, or the next frame when that one was dropped.
+No ROS here: the live node (:mod:`corr_ros.nodes.corr_node`) feeds it from its callbacks, and the
+tests drive it directly (test/test_sync.py).
+
+Example::
+
+    worker = NewestSetWorker(["ego", "exo1"], slop_s=0.05, queue_size=5, handler=process)
+    worker.start()
+    worker.add("ego", stamp_ns, frame)   # from any thread
+    worker.stop()
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from corr_core.sync import ApproximateSynchronizer, SyncedSet
+
+__all__ = ["LatestSlot", "NewestSetWorker", "WorkerStats"]
 
 T = TypeVar("T")
 
@@ -56,15 +64,25 @@ class LatestSlot(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
+    @property
+    def full(self) -> bool:
+        """Whether an item is waiting."""
+        with self._cond:
+            return self._full
+
 
 @dataclass
 class WorkerStats:
     """Counters of a :class:`NewestSetWorker` (read them through :meth:`NewestSetWorker.stats`).
 
+    Every completed set is eventually processed or dropped:
+    ``sets_completed == sets_processed + sets_dropped + (1 while a set waits or runs)``.
+
     Attributes:
         sets_completed: sets the synchronizer produced.
         sets_processed: sets the handler finished (with or without an error).
-        sets_dropped: sets replaced by a newer one before the worker took them.
+        sets_dropped: sets replaced by a newer one before the worker took them (or left waiting
+            when the worker stopped).
         handler_errors: handler calls that raised.
         messages_dropped: per stream, messages the synchronizer discarded (no partner within the
             slop, queue overflow, or a stamp older than the stream's previous one).
@@ -142,11 +160,15 @@ class NewestSetWorker(Generic[T]):
             return len(sets)
 
     def start(self) -> None:
-        """Starts the worker thread (no-op when running)."""
+        """Starts the worker thread (no-op when running). A set left waiting by :meth:`stop` is
+        dropped (and counted): the worker starts with the next set."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._slot = LatestSlot()
+        with self._lock:
+            if self._slot.full:
+                self._stats.sets_dropped += 1
+            self._slot = LatestSlot()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
@@ -180,8 +202,9 @@ class NewestSetWorker(Generic[T]):
             )
 
     def _run(self) -> None:
+        slot = self._slot
         while not self._stop.is_set():
-            got = self._slot.take(timeout=0.5)
+            got = slot.take(timeout=0.5)
             if got is None:
                 continue
             completed_at, synced = got
@@ -194,54 +217,3 @@ class NewestSetWorker(Generic[T]):
             self.last_latency_s = time.monotonic() - completed_at
             with self._lock:
                 self._stats.sets_processed += 1
-
-
-@dataclass
-class _Anchor:
-    stamp_ns: int
-    labels: Any
-
-
-class MaskAnchors:
-    """Masks waiting for the frame they belong to, one per camera (a newer mask replaces an older).
-
-    Args:
-        slop_s: a frame up to this much older than the mask still takes it.
-    """
-
-    def __init__(self, slop_s: float = 0.0) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[Hashable, _Anchor] = {}
-        self.slop_ns = int(round(slop_s * 1e9))
-
-    def put(self, key: Hashable, stamp_ns: int, labels: Any) -> bool:
-        """Stores a mask for camera ``key``; returns True if it replaced one never used.
-
-        ``stamp_ns <= 0`` means "the next frame".
-        """
-        with self._lock:
-            replaced = key in self._pending
-            self._pending[key] = _Anchor(int(stamp_ns), labels)
-            return replaced
-
-    def take(self, key: Hashable, frame_stamp_ns: int) -> Any | None:
-        """The pending mask of camera ``key`` if the frame is not older than it (minus the slop).
-
-        The mask is removed once returned; frames older than the mask leave it pending.
-        """
-        with self._lock:
-            anchor = self._pending.get(key)
-            if anchor is None or frame_stamp_ns < anchor.stamp_ns - self.slop_ns:
-                return None
-            del self._pending[key]
-            return anchor.labels
-
-    def has(self, key: Hashable) -> bool:
-        """Whether camera ``key`` has a mask waiting."""
-        with self._lock:
-            return key in self._pending
-
-    def clear(self) -> None:
-        """Forgets every pending mask."""
-        with self._lock:
-            self._pending.clear()

@@ -1,0 +1,207 @@
+"""``corr_node``'s drop counters and ``/diagnostics`` statuses.
+
+Bad input never stops the node: it is dropped, counted per camera and reason by
+:class:`DropCounter` (with a throttled warning), and reported by :func:`pipeline_status` (one
+status for the node: state, rate, latency, drops, configure errors) and :func:`camera_status`
+(one per camera: topic, frames, size, anchoring, drops, last event).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from corr_core.handoff import WorkerStats
+
+__all__ = ["WARN_THROTTLE_S", "CameraReport", "DropCounter", "Timings", "camera_status", "gpu_memory_mb",
+           "pipeline_status"]
+
+WARN_THROTTLE_S = 5.0
+
+
+class DropCounter:
+    """Counts dropped messages per (camera, reason) and logs a throttled warning per pair.
+
+    Args:
+        logger: has ``warning(str)`` (an rclpy logger).
+        throttle_s: least seconds between two warnings of one camera and reason.
+    """
+
+    def __init__(self, logger: Any, throttle_s: float = WARN_THROTTLE_S) -> None:
+        self._logger = logger
+        self._throttle_s = throttle_s
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+        self._last_log: dict[tuple[str, str], float] = {}
+
+    def drop(self, camera: str, reason: str, detail: str = "") -> None:
+        """Counts one drop and warns (at most once per ``throttle_s`` per camera and reason)."""
+        key = (camera, reason)
+        now = time.monotonic()
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            count = self._counts[key]
+            due = now - self._last_log.get(key, -1e18) >= self._throttle_s
+            if due:
+                self._last_log[key] = now
+        if due:
+            extra = f": {detail}" if detail else ""
+            self._logger.warning(f"camera '{camera}': dropped input ({reason}){extra} [{count} so far]")
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """A snapshot ``{(camera, reason): count}``."""
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        """Forgets every count."""
+        with self._lock:
+            self._counts.clear()
+            self._last_log.clear()
+
+
+class Timings:
+    """Latency and processing time of the sets processed since the last diagnostics message."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latency_s: list[float] = []
+        self._processing_s: list[float] = []
+
+    def add(self, latency_s: float, processing_s: float) -> None:
+        """Records one set (called by the worker)."""
+        with self._lock:
+            self._latency_s.append(latency_s)
+            self._processing_s.append(processing_s)
+
+    def take(self) -> tuple[list[float], list[float]]:
+        """``(latencies, processing times)`` in seconds since the last call; clears them."""
+        with self._lock:
+            out = (self._latency_s, self._processing_s)
+            self._latency_s, self._processing_s = [], []
+            return out
+
+
+@dataclass
+class CameraReport:
+    """What the node knows about one camera, for :func:`camera_status`.
+
+    Attributes:
+        topic: the image topic (resolved name).
+        frames_received: images received since start.
+        anchored: whether the camera's tracker holds a mask.
+        size: ``"WxH"`` of the frames it tracks ("" before anchoring).
+        size_changes: confirmed size changes (each restarts the tracker).
+        note: the last event worth reading (e.g. a size change), "" if none.
+        missing: no images for longer than ``camera_timeout``.
+    """
+
+    topic: str
+    frames_received: int = 0
+    anchored: bool = False
+    size: str = ""
+    size_changes: int = 0
+    note: str = ""
+    missing: bool = False
+
+
+def _values(items: dict[str, str]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=v) for k, v in items.items()]
+
+
+def _ms(samples: list[float], how: str) -> str:
+    if not samples:
+        return "nan"
+    value = max(samples) if how == "max" else sum(samples) / len(samples)
+    return f"{1000 * value:.2f}"
+
+
+def pipeline_status(
+    name: str,
+    hardware_id: str,
+    lifecycle_state: str,
+    cameras: list[str],
+    rate_hz: float,
+    timings: tuple[list[float], list[float]],
+    stats: WorkerStats | None,
+    drops: dict[tuple[str, str], int],
+    missing: list[str],
+    error: str | None,
+    gpu_memory_mb: str | None = None,
+) -> DiagnosticStatus:
+    """The node's status: ERROR when not configured because of ``error``, WARN while cameras are
+    missing, OK otherwise; values: state, rate, latency, processing time, set and drop counts."""
+    lat, proc = timings
+    sync_dropped = sum((stats.messages_dropped or {}).values()) if stats else 0
+    values = {
+        "lifecycle_state": lifecycle_state,
+        "cameras": ",".join(cameras),
+        "rate_hz": f"{rate_hz:.3f}",
+        "latency_ms": _ms(lat, "max"),
+        "latency_mean_ms": _ms(lat, "mean"),
+        "processing_ms": _ms(proc, "mean"),
+        "sets_completed": str(stats.sets_completed if stats else 0),
+        "sets_processed": str(stats.sets_processed if stats else 0),
+        "dropped_sets": str(stats.sets_dropped if stats else 0),
+        "dropped_messages": str(sum(drops.values()) + sync_dropped),
+        "missing_cameras": ",".join(missing),
+    }
+    for reason in sorted({r for _, r in drops}):
+        values[f"dropped/{reason}"] = str(sum(n for (_, r), n in drops.items() if r == reason))
+    if sync_dropped:
+        values["dropped/unmatched by sync"] = str(sync_dropped)
+    if gpu_memory_mb is not None:
+        values["gpu_memory_mb"] = gpu_memory_mb
+    status = DiagnosticStatus(name=f"{name}: pipeline", hardware_id=hardware_id)
+    if error is not None:
+        status.level, status.message = DiagnosticStatus.ERROR, f"not configured: {error}"
+        values["error"] = error
+    elif missing:
+        status.level = DiagnosticStatus.WARN
+        status.message = f"no images from camera(s) {missing}: no synchronised sets"
+    elif lifecycle_state != "active":
+        status.level, status.message = DiagnosticStatus.OK, f"{lifecycle_state} (not processing)"
+    else:
+        status.level, status.message = DiagnosticStatus.OK, "processing"
+    status.values = _values(values)
+    return status
+
+
+def camera_status(
+    name: str, camera: str, report: CameraReport, drops: dict[tuple[str, str], int], sync_dropped: int
+) -> DiagnosticStatus:
+    """One camera's status: WARN while it sends no images, OK otherwise ("tracking" or
+    "waiting for a mask", with the last event when there is one)."""
+    values = {
+        "topic": report.topic,
+        "frames_received": str(report.frames_received),
+        "anchored": str(report.anchored).lower(),
+        "size": report.size,
+        "size_changes": str(report.size_changes),
+        "last_event": report.note,
+        "dropped/unmatched by sync": str(sync_dropped),
+    }
+    values.update({f"dropped/{r}": str(n) for (c, r), n in sorted(drops.items()) if c == camera})
+    if report.missing:
+        level, message = DiagnosticStatus.WARN, "no images (timeout)"
+    else:
+        level, message = DiagnosticStatus.OK, ("tracking" if report.anchored else "waiting for a mask")
+        if report.note and not report.anchored:
+            message += f" ({report.note})"
+    return DiagnosticStatus(
+        level=level, name=f"{name}: camera {camera}", message=message, hardware_id=camera, values=_values(values)
+    )
+
+
+def gpu_memory_mb(device: str) -> str:
+    """Allocated CUDA memory of ``device`` in MiB ("n/a" without a CUDA runtime)."""
+    import torch
+
+    try:
+        return f"{torch.cuda.memory_allocated(device) / 2**20:.1f}"
+    except Exception:  # no CUDA runtime: report nothing rather than fail diagnostics
+        return "n/a"

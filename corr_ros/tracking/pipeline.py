@@ -1,0 +1,237 @@
+"""What ``corr_node`` holds while configured: its topics, the sync worker, and the input callbacks.
+
+A :class:`CameraPipeline` is built by the node's configure transition and destroyed by cleanup. It
+subscribes ``<cam>/masks_in`` and ``<cam>/image_raw`` (or ``/compressed``), decodes messages,
+checks frame sizes (:class:`~corr_ros.tracking.frames.SizeGate`), feeds the synchroniser and its
+depth-1 worker (:class:`corr_core.handoff.NewestSetWorker`), and publishes what the
+:class:`~corr_ros.tracking.processing.SetProcessor` makes of each set: ``<cam>/labels``,
+``<cam>/overlay`` (while someone subscribes) and ``corr/summary``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from corr_core.errors import DataError, UnknownEncodingError
+from corr_core.handoff import NewestSetWorker, WorkerStats
+from corr_core.sync import MaskAnchors, SyncedSet
+from corr_ros.conversions import (
+    compressed_to_rgb,
+    copy_header,
+    image_to_labels,
+    image_to_rgb,
+    labels_to_image,
+    rgb_to_image,
+    stamp_to_ns,
+)
+from corr_ros.tracking.diagnostics import CameraReport, DropCounter, Timings
+from corr_ros.tracking.frames import SizeGate, format_size
+from corr_ros.tracking.processing import Frame, SetProcessor, format_ids
+
+__all__ = ["CameraPipeline"]
+
+
+class CameraPipeline:
+    """Topics, callbacks and worker of a configured ``corr_node`` (see the module docstring).
+
+    Args:
+        node: the lifecycle node that owns the topics.
+        processor: turns sets into labels (holds the trackers, anchors and gates).
+        drops: drop counter shared with the processor.
+        timings: where processed sets' latency and processing time go.
+        slop_s: approximate-sync slop.
+        queue_size: pending images per camera in the synchroniser.
+        qos: ``{"input", "masks", "output"}`` profiles.
+        compressed: subscribe ``<cam>/image_raw/compressed`` (CompressedImage).
+        overlay_settings: returns ``(alpha, publish_overlay)`` (live parameters).
+    """
+
+    def __init__(
+        self,
+        node: LifecycleNode,
+        processor: SetProcessor,
+        drops: DropCounter,
+        timings: Timings,
+        slop_s: float,
+        queue_size: int,
+        qos: dict[str, QoSProfile],
+        compressed: bool,
+        overlay_settings: Callable[[], tuple[float, bool]],
+    ) -> None:
+        self.node = node
+        self.processor = processor
+        self.cameras = list(processor.trackers)
+        self.anchors: MaskAnchors = processor.anchors
+        self.gates: dict[str, SizeGate] = processor.gates
+        self.drops = drops
+        self.timings = timings
+        self._overlay_settings = overlay_settings
+        self.active = False
+        self.activated_at = time.monotonic()
+        self.last_rx: dict[str, float] = {}
+        self.frames_rx: dict[str, int] = {}
+        self.worker: NewestSetWorker[Frame] = NewestSetWorker(
+            self.cameras, slop_s, queue_size, self._process_set, on_error=self._on_worker_error, name="corr_worker"
+        )
+        self._subs: list[Any] = []
+        self.image_topics: dict[str, str] = {}
+        self._label_pubs: dict[str, Any] = {}
+        self._overlay_pubs: dict[str, Any] = {}
+        # masks_in first: when a mask and an image are ready in the same executor wake-up, the
+        # executor serves subscriptions in creation order, so the mask is stored before the image.
+        for cam in self.cameras:
+            self._subs.append(
+                node.create_subscription(
+                    Image, f"{cam}/masks_in", lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
+                )
+            )
+        for cam in self.cameras:
+            sub = node.create_subscription(
+                CompressedImage if compressed else Image,
+                f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw",
+                lambda msg, cam=cam: self.on_image(cam, msg),
+                qos["input"],
+            )
+            self.image_topics[cam] = sub.topic_name
+            self._subs.append(sub)
+            self._label_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/labels", qos["output"])
+            self._overlay_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/overlay", qos["output"])
+        self._summary_pub = node.create_lifecycle_publisher(String, "corr/summary", qos["output"])
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        """Starts processing (activate)."""
+        self.activated_at = time.monotonic()
+        self.last_rx = {}
+        self.worker.start()
+        self.active = True
+
+    def stop(self) -> bool:
+        """Stops processing (deactivate); False if the worker did not stop within 5 s."""
+        self.active = False
+        return self.worker.stop()
+
+    def destroy(self) -> None:
+        """Stops the worker and destroys the topics (cleanup)."""
+        self.stop()
+        for sub in self._subs:
+            self.node.destroy_subscription(sub)
+        for pub in [*self._label_pubs.values(), *self._overlay_pubs.values(), self._summary_pub]:
+            self.node.destroy_lifecycle_publisher(pub)
+        self._subs, self._label_pubs, self._overlay_pubs = [], {}, {}
+
+    def set_slop(self, slop_s: float) -> None:
+        """Changes the sync and mask-matching slop (live)."""
+        self.worker.set_slop(slop_s)
+        self.anchors.slop_ns = int(round(slop_s * 1e9))
+
+    def set_size_change_frames(self, frames: int) -> None:
+        """Changes :attr:`SizeGate.change_after` of every camera (live)."""
+        for gate in self.gates.values():
+            gate.change_after = int(frames)
+
+    # ------------------------------------------------------------------ state for diagnostics
+    def stats(self) -> WorkerStats:
+        """The worker's counters."""
+        return self.worker.stats()
+
+    def missing_cameras(self, timeout_s: float) -> list[str]:
+        """Cameras without an image for more than ``timeout_s`` while active (0: never missing)."""
+        if not self.active or timeout_s <= 0:
+            return []
+        now = time.monotonic()
+        return [c for c in self.cameras if now - self.last_rx.get(c, self.activated_at) > timeout_s]
+
+    def camera_report(self, cam: str, missing: bool) -> CameraReport:
+        """What the camera's diagnostics status shows."""
+        gate = self.gates[cam]
+        return CameraReport(
+            topic=self.image_topics.get(cam, f"{cam}/image_raw"),
+            frames_received=self.frames_rx.get(cam, 0),
+            anchored=self.processor.anchored(cam),
+            size=format_size(gate.size) if gate.size is not None else "",
+            size_changes=gate.size_changes,
+            note=self.processor.notes.get(cam, ""),
+            missing=missing,
+        )
+
+    # ------------------------------------------------------------------ callbacks
+    def on_image(self, cam: str, msg: Image | CompressedImage) -> None:
+        """A camera image: decoded, size-checked, handed to the synchroniser (or dropped and counted)."""
+        now = time.monotonic()
+        self.last_rx[cam] = now
+        self.frames_rx[cam] = self.frames_rx.get(cam, 0) + 1
+        if not self.active:
+            return
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        except UnknownEncodingError as exc:
+            self.drops.drop(cam, "unknown encoding", str(exc))
+            return
+        except DataError as exc:
+            self.drops.drop(cam, "malformed image", str(exc))
+            return
+        mask = self.anchors.peek(cam)
+        verdict = self.gates[cam].check(rgb.shape[:2], None if mask is None else mask.shape)
+        if not verdict.accept:
+            self.drops.drop(cam, verdict.reason, verdict.detail)
+            return
+        if verdict.changed_from is not None:
+            self.processor.note(
+                cam,
+                f"size changed from {format_size(verdict.changed_from)} to {format_size(rgb.shape[:2])} "
+                f"({self.gates[cam].change_after} frames in a row): its tracker restarts; publish a mask "
+                f"of the new size on {cam}/masks_in",
+            )
+        self.worker.add(cam, stamp_to_ns(msg.header), Frame(msg.header, rgb, now, verdict.epoch))
+
+    def on_masks(self, cam: str, msg: Image) -> None:
+        """A label image on ``<cam>/masks_in``: kept until the frame of its stamp."""
+        try:
+            labels = image_to_labels(msg)
+        except UnknownEncodingError as exc:
+            self.drops.drop(cam, "unknown mask encoding", str(exc))
+            return
+        except DataError as exc:
+            self.drops.drop(cam, "malformed mask", str(exc))
+            return
+        if labels.size == 0:
+            self.drops.drop(cam, "malformed mask", f"mask {format_size(labels.shape)} has no pixels")
+            return
+        reason = self.gates[cam].check_mask(labels.shape)
+        if reason is not None:
+            self.drops.drop(cam, "mask size mismatch", reason)
+            return
+        stamp = stamp_to_ns(msg.header)
+        self.anchors.put(cam, stamp, labels)
+        self.node.get_logger().info(
+            f"camera '{cam}': mask {format_size(labels.shape)} with ids {format_ids(labels)} for stamp {stamp} ns"
+        )
+
+    # ------------------------------------------------------------------ worker thread
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.node.get_logger().error(f"processing a synchronised set failed: {type(exc).__name__}: {exc}")
+
+    def _process_set(self, synced: SyncedSet[Frame]) -> None:
+        alpha, overlay_on = self._overlay_settings()
+
+        def overlay_for(cam: str) -> bool:
+            return overlay_on and self._overlay_pubs[cam].get_subscription_count() > 0
+
+        result = self.processor.process(synced, alpha, overlay_for)
+        for cam, out in result.outputs.items():
+            header = copy_header(out.header)
+            self._label_pubs[cam].publish(labels_to_image(out.labels, header))
+            if out.overlay is not None:
+                self._overlay_pubs[cam].publish(rgb_to_image(out.overlay, header))
+        self.timings.add(result.latency_s, result.processing_s)
+        if result.summary["cameras"] and self._summary_pub.get_subscription_count() > 0:
+            self._summary_pub.publish(String(data=json.dumps(result.summary)))
