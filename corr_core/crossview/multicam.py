@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from corr_core.crossview.base import Matcher
+from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.errors import ConfigError, MissingCameraError
 
 
@@ -52,6 +52,88 @@ class StepResult:
     matched: list[str]
 
 
+class CrossViewLink:
+    """When each camera is matched to the anchor camera, and what is known of every object.
+
+    The scheduling and bookkeeping of the module docstring, apart from the trackers, so that
+    :class:`MultiCameraTracker` and ``corr_node`` (whose trackers also handle frame sizes and
+    masks arriving over topics) share it.
+
+    Args:
+        matcher: finds the anchor camera's objects in another camera.
+        anchor: the camera whose objects the others receive.
+        cameras: every camera, the anchor included.
+        rematch_every: re-run the matcher for every camera every n sets (0: only when needed).
+        retry_every: sets between two matches of a camera that misses an object.
+        min_area: pixels below which an object counts as not visible.
+    """
+
+    def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
+                 retry_every: int = 10, min_area: int = 1) -> None:
+        if anchor not in cameras:
+            raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
+        if rematch_every < 0 or retry_every < 1:
+            raise ConfigError(f"rematch_every must be >= 0 and retry_every >= 1, got {rematch_every}, {retry_every}")
+        self.matcher, self.anchor, self.cameras = matcher, anchor, list(cameras)
+        self.rematch_every, self.retry_every, self.min_area = int(rematch_every), int(retry_every), int(min_area)
+        self.state = {cam: CameraState() for cam in self.cameras}
+        self.sets = 0
+        self.anchor_ids: tuple[int, ...] = ()
+        self.last: dict[str, np.ndarray | None] = {}  # the labels of the previous set
+
+    def forget(self, camera: str) -> None:
+        """A camera's track was reset: it is matched again at the next set."""
+        self.state[camera] = CameraState()
+        self.last.pop(camera, None)
+
+    def given(self, camera: str) -> None:
+        """A camera's tracker was anchored from given masks (it is not matched until the anchor's change)."""
+        self.state[camera] = CameraState(given=True, last_match=self.sets)
+
+    def due(self, camera: str, anchor_labels: np.ndarray, anchored: bool, new_anchor: bool) -> bool:
+        """Whether ``camera`` should be matched to the anchor's ``anchor_labels`` in this set."""
+        st = self.state[camera]
+        if st.given and not new_anchor:
+            return False
+        if new_anchor or not anchored:
+            return True
+        since = self.sets - st.last_match
+        if self.rematch_every and since >= self.rematch_every:
+            return True
+        wanted = set(np.unique(anchor_labels).tolist()) - {0}
+        previous = self.last.get(camera)
+        have = set() if previous is None else set(_areas(previous, self.min_area))
+        return bool(wanted - have) and since >= self.retry_every
+
+    def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray) -> MatchResult:
+        """Runs the matcher for ``camera`` and records its confidences."""
+        res = self.matcher.match(anchor_rgb, anchor_labels, rgb)
+        self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets)
+        return res
+
+    def end_set(self, labels: dict[str, np.ndarray | None], anchor_ids: tuple[int, ...]) -> dict[int, dict[str, dict[str, Any]]]:
+        """Closes a set: remembers its labels; returns id -> camera -> visible, confidence, area."""
+        self.anchor_ids = tuple(anchor_ids)
+        self.last = dict(labels)
+        self.sets += 1
+        ids: set[int] = set(self.anchor_ids)
+        for lab in labels.values():
+            if lab is not None:
+                ids |= set(_areas(lab, 1))
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        for i in sorted(ids):
+            per_cam = {}
+            for cam in self.cameras:
+                lab = labels.get(cam)
+                area = 0 if lab is None else int(np.count_nonzero(lab == i))
+                st = self.state[cam]
+                visible = area >= self.min_area
+                conf = 1.0 if (st.given and visible) else float(st.confidence.get(i, 0.0 if not visible else 1.0))
+                per_cam[cam] = {"visible": visible, "confidence": round(conf, 4), "area": area}
+            out[i] = per_cam
+        return out
+
+
 class MultiCameraTracker:
     """Per-camera trackers tied together by a cross-view matcher (see the module docstring).
 
@@ -60,43 +142,19 @@ class MultiCameraTracker:
         matcher: finds the anchor camera's objects in the others (None: cameras are independent,
             as without cross-view).
         anchor: the camera whose objects the others receive.
-        rematch_every: re-run the matcher for every camera every n sets (0: only when needed).
-        retry_every: sets between two matches of a camera that misses an object.
-        min_area: pixels below which an object counts as not visible.
+        rematch_every, retry_every, min_area: see :class:`CrossViewLink`.
     """
 
     def __init__(self, trackers: dict[str, Any], matcher: Matcher | None, anchor: str, rematch_every: int = 0,
                  retry_every: int = 10, min_area: int = 1) -> None:
-        if anchor not in trackers:
-            raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(trackers)}")
-        if rematch_every < 0 or retry_every < 1:
-            raise ConfigError(f"rematch_every must be >= 0 and retry_every >= 1, got {rematch_every}, {retry_every}")
         self.trackers, self.matcher, self.anchor = trackers, matcher, anchor
-        self.rematch_every, self.retry_every, self.min_area = int(rematch_every), int(retry_every), int(min_area)
-        self.state = {cam: CameraState() for cam in trackers}
-        self.sets = 0
-        self._anchor_ids: tuple[int, ...] = ()
-        self._last: dict[str, np.ndarray | None] = {}  # the labels of the previous set
+        self.link = CrossViewLink(matcher, anchor, list(trackers), rematch_every, retry_every, min_area)
 
     def reset(self, camera: str | None = None) -> None:
         """Forgets one camera's track (None: all); it waits for masks or a match again."""
         for cam in [camera] if camera else list(self.trackers):
             self.trackers[cam].reset()
-            self.state[cam] = CameraState()
-            self._last.pop(cam, None)
-
-    def _due(self, cam: str, anchor_labels: np.ndarray, new_anchor: bool, previous: np.ndarray | None) -> bool:
-        st = self.state[cam]
-        if st.given and not new_anchor:
-            return False
-        if new_anchor or not self.trackers[cam].anchored:
-            return True
-        since = self.sets - st.last_match
-        if self.rematch_every and since >= self.rematch_every:
-            return True
-        wanted = set(np.unique(anchor_labels).tolist()) - {0}
-        have = set() if previous is None else set(_areas(previous, self.min_area))
-        return bool(wanted - have) and since >= self.retry_every
+            self.link.forget(cam)
 
     def step(self, frames: dict[str, np.ndarray], masks: dict[str, np.ndarray | None] | None = None) -> StepResult:
         """Processes one synchronised set.
@@ -112,59 +170,34 @@ class MultiCameraTracker:
         if missing:
             raise MissingCameraError(f"multi-camera step: no frame for camera(s) {missing}")
         masks = masks or {}
-        previous = self._last
-        labels: dict[str, np.ndarray | None] = {}
-        matched: list[str] = []
+        link, labels, matched = self.link, {}, []
         anchor_mask = masks.get(self.anchor)
         tracker = self.trackers[self.anchor]
-        if anchor_mask is not None or tracker.anchored:
-            labels[self.anchor] = tracker.step(frames[self.anchor], anchor_mask)
-            if anchor_mask is not None:
-                self.state[self.anchor] = CameraState(given=True, last_match=self.sets)
-        else:
-            labels[self.anchor] = None
-        self._anchor_ids = tuple(int(i) for i in getattr(tracker, "object_ids", ()))
-        new_anchor = anchor_mask is not None
+        labels[self.anchor] = tracker.step(frames[self.anchor], anchor_mask) if (
+            anchor_mask is not None or tracker.anchored) else None
+        if anchor_mask is not None:
+            link.given(self.anchor)
         for cam, trk in self.trackers.items():
             if cam == self.anchor:
                 continue
             given = masks.get(cam)
+            src = labels[self.anchor]
             if given is not None:
                 labels[cam] = trk.step(frames[cam], given)
-                self.state[cam] = CameraState(given=True, last_match=self.sets)
-                continue
-            src = labels[self.anchor]
-            if self.matcher is not None and src is not None and self._due(cam, src, new_anchor, previous.get(cam)):
-                res = self.matcher.match(frames[self.anchor], src, frames[cam])
-                self.state[cam] = CameraState(confidence=dict(res.confidence), last_match=self.sets)
+                link.given(cam)
+            elif self.matcher is not None and src is not None and link.due(cam, src, trk.anchored,
+                                                                           anchor_mask is not None):
+                res = link.match(cam, frames[self.anchor], src, frames[cam])
                 matched.append(cam)
                 if res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)
-                    continue
-                trk.reset()  # nothing of the anchor's objects is visible here
-                labels[cam] = np.zeros(frames[cam].shape[:2], res.labels.dtype)
-                continue
-            labels[cam] = trk.step(frames[cam]) if trk.anchored else None
-        self.sets += 1
-        self._last = labels
-        return StepResult(labels, self._objects(labels), matched)
-
-    def _objects(self, labels: dict[str, np.ndarray | None]) -> dict[int, dict[str, dict[str, Any]]]:
-        ids: set[int] = set(self._anchor_ids)
-        for lab in labels.values():
-            if lab is not None:
-                ids |= set(_areas(lab, 1))
-        out: dict[int, dict[str, dict[str, Any]]] = {}
-        for i in sorted(ids):
-            per_cam = {}
-            for cam, lab in labels.items():
-                area = 0 if lab is None else int(np.count_nonzero(lab == i))
-                st = self.state[cam]
-                visible = area >= self.min_area
-                conf = 1.0 if (st.given and visible) else float(st.confidence.get(i, 0.0 if not visible else 1.0))
-                per_cam[cam] = {"visible": visible, "confidence": round(conf, 4), "area": area}
-            out[i] = per_cam
-        return out
+                else:  # nothing of the anchor's objects is visible here
+                    trk.reset()
+                    labels[cam] = np.zeros(frames[cam].shape[:2], res.labels.dtype)
+            else:
+                labels[cam] = trk.step(frames[cam]) if trk.anchored else None
+        objects = link.end_set(labels, tuple(int(i) for i in getattr(tracker, "object_ids", ())))
+        return StepResult(labels, objects, matched)
 
 
 def _areas(labels: np.ndarray, min_area: int) -> dict[int, int]:
