@@ -193,3 +193,48 @@ def test_ids_in_log_lines_are_bounded():
     assert format_ids(np.array([[0, 3], [5, 3]])) == "[3, 5]"
     text = format_ids(np.arange(1001))
     assert text.startswith("[1, 2, 3") and text.endswith("and 984 more (1000 ids)") and len(text) < 120
+
+
+def test_crossview_mode_gives_the_anchor_objects_to_the_other_camera_and_reports_visibility():
+    from corr_core.crossview.base import MatchResult
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_ros.tracking.diagnostics import DropCounter
+    from corr_ros.tracking.processing import Frame, SetProcessor
+
+    class Matcher:
+        """Finds object 5 shifted by 10 columns; object 9 is hidden from the target."""
+
+        calls = 0
+
+        def match(self, src_rgb, src_labels, tgt_rgb):
+            Matcher.calls += 1
+            out = np.zeros(tgt_rgb.shape[:2], np.uint16)
+            out[:, 10:] = np.where(src_labels[:, :-10] == 5, 5, 0)
+            return MatchResult(out, {5: True, 9: False}, {5: 0.8, 9: 0.2}, {5: out == 5, 9: np.zeros_like(out, bool)})
+
+    class Header:
+        frame_id = "f"
+
+    log = Log()
+    cams = ["ego", "exo1"]
+    link = CrossViewLink(Matcher(), "ego", cams, retry_every=50)
+    proc = SetProcessor({c: FakeTracker() for c in cams}, MaskAnchors(), {c: SizeGate(2) for c in cams},
+                        DropCounter(log), log, link=link)
+
+    def synced(stamp):
+        frames = {c: Frame(Header(), np.zeros((*BIG, 3), np.uint8), 0.0) for c in cams}
+        return SyncedSet(stamp, frames, {c: stamp for c in cams})
+
+    mask = np.zeros(BIG, np.uint16)
+    mask[2:6, 2:8], mask[8:12, 20:30] = 5, 9
+    proc.anchors.put("ego", 1, mask)
+    first = proc.process(synced(1))
+    assert first.summary["cameras"]["exo1"]["matched"] and Matcher.calls == 1
+    exo = first.outputs["exo1"].labels
+    assert set(np.unique(exo)) == {0, 5} and np.array_equal(exo[:, 10:] == 5, mask[:, :-10] == 5)
+    assert first.summary["objects"]["5"]["exo1"] == {"visible": True, "confidence": 0.8, "area": int((exo == 5).sum())}
+    assert first.summary["objects"]["9"]["exo1"]["visible"] is False
+    assert first.summary["objects"]["9"]["exo1"]["confidence"] == 0.2
+    assert first.summary["objects"]["9"]["ego"] == {"visible": True, "confidence": 1.0, "area": 40}
+    second = proc.process(synced(2))  # tracked; object 9 still missing but not retried yet
+    assert not second.summary["cameras"]["exo1"]["matched"] and Matcher.calls == 1

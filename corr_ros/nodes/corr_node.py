@@ -57,6 +57,7 @@ from corr_core.sync import MaskAnchors
 from corr_ros.params import by_name, declare_all, value_of
 from corr_ros.qos import qos_from_parameters
 from corr_ros.tracking import diagnostics as diag
+from corr_ros.tracking.crossview import build_link
 from corr_ros.tracking.frames import SizeGate, format_size
 from corr_ros.tracking.parameters import (
     LIVE_PROPAGATION_KEYS,
@@ -243,7 +244,8 @@ class CorrNode(LifecycleNode):
         change_after = int(self.get_parameter("size_change_frames").value)
         gates = {cam: SizeGate(change_after) for cam in self._cameras}
         trackers = self._build_trackers(checkpoint)
-        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger())
+        link = build_link(lambda name: self.get_parameter(name).value, self._cameras, self._device, self.get_logger())
+        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link)
         self._pipeline = CameraPipeline(
             self,
             processor,

@@ -75,6 +75,42 @@ PARAMS: list[ParamSpec] = [
         "label PNG per camera (same order as cameras; '' for none) used for the first frame",
     ),
     ParamSpec(
+        "crossview_checkpoint",
+        _T.STRING,
+        "",
+        "cross-view mode: a PCC correspondence model (`corr pcc iterate` RUN/iter_N/model.safetensors); the "
+        "objects given on anchor_camera reach the other cameras with the same ids; '' turns the mode off",
+    ),
+    ParamSpec(
+        "anchor_camera",
+        _T.STRING,
+        "",
+        "cross-view mode: the camera whose masks (initial_masks entry or <cam>/masks_in) the others receive "
+        "('' = the first camera)",
+    ),
+    ParamSpec(
+        "crossview_rematch_every",
+        _T.INTEGER,
+        0,
+        "cross-view mode: match every camera to the anchor again every n sets (0: only on new anchor "
+        "masks or a missing object)",
+        range=(0, 1000000),
+    ),
+    ParamSpec(
+        "crossview_retry_every",
+        _T.INTEGER,
+        10,
+        "cross-view mode: sets between two matches of a camera that misses an anchor object",
+        range=(1, 1000000),
+    ),
+    ParamSpec(
+        "crossview_proposer",
+        _T.STRING,
+        "graph",
+        "cross-view mode: snap matched masks to these object proposals ('graph': weight-free; 'none')",
+        choices=("graph", "none"),
+    ),
+    ParamSpec(
         "size_change_frames",
         _T.INTEGER,
         3,

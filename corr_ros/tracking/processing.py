@@ -60,8 +60,9 @@ class ProcessedSet:
 
     Attributes:
         outputs: per camera that produced labels.
-        summary: JSON-ready ``{"stamp_ns", "cameras": {cam: {frame_id, stamp_ns, reanchored,
-            objects}}, "skipped": {cam: reason}}``.
+        summary: JSON-ready ``{"stamp_ns", "cameras": {cam: {frame_id, stamp_ns, reanchored, matched,
+            objects}}, "skipped": {cam: reason}}``; in cross-view mode also ``"objects": {id: {cam:
+            {visible, confidence, area}}}``.
         latency_s: from the newest frame's reception to the end of processing.
         processing_s: time spent in :meth:`SetProcessor.process`.
     """
@@ -100,6 +101,9 @@ class SetProcessor:
         drops: where dropped frames and masks are counted.
         logger: has ``info``/``warning`` (an rclpy logger).
         render_overlay: ``(rgb, labels, alpha) -> rgb`` (default :func:`corr_core.viz.overlay`).
+        link: cross-view mode (:class:`~corr_core.crossview.multicam.CrossViewLink`): cameras without
+            masks of their own receive the anchor camera's objects through its matcher; the summary
+            then holds, per object and camera, visibility and confidence (``"objects"``).
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class SetProcessor:
         drops: DropCounter,
         logger: Any,
         render_overlay: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
+        link: Any = None,
     ) -> None:
         if render_overlay is None:
             from corr_core.viz import overlay as render_overlay
@@ -123,6 +128,7 @@ class SetProcessor:
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
+        self.link = link
 
     def anchored(self, camera: str) -> bool:
         """Whether the camera's tracker holds a mask."""
@@ -155,10 +161,25 @@ class SetProcessor:
         started = time.perf_counter()
         self._apply_pending()
         result = ProcessedSet(summary={"stamp_ns": int(synced.stamp_ns), "cameras": {}, "skipped": {}})
-        for cam in self.trackers:
+        cams = list(self.trackers)
+        link = self.link
+        if link is not None:  # the anchor first: the others may receive its objects
+            cams = [link.anchor] + [c for c in cams if c != link.anchor]
+        labels_by_cam: dict[str, np.ndarray | None] = {}
+        new_anchor = False
+        for cam in cams:
             frame: Frame = synced.items[cam]
             stamp = int(synced.stamps_ns[cam])
-            skipped, reanchored, labels = self._step(cam, frame, stamp)
+            masks = self.anchors.take(cam, stamp)
+            given = masks is not None
+            matched = False
+            if link is not None and cam != link.anchor and masks is None:
+                masks, matched = self._crossview(cam, synced, labels_by_cam, new_anchor)
+            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given)
+            if link is not None and given and labels is not None:
+                link.given(cam)
+                new_anchor = new_anchor or cam == link.anchor
+            labels_by_cam[cam] = labels
             if labels is None:
                 result.summary["skipped"][cam] = skipped
                 continue
@@ -173,20 +194,49 @@ class SetProcessor:
                 "frame_id": frame.header.frame_id,
                 "stamp_ns": stamp,
                 "reanchored": reanchored,
+                "matched": matched,
                 "objects": objects(labels),
             }
+        if link is not None:
+            ids = tuple(int(i) for i in getattr(self.trackers[link.anchor], "object_ids", ()))
+            per_object = link.end_set(labels_by_cam, ids)
+            result.summary["objects"] = {str(i): cams_ for i, cams_ in per_object.items()}
         result.processing_s = time.perf_counter() - started
         result.latency_s = time.monotonic() - max(f.received_s for f in synced.items.values())
         return result
 
-    def _step(self, cam: str, frame: Frame, stamp: int) -> tuple[str, bool, np.ndarray | None]:
-        """``(skip reason, re-anchored, labels or None)`` for one camera's frame."""
+    def _crossview(self, cam: str, synced: SyncedSet[Frame], labels: dict[str, np.ndarray | None],
+                   new_anchor: bool) -> tuple[np.ndarray | None, bool]:
+        """Masks for ``cam`` from the anchor camera through the matcher, when due: ``(masks or None,
+        matched)``. When the matcher finds none of the anchor's objects the camera's track ends (its
+        labels come out empty) until a later match finds one."""
+        link, tracker = self.link, self.trackers[cam]
+        src = labels.get(link.anchor)
+        if src is None or not link.due(cam, src, tracker.anchored, new_anchor):
+            return None, False
+        try:
+            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb)
+        except Exception as exc:  # the camera keeps tracking what it had
+            self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
+            return None, False
+        if res.labels.any():
+            return res.labels, True
+        tracker.reset()
+        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), True
+
+    def _step(self, cam: str, frame: Frame, stamp: int, masks: np.ndarray | None,
+              given: bool = True) -> tuple[str, bool, np.ndarray | None]:
+        """``(skip reason, re-anchored, labels or None)`` for one camera's frame; ``masks`` were
+        taken from the anchors (``given``) or come from the cross-view matcher."""
         tracker, gate = self.trackers[cam], self.gates[cam]
         if frame.epoch != self._epochs[cam]:  # the gate confirmed a size change: start over
             tracker.reset()
             self._epochs[cam] = frame.epoch
+            if self.link is not None:
+                self.link.forget(cam)
         size = (int(frame.rgb.shape[0]), int(frame.rgb.shape[1]))
-        masks = self.anchors.take(cam, stamp)
+        if not given and masks is not None and not masks.any():  # the matcher found nothing here
+            return "", False, masks
         if masks is not None and tuple(masks.shape) != size:
             if tracker.anchored and tracker.image_size == size:  # a mask of another size: not for this stream
                 self.drops.drop(
@@ -196,7 +246,8 @@ class SetProcessor:
                 )
                 masks = None
             else:  # the frame is the odd one: keep the mask for a frame of its size
-                self.anchors.restore(cam, stamp, masks)
+                if given:
+                    self.anchors.restore(cam, stamp, masks)
                 self.drops.drop(
                     cam,
                     "size mismatch",
