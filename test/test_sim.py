@@ -443,3 +443,27 @@ def test_reuse_takes_a_complete_episode_as_it_is_and_renders_anything_else(tmp_p
         gen.generate_episode(tmp_path, name="ep", reuse=True, overwrite=True, **{**kw, "seed": 4})
     with pytest.raises(AssertionError, match="rendered"):  # nor an unfinished episode (marker left)
         gen.generate_episode(tmp_path, name="ep", reuse=True, **kw)
+
+
+def test_an_object_hidden_from_one_camera_is_missing_there_only(tmp_path):
+    from corr_core.data.labels import read_label_png
+    from corr_core.data.sim import generate as gen
+    from corr_core.errors import ConfigError
+
+    info = gen.generate_episode(tmp_path, seed=11, num_frames=3, num_objects=5, size=(96, 72), bag=False,
+                                name="ep", hidden_per_camera=1)
+    meta = json.loads(info.meta_path.read_text())
+    hidden = meta["hidden"]
+    assert meta["hidden_per_camera"] == 1 and sorted(hidden) == ["ego", "exo1"]
+    assert len({i for ids in hidden.values() for i in ids}) == 2  # each camera hides another object
+    seen = {cam: set() for cam in hidden}
+    for cam in hidden:
+        for f in sorted((tmp_path / cam / "Annotations" / "72p" / "ep").glob("*.png")):
+            seen[cam] |= set(np.unique(read_label_png(f)).tolist())
+    for cam, ids in hidden.items():
+        assert not set(ids) & seen[cam]  # never in the camera that hides it
+    assert set(hidden["exo1"]) & seen["ego"]  # the object exo1 does not see is seen by ego here
+    with pytest.raises(Exception, match="hidden_per_camera 1 -> 0"):  # a settings change is refused
+        gen.generate_episode(tmp_path, seed=11, num_frames=3, num_objects=5, size=(96, 72), bag=False, name="ep")
+    with pytest.raises(ConfigError, match="hidden objects per camera"):
+        gen.generate_episode(tmp_path, seed=1, num_objects=3, hidden_per_camera=2, bag=False, name="other")

@@ -33,6 +33,7 @@ def run_sim(args: argparse.Namespace) -> int:
         bag=not args.no_bag,
         num_lookalikes=args.lookalikes,
         overwrite=args.overwrite,
+        hidden_per_camera=args.hidden_per_camera,
     )
     total_s = time.perf_counter() - t0
     for info in infos:
@@ -82,6 +83,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="objects that copy another's shape, size and texture [one per 4 objects, >= 1 from 3]",
     )
     s.add_argument("--exo", type=int, default=1, help="static exocentric cameras [1]")
+    s.add_argument(
+        "--hidden-per-camera",
+        type=int,
+        default=0,
+        help="objects each camera does not see (the others do): cross-view existence tests [0]",
+    )
     s.add_argument("--size", default="320x240", help="image size WxH [320x240]")
     s.add_argument("--no-bag", action="store_true", help="skip the rosbag2 (MCAP) output")
     s.add_argument(

@@ -88,7 +88,8 @@ class EpisodeInfo:
 
 
 def _check(
-    num_frames: int, num_objects: int, num_exo: int, size: tuple[int, int], num_lookalikes: int | None
+    num_frames: int, num_objects: int, num_exo: int, size: tuple[int, int], num_lookalikes: int | None,
+    hidden_per_camera: int = 0,
 ) -> None:
     if num_frames < 1:
         raise ConfigError(f"frames must be >= 1, got {num_frames}")
@@ -102,9 +103,24 @@ def _check(
         raise ConfigError(
             f"look-alikes must be in 0..{num_objects // 2} for {num_objects} objects, got {num_lookalikes}"
         )
+    if not 0 <= hidden_per_camera <= num_objects // (num_exo + 1):
+        raise ConfigError(
+            f"hidden objects per camera must be in 0..{num_objects // (num_exo + 1)} for {num_objects} objects "
+            f"and {num_exo + 1} cameras (each camera hides other objects), got {hidden_per_camera}"
+        )
 
 
-_SETTING_ARGS = ("num_frames", "num_objects", "num_exo", "size", "num_lookalikes")
+_SETTING_ARGS = ("num_frames", "num_objects", "num_exo", "size", "num_lookalikes", "hidden_per_camera")
+
+
+def hidden_objects(spec: SceneSpec, per_camera: int) -> dict[str, list[int]]:
+    """``per_camera`` objects hidden from each camera, different objects for different cameras,
+    drawn from the episode's seed: camera -> ids."""
+    if per_camera <= 0:
+        return {}
+    rng = np.random.default_rng([int(spec.seed), 0x41D])
+    ids = [int(i) for i in rng.permutation([o.id for o in spec.objects])]
+    return {cam: sorted(ids[k * per_camera : (k + 1) * per_camera]) for k, cam in enumerate(spec.cameras)}
 
 
 def _settings(
@@ -114,15 +130,16 @@ def _settings(
     num_exo: int = 1,
     size: tuple[int, int] = (320, 240),
     num_lookalikes: int | None = None,
+    hidden_per_camera: int = 0,
 ) -> dict[str, Any]:
     """The settings an episode is checked against (defaults as :func:`generate_episode`'s).
 
     Raises:
         ConfigError: for counts or sizes out of range.
     """
-    _check(num_frames, num_objects, num_exo, size, num_lookalikes)
+    _check(num_frames, num_objects, num_exo, size, num_lookalikes, hidden_per_camera)
     n_look = default_num_lookalikes(num_objects) if num_lookalikes is None else int(num_lookalikes)
-    return episode_settings(seed, num_frames, num_objects, n_look, num_exo, size)
+    return episode_settings(seed, num_frames, num_objects, n_look, num_exo, size, hidden_per_camera)
 
 
 def stamp_ns(index: int) -> int:
@@ -137,6 +154,7 @@ def render_episode(
     num_exo: int = 1,
     size: tuple[int, int] = (320, 240),
     num_lookalikes: int | None = None,
+    hidden_per_camera: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Renders an episode in memory, frame by frame (nothing is written).
 
@@ -148,6 +166,8 @@ def render_episode(
         size: ``(W, H)``.
         num_lookalikes: objects that copy another's shape, size and texture (default: one per four
             objects, at least one from three objects up).
+        hidden_per_camera: objects each camera does not see (:func:`hidden_objects`; other
+            cameras see them), for cross-view existence.
 
     Returns:
         An iterator over frames, each ``{"index": i, "stamp_ns": int, "cameras": {cam: {"rgb": (H, W, 3) uint8,
@@ -158,12 +178,13 @@ def render_episode(
     Raises:
         ConfigError: for counts or sizes out of range.
     """
-    _check(num_frames, num_objects, num_exo, size, num_lookalikes)  # raised here, not on first next()
-    return _render_frames(sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes), size)
+    _check(num_frames, num_objects, num_exo, size, num_lookalikes, hidden_per_camera)  # here, not on next()
+    spec = sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes)
+    return _render_frames(spec, size, hidden_objects(spec, hidden_per_camera))
 
 
-def _render_frames(spec: SceneSpec, size: tuple[int, int]) -> Iterator[dict[str, Any]]:
-    with SceneRenderer(spec, size) as renderer:
+def _render_frames(spec: SceneSpec, size: tuple[int, int], hidden: dict[str, list[int]]) -> Iterator[dict[str, Any]]:
+    with SceneRenderer(spec, size, hidden) as renderer:
         for i in range(spec.num_frames):
             frame = renderer.render_frame(i)
             frame["stamp_ns"] = stamp_ns(i)
@@ -251,12 +272,14 @@ def generate_episode(
     num_lookalikes: int | None = None,
     overwrite: bool = False,
     reuse: bool = False,
+    hidden_per_camera: int = 0,
 ) -> EpisodeInfo:
     """Renders one episode and writes it (layout in the module docstring). Deterministic in ``seed``.
 
     Args:
         out_dir: output root (created; other episodes in it are kept, ``val.txt`` is appended).
-        seed, num_frames, num_objects, num_exo, size, num_lookalikes: see :func:`render_episode`.
+        seed, num_frames, num_objects, num_exo, size, num_lookalikes, hidden_per_camera: see
+            :func:`render_episode`.
         name: episode name (a plain folder name).
         bag: also write the rosbag2 (MCAP) folder ``bags/<name>``.
         overwrite: replace an episode of the same name whole (frames of every camera and
@@ -272,7 +295,7 @@ def generate_episode(
     """
     check_name(name)
     out = Path(out_dir)
-    settings = _settings(seed, num_frames, num_objects, num_exo, size, num_lookalikes)
+    settings = _settings(seed, num_frames, num_objects, num_exo, size, num_lookalikes, hidden_per_camera)
     if reuse and not overwrite and is_complete(out, name, settings, bag):
         cameras = ["ego"] + [f"exo{k + 1}" for k in range(num_exo)]
         return EpisodeInfo(name, seed, cameras, num_frames, (int(size[0]), int(size[1])), out,
@@ -280,6 +303,7 @@ def generate_episode(
     prepare_episode(out, name, settings, bag, overwrite)
     bag_dir = bag_path(out, name) if bag else None
     spec = sample_scene(seed, num_objects, num_exo, num_frames, num_lookalikes)
+    hidden = hidden_objects(spec, hidden_per_camera)
     res = f"{size[1]}p"
     writer = None
     render_s = 0.0
@@ -287,8 +311,9 @@ def generate_episode(
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(settings))
     try:
-        with SceneRenderer(spec, size) as renderer:
+        with SceneRenderer(spec, size, hidden) as renderer:
             meta = _meta(spec, renderer, name, tuple(size))
+            meta["hidden_per_camera"], meta["hidden"] = int(hidden_per_camera), hidden
             for cam in renderer.cameras:
                 for sub in (f"JPEGImages/{res}/{name}", f"Annotations/{res}/{name}", f"Depth/{name}"):
                     (out / cam / sub).mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_FILE = Path("ImageSets") / "2016" / "val.txt"
 _FRAME_KINDS = ("JPEGImages", "Annotations")  # these have a resolution folder (<H>p) level
-_SETTING_KEYS = ("seed", "num_frames", "num_objects", "num_lookalikes", "num_exo", "size")
+_SETTING_KEYS = ("seed", "num_frames", "num_objects", "num_lookalikes", "num_exo", "size", "hidden_per_camera")
 _HINT = "pass --overwrite (overwrite=True) to replace it whole, or write to another --out or episode name"
 
 
@@ -51,7 +51,8 @@ def check_name(name: str) -> None:
 
 
 def episode_settings(
-    seed: int, num_frames: int, num_objects: int, num_lookalikes: int, num_exo: int, size: tuple[int, int]
+    seed: int, num_frames: int, num_objects: int, num_lookalikes: int, num_exo: int, size: tuple[int, int],
+    hidden_per_camera: int = 0,
 ) -> dict[str, Any]:
     """The settings that decide an episode's content (``num_lookalikes`` already resolved)."""
     return {
@@ -61,6 +62,7 @@ def episode_settings(
         "num_lookalikes": int(num_lookalikes),
         "num_exo": int(num_exo),
         "size": [int(size[0]), int(size[1])],
+        "hidden_per_camera": int(hidden_per_camera),
     }
 
 
@@ -78,6 +80,7 @@ def settings_of_meta(meta: dict[str, Any]) -> dict[str, Any]:
         sum(o.get("lookalike_of") is not None for o in objects),
         len(meta["cameras"]) - 1,
         tuple(meta["size"]),
+        int(meta.get("hidden_per_camera", 0)),
     )
 
 

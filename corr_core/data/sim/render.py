@@ -30,6 +30,7 @@ from corr_core.data.sim.scene import SceneSpec
 from corr_core.errors import ConfigError
 
 _OPTICAL_FROM_MUJOCO = np.diag([1.0, -1.0, -1.0])  # MuJoCo camera axes: x right, y up, z backward
+_HIDDEN_GROUP = 5  # geom group not shown by default scene options (groups 0-2 are)
 
 
 def intrinsics_from_fovy(fovy_deg: float, width: int, height: int) -> np.ndarray:
@@ -44,10 +45,15 @@ class SceneRenderer:
     Args:
         spec: the scene (see :func:`~corr_core.data.sim.sampling.sample_scene`).
         size: ``(W, H)`` of the images.
+        hidden: camera -> object ids that camera does not see (not in its colour, ids or depth;
+            the other cameras see them as usual): an object hidden from one view, the case a
+            cross-view system must answer with "not visible there".
     """
 
-    def __init__(self, spec: SceneSpec, size: tuple[int, int] = (320, 240)) -> None:
+    def __init__(self, spec: SceneSpec, size: tuple[int, int] = (320, 240),
+                 hidden: dict[str, list[int]] | None = None) -> None:
         self.spec = spec
+        self.hidden = {cam: [int(i) for i in ids] for cam, ids in (hidden or {}).items()}
         self.width, self.height = int(size[0]), int(size[1])
         xml, assets = build_mjcf(spec, (self.width, self.height))
         self.model = mujoco.MjModel.from_xml_string(xml, assets)
@@ -66,6 +72,9 @@ class SceneRenderer:
         for obj in spec.objects:
             body_to_id[self._id(mujoco.mjtObj.mjOBJ_BODY, f"obj{obj.id}")] = obj.id
         self._geom_to_id = np.concatenate([body_to_id[self.model.geom_bodyid], [0]]).astype(np.uint8)
+        unknown = sorted({i for ids in self.hidden.values() for i in ids} - {o.id for o in spec.objects})
+        if unknown or set(self.hidden) - set(self.cameras):
+            raise ConfigError(f"hidden objects {self.hidden}: unknown ids {unknown} or cameras not in {self.cameras}")
         self._far = float(self.model.vis.map.zfar * self.model.stat.extent)
         self._renderer = None
         try:
@@ -145,7 +154,13 @@ class SceneRenderer:
         if self._renderer is None:
             raise RuntimeError("SceneRenderer is closed")
         r = self._renderer
-        r.update_scene(self.data, camera=cam)
+        hidden = np.nonzero(np.isin(self._geom_to_id[:-1], self.hidden.get(cam, [])))[0]
+        if len(hidden):  # a geom group no scene option shows, for this camera only
+            self.model.geom_group[hidden] = _HIDDEN_GROUP
+            r.update_scene(self.data, camera=cam)
+            self.model.geom_group[hidden] = 0
+        else:
+            r.update_scene(self.data, camera=cam)
         rgb = r.render()
         r.enable_segmentation_rendering()
         seg = r.render()
