@@ -401,8 +401,7 @@ def bench_backends(checkpoint: Path | None, random_init: int | None,
 
     import torch
 
-    from corr_core.api import load_feature_model
-    from corr_core.export import export_onnx
+    from corr_core.api import export_checkpoint_onnx, load_feature_model
     from corr_core.runtime import OnnxFeatureModel
 
     if threads > 0:
@@ -412,7 +411,7 @@ def bench_backends(checkpoint: Path | None, random_init: int | None,
     results = []
     with tempfile.TemporaryDirectory(prefix="corr-bench-") as tmp:
         h0, w0 = resolutions[0][1]
-        export = export_onnx(checkpoint, Path(tmp) / "net.onnx", size=(h0, w0), random_init_seed=random_init)
+        export = export_checkpoint_onnx(checkpoint, Path(tmp) / "net.onnx", size=(h0, w0), random_init_seed=random_init)
         onnx_model = OnnxFeatureModel(export["path"], threads=n_threads)
         for name, (h, w) in resolutions:
             frame = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))

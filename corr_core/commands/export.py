@@ -12,14 +12,14 @@ from pathlib import Path
 
 
 def run_onnx(args: argparse.Namespace) -> int:
-    from corr_core.export import export_onnx
+    from corr_core.api import export_checkpoint_onnx
 
     checkpoint = args.checkpoint
     if checkpoint is None and args.random_init is None:
         from corr_core.api import packaged_checkpoint
 
         checkpoint = packaged_checkpoint()
-    report = export_onnx(checkpoint, args.out, size=(args.height, args.width), opset=args.opset,
+    report = export_checkpoint_onnx(checkpoint, args.out, size=(args.height, args.width), opset=args.opset,
                          atol=args.atol, random_init_seed=args.random_init)
     print(json.dumps(report, indent=2))
     return 0
