@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from corr_core.config import load_config
 from corr_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("corr.train")
 
@@ -60,6 +60,8 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
 
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
     """Builds data, method and trainer from a resolved config and trains; returns model path."""
+    import torch
+
     from corr_core.methods import build_method
     from corr_core.train import distributed
     from corr_core.train.data import PairCropBatches, build_pool
@@ -94,6 +96,11 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Runs ``corr train``; returns the exit code."""
+    import torch
+
+    from corr_core.config import load_config
+
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if args.threads:
