@@ -1,4 +1,9 @@
-"""``corr train CONFIG [key=value ...]``: train a self-supervised method from a recipe."""
+"""``corr train CONFIG [key=value ...]``: train a self-supervised method from a recipe.
+
+The recipe is resolved by :func:`corr_core.config.load_training_config`: the packaged defaults
+(``corr_core/configs/defaults.yaml``) under the recipe and its ``_base_`` chain, then the
+overrides; unknown keys and values of the wrong type are errors that name the file or override.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +36,15 @@ def resolve_data_paths(dcfg: dict[str, Any], config_path: Path) -> dict[str, Any
     def fix(p: str) -> str:
         return _resolve_path(p, config_path)
 
+    from corr_core.train.data import path_list
+
     out = dict(dcfg)
-    out["davis"] = [{**d, "root": fix(d["root"])} for d in dcfg.get("davis") or []]
-    out["folders"] = [fix(f) for f in dcfg.get("folders") or []]
-    out["videos"] = [fix(v) for v in dcfg.get("videos") or []]
+    davis = dcfg.get("davis") or []
+    if not isinstance(davis, list) or not all(isinstance(d, dict) and d.get("root") for d in davis):
+        raise ConfigError(f"data.davis must be a list of {{root, resolution, exclude, every}} entries, got {davis!r}")
+    out["davis"] = [{**d, "root": fix(str(d["root"]))} for d in davis]
+    out["folders"] = [fix(f) for f in path_list(dcfg, "folders")]
+    out["videos"] = [fix(v) for v in path_list(dcfg, "videos")]
     return out
 
 
@@ -59,14 +69,27 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
 
 
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
-    """Builds data, method and trainer from a resolved config and trains; returns model path."""
+    """Builds data, method and trainer from a config and trains; returns the model path.
+
+    Args:
+        cfg: a training config: resolved by :func:`~corr_core.config.load_training_config`, or a
+            plain dict, which is checked and completed the same way here.
+        out: the run folder.
+        config_path: the recipe (relative data paths are resolved against its folder's parent).
+        resume: continue from ``out/last.*`` when present.
+
+    Raises:
+        ConfigError: unknown keys, wrong types, or data that gives no images (each source named).
+    """
     import torch
 
+    from corr_core.config import check_training_config
     from corr_core.methods import build_method
     from corr_core.train import distributed
     from corr_core.train.data import PairCropBatches, build_pool
     from corr_core.train.trainer import Trainer
 
+    cfg = check_training_config(cfg, str(config_path))
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     device = str(cfg.get("device", "cpu"))
@@ -99,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``corr train``; returns the exit code."""
     import torch
 
-    from corr_core.config import load_config
+    from corr_core.config import load_training_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_training_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if args.threads:
         torch.set_num_threads(args.threads)
