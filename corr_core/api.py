@@ -15,6 +15,7 @@ from torch import nn
 
 from corr_core.errors import CheckpointError, ConfigError
 from corr_core.io.checkpoint import (
+    check_feature_checkpoint,
     load_checkpoint,
     load_module_state,
     weights_sha256,
@@ -51,7 +52,8 @@ def load_feature_model(
         ``(model in eval mode, metadata)``.
 
     Raises:
-        CheckpointError: missing, truncated, foreign, or mismatching checkpoint.
+        CheckpointError: missing, truncated, foreign, or mismatching checkpoint, or a training
+            state (a run's ``last.*``) instead of a feature network.
     """
     if checkpoint in (None, ""):
         if random_init_seed is None:
@@ -66,6 +68,7 @@ def load_feature_model(
         return onnx_model.eval(), {**onnx_model.metadata, "backend": "onnxruntime"}
     else:
         tensors, meta = load_checkpoint(checkpoint)
+        check_feature_checkpoint(meta, checkpoint)
         name = meta.get("arch")
         if name not in BACKBONES:
             raise CheckpointError(f"{checkpoint}: unknown architecture {name!r} (known: {sorted(BACKBONES)})")

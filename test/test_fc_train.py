@@ -285,3 +285,45 @@ def test_files_record_the_commit_the_run_started_from(tmp_path, monkeypatch):
     model = trainer.fit()
     assert json.loads(model.with_suffix(".json").read_text())["git_sha"] == "start-sha"
     assert json.loads((tmp_path / "run" / "last.json").read_text())["git_sha"] == "start-sha"
+
+
+def test_a_training_state_given_as_a_checkpoint_points_to_model_safetensors(tmp_path, capsys):
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=1)).fit()
+    last = tmp_path / "run" / "last.safetensors"
+    for call in (lambda: load_feature_model(last), lambda: build_tracker(str(last))):
+        with pytest.raises(CheckpointError) as exc:
+            call()
+        assert "training state" in str(exc.value) and str(tmp_path / "run" / "model.safetensors") in str(exc.value)
+    from corr_core.commands.train import init_from_checkpoint
+
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        init_from_checkpoint(FCMethod(hidden_dim=32, out_dim=16), last)
+    from corr_core.cli import main as corr_main
+
+    assert corr_main(["export", "onnx", "--checkpoint", str(last), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "use " + str(tmp_path / "run" / "model.safetensors") in capsys.readouterr().err
+
+
+def test_resume_keeps_each_step_once_in_the_log(tmp_path):
+    """Rows logged after the last saved state are dropped when training resumes from it."""
+    torch.manual_seed(0)
+    pool = _pool()
+
+    def crashing(after):
+        batches = PairCropBatches(pool, batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+        for i, batch in enumerate(batches):
+            if i == after:
+                raise RuntimeError("power cut")
+            yield batch
+
+    cfg = _cfg(iters=6)  # log every step, save the state every 2 steps
+    with pytest.raises(RuntimeError, match="power cut"):
+        Trainer(FCMethod(hidden_dim=32, out_dim=16), crashing(3), tmp_path / "run", cfg).fit()
+    steps = [row.split(",")[0] for row in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3"]  # step 3 was logged, but the last state is step 2's
+    resumed = Trainer(FCMethod(hidden_dim=32, out_dim=16), crashing(100), tmp_path / "run", cfg)
+    assert resumed.resume() and resumed.step == 2
+    resumed.fit()
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]

@@ -53,12 +53,14 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
     shipped checkpoint on a robot's own bags); heads start fresh, targets copy the online nets.
 
     Raises:
-        CheckpointError: missing, foreign or mismatching checkpoint (other architecture).
+        CheckpointError: missing, foreign or mismatching checkpoint (other architecture), or a
+            training state (a run's ``last.*``) instead of a feature network.
     """
     from corr_core.errors import CheckpointError
-    from corr_core.io.checkpoint import load_checkpoint, load_module_state
+    from corr_core.io.checkpoint import check_feature_checkpoint, load_checkpoint, load_module_state
 
     tensors, meta = load_checkpoint(checkpoint)
+    check_feature_checkpoint(meta, checkpoint)
     arch = getattr(method, "arch", None)
     if meta.get("arch") != arch:
         raise CheckpointError(f"{checkpoint}: architecture {meta.get('arch')!r} cannot initialise a {arch!r} model")

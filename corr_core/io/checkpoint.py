@@ -101,6 +101,25 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
         ) from exc
 
 
+def check_feature_checkpoint(metadata: dict[str, Any], path: str | Path) -> None:
+    """Refuses a checkpoint that is not a feature network, saying which file to use instead.
+
+    Args:
+        metadata: the checkpoint's metadata (from :func:`load_checkpoint`).
+        path: the checkpoint, for the message.
+
+    Raises:
+        CheckpointError: a training state (``kind`` ``train-state``, a run's ``last.*``).
+    """
+    if metadata.get("kind") == TRAIN_STATE:
+        weights = checkpoint_paths(path)[0]
+        raise CheckpointError(
+            f"{weights} is a training state (kind {TRAIN_STATE!r}: the whole method and its optimiser, for "
+            f"resuming `corr train`), not a feature network; use {weights.with_name('model.safetensors')} (the "
+            "feature network the run writes beside it) instead"
+        )
+
+
 def weights_sha256(path: str | Path) -> str:
     """The sha256 (hex) of a checkpoint's weights file.
 
