@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a self-supervised method from a YAML recipe",
-                       description="Train from a recipe under training/. Overrides are key.path=value.")
+                       description="Train from a recipe under training/, resolved over the packaged defaults "
+                                   "(corr_core/configs/defaults.yaml: every key a recipe may set). Overrides "
+                                   "are key.path=value; one path may stand for a list of paths.")
     p.add_argument("config", help="recipe YAML, e.g. training/fc_cpu.yaml")
     p.add_argument("overrides", nargs="*", help="config overrides such as train.iters=100 optim.lr=3e-4")
     p.add_argument("--out", help="run directory (default runs/<recipe name>); resumes from its last.* if present")
