@@ -1,7 +1,16 @@
-"""The ``corr`` command: one subcommand per job, each defined in ``corr_core.commands.<job>``.
+"""The ``corr`` command: one subcommand per job.
 
-Each command module exposes ``add_parser(subparsers)``, which registers its parser and sets
-``func`` (a callable taking the parsed namespace and returning an exit code).
+Built-in commands live in ``corr_core.commands.<job>``; other packages add commands through the
+setuptools entry-point group :data:`PLUGIN_GROUP` (``corr.commands``), each entry point naming an
+``add_parser(subparsers)`` function, e.g. in a ``setup.py``::
+
+    entry_points={"corr.commands": ["demo = corr_ros.commands.demo:add_parser"]}
+
+Either way ``add_parser`` registers the command's parser and sets ``func`` (a callable taking the
+parsed namespace and returning an exit code). Building the parser imports no torch, OpenCV,
+MuJoCo or ONNX: commands import them when they run, so ``corr --help`` answers at once. A plugin
+that fails to load (or names a command that exists already) is reported on stderr with its
+name and skipped; the other commands keep working.
 """
 
 from __future__ import annotations
@@ -10,14 +19,38 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
 
 from corr_core.errors import CorrError
 
 # Order shown in `corr --help`.
 COMMANDS = ["generate", "train", "eval", "bag", "bench", "export", "demo"]
+#: Entry-point group of plugin commands (``add_parser(subparsers)`` functions).
+PLUGIN_GROUP = "corr.commands"
+
+
+def plugin_entry_points() -> Iterable[EntryPoint]:
+    """The installed entry points of :data:`PLUGIN_GROUP`, by name."""
+    return sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)
+
+
+def _add_plugins(sub: argparse._SubParsersAction) -> None:
+    for ep in plugin_entry_points():
+        if ep.name in sub.choices:
+            logging.getLogger(__name__).debug("plugin command %s (%s): %r is built in; skipped",
+                                              ep.name, ep.value, ep.name)
+            continue
+        try:
+            add_parser = ep.load()
+            add_parser(sub)
+        except Exception as exc:  # a broken plugin must not take the other commands down
+            print(f"corr: plugin command {ep.name!r} ({ep.value}) skipped: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``corr`` parser: built-in commands (:data:`COMMANDS`), then plugin commands."""
     parser = argparse.ArgumentParser(
         prog="corr",
         description="Self-supervised visual correspondence: generate data, train, evaluate, serve.",
@@ -32,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not part of this build
             raise
         module.add_parser(sub)
+    _add_plugins(sub)
     return parser
 
 

@@ -214,6 +214,7 @@ def add_propagation_args(
     parser: argparse.ArgumentParser,
     names: Iterable[str] | None = None,
     defaults: dict[str, Any] | None = None,
+    default_note: str | None = None,
 ) -> None:
     """Adds ``--topk``, ``--context``, ... (``names``: a subset; all by default).
 
@@ -225,15 +226,17 @@ def add_propagation_args(
         names: which propagation options to offer.
         defaults: defaults to show in the help when the task's differ from
             :class:`PropagationConfig`'s (e.g. JHMDB's context 8).
+        default_note: shown instead of the default value in every flag's help, for tasks whose
+            defaults come from their protocol at run time (e.g. "the JHMDB protocol's").
     """
     wanted = set(names) if names is not None else None
     group = parser.add_argument_group("label propagation")
     for opt in PROPAGATION_OPTIONS:
         if wanted is not None and opt.name not in wanted:
             continue
-        shown = (defaults or {}).get(opt.name, opt.default)
+        shown = default_note or f"{(defaults or {}).get(opt.name, opt.default):g}"
         group.add_argument(opt.flag, type=_number(opt), default=None, dest=opt.name,
-                           help=f"{opt.help} (default {shown:g})")
+                           help=f"{opt.help} (default {shown})")
 
 
 def propagation_overrides(args: argparse.Namespace, names: Sequence[str] | None = None) -> dict[str, Any]:

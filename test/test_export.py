@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from corr_core.api import build_tracker, load_feature_model
+from corr_core.api import build_tracker, export_checkpoint_onnx, load_feature_model
 from corr_core.cli import main as corr_main
 from corr_core.errors import CheckpointError, ExportError
 from corr_core.export import ONNX_FORMAT, export_onnx, onnx_metadata
@@ -30,7 +30,7 @@ def _checkpoint(tmp_path, arch="resnet18_s8", seed=0):
 def test_export_matches_pytorch_at_other_sizes(tmp_path, arch):
     ckpt = _checkpoint(tmp_path, arch)
     out = tmp_path / f"{arch}.onnx"
-    report = export_onnx(ckpt, out, size=SIZE)
+    report = export_checkpoint_onnx(ckpt, out, size=SIZE)
     assert out.is_file() and max(report["parity_max_abs_diff"].values()) <= 1e-3
     meta = onnx_metadata(out)
     assert meta["corr_format"] == ONNX_FORMAT and meta["arch"] == arch and meta["source_sha256"]
@@ -46,10 +46,28 @@ def test_export_matches_pytorch_at_other_sizes(tmp_path, arch):
     assert (got - ref).abs().max().item() < 1e-3
 
 
+def test_export_takes_a_model_and_its_metadata_not_a_path(tmp_path):
+    torch.manual_seed(0)
+    net = build_backbone("resnet18_s8")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    out = tmp_path / "net.onnx"
+    report = export_onnx(net, out, metadata={"arch": "resnet18_s8", "method": "fc", "source": "memory"}, size=SIZE)
+    meta = onnx_metadata(out)
+    assert meta["arch"] == "resnet18_s8" and meta["method"] == "fc" and meta["source"] == "memory"
+    assert meta["source_sha256"] == "" and meta["feature_stride"] == "8" and report["path"] == str(out)
+    # the caller's module is left as it was (mode and weights): the export works on a copy
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    with pytest.raises(ExportError, match="export_checkpoint_onnx"):
+        export_onnx(str(tmp_path / "some_checkpoint"), tmp_path / "x.onnx", size=SIZE)
+    with pytest.raises(CheckpointError, match="ONNX file already"):
+        export_checkpoint_onnx(out, tmp_path / "again.onnx", size=SIZE)
+
+
 def test_tracker_on_onnx_gives_the_labels_of_the_tracker_on_pytorch(tmp_path):
     ckpt = _checkpoint(tmp_path)
     out = tmp_path / "net.onnx"
-    export_onnx(ckpt, out, size=SIZE)
+    export_checkpoint_onnx(ckpt, out, size=SIZE)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for _ in range(2)]
     frames += [np.roll(frames[-1], 3 * i, axis=1) for i in range(1, 4)]
@@ -82,10 +100,10 @@ def test_failed_parity_writes_nothing_and_keeps_an_existing_file(tmp_path):
     out = tmp_path / "net.onnx"
     out.write_bytes(b"previous export")
     with pytest.raises(ExportError, match="differ from PyTorch"):
-        export_onnx(ckpt, out, size=SIZE, atol=1e-12)
+        export_checkpoint_onnx(ckpt, out, size=SIZE, atol=1e-12)
     assert out.read_bytes() == b"previous export" and not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ExportError, match=r"\.onnx"):
-        export_onnx(ckpt, tmp_path / "net.pt", size=SIZE)
+        export_checkpoint_onnx(ckpt, tmp_path / "net.pt", size=SIZE)
 
 
 def test_cli_exports_and_names_a_missing_checkpoint(tmp_path, capsys):

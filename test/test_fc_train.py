@@ -78,6 +78,7 @@ def test_random_crop_box_stays_inside_the_image():
         assert 0 <= y0 and 0 <= x0 and y0 + h <= 50 and x0 + w <= 70 and h >= 8 and w >= 8
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_ema_tracks_online(tmp_path):
     torch.manual_seed(0)
     method = FCMethod(hidden_dim=64, out_dim=32)
@@ -285,3 +286,67 @@ def test_files_record_the_commit_the_run_started_from(tmp_path, monkeypatch):
     model = trainer.fit()
     assert json.loads(model.with_suffix(".json").read_text())["git_sha"] == "start-sha"
     assert json.loads((tmp_path / "run" / "last.json").read_text())["git_sha"] == "start-sha"
+
+
+def test_a_training_state_given_as_a_checkpoint_points_to_model_safetensors(tmp_path, capsys):
+    batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+    Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", _cfg(iters=1)).fit()
+    last = tmp_path / "run" / "last.safetensors"
+    for call in (lambda: load_feature_model(last), lambda: build_tracker(str(last))):
+        with pytest.raises(CheckpointError) as exc:
+            call()
+        assert "training state" in str(exc.value) and str(tmp_path / "run" / "model.safetensors") in str(exc.value)
+    from corr_core.commands.train import init_from_checkpoint
+
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        init_from_checkpoint(FCMethod(hidden_dim=32, out_dim=16), last)
+    from corr_core.cli import main as corr_main
+
+    assert corr_main(["export", "onnx", "--checkpoint", str(last), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "use " + str(tmp_path / "run" / "model.safetensors") in capsys.readouterr().err
+
+
+def test_resume_keeps_each_step_once_in_the_log(tmp_path):
+    """Rows logged after the last saved state are dropped when training resumes from it."""
+    torch.manual_seed(0)
+    pool = _pool()
+
+    def crashing(after):
+        batches = PairCropBatches(pool, batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+        for i, batch in enumerate(batches):
+            if i == after:
+                raise RuntimeError("power cut")
+            yield batch
+
+    cfg = _cfg(iters=6)  # log every step, save the state every 2 steps
+    with pytest.raises(RuntimeError, match="power cut"):
+        Trainer(FCMethod(hidden_dim=32, out_dim=16), crashing(3), tmp_path / "run", cfg).fit()
+    steps = [row.split(",")[0] for row in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3"]  # step 3 was logged, but the last state is step 2's
+    resumed = Trainer(FCMethod(hidden_dim=32, out_dim=16), crashing(100), tmp_path / "run", cfg)
+    assert resumed.resume() and resumed.step == 2
+    resumed.fit()
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_with_bfloat16_autocast_saves_a_model_that_loads_on_both_devices(tmp_path):
+    torch.manual_seed(0)
+    batches = PairCropBatches(_pool(), batch_size=4, crop_size=32, scale=(0.3, 1.0), seed=1)
+    cfg = _cfg(iters=3)
+    cfg["train"]["amp"] = True
+    trainer = Trainer(FCMethod(hidden_dim=32, out_dim=16), batches, tmp_path / "run", cfg, device="cuda")
+    assert trainer.amp  # autocast is on only on CUDA
+    path = trainer.fit()
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    losses = [float(r.split(",")[header.index("loss")]) for r in rows[1:]]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    on_gpu, _ = load_feature_model(path, device="cuda")
+    on_cpu, _ = load_feature_model(path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        got, ref = on_gpu(x.cuda()).float().cpu(), on_cpu(x)
+    assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-2, rtol=1e-2)

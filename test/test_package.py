@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corr_core.cli import COMMANDS, build_parser
+from corr_core.cli import COMMANDS, build_parser, plugin_entry_points
 
 ROOT = Path(__file__).resolve().parent.parent
 ROS_MODULES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "lifecycle_msgs", "builtin_interfaces",
@@ -45,8 +45,9 @@ def test_every_subcommand_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) >= {"generate", "train", "eval", "bag", "demo"}
+    plugins = {ep.name for ep in plugin_entry_points()}
     for name in sub.choices:
-        assert name in COMMANDS
+        assert name in COMMANDS or name in plugins
         with pytest.raises(SystemExit) as exc:
             parser.parse_args([name, "--help"])
         assert exc.value.code == 0
@@ -81,10 +82,10 @@ def test_overrides_may_follow_options_and_stray_words_are_refused(tmp_path, caps
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "training").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_loads_and_builds_its_method(recipe):
-    from corr_core.config import load_config
+    from corr_core.config import load_training_config
     from corr_core.methods import build_method
 
-    cfg = load_config(recipe, [])
+    cfg = load_training_config(recipe, [])
     assert cfg["train"]["iters"] > 0 and cfg["train"]["batch_size"] > 0
     method = build_method(cfg["method"], **cfg.get("model", {}))
     assert method.arch == cfg["model"]["arch"]

@@ -1,16 +1,21 @@
-"""``corr train CONFIG [key=value ...]``: train a self-supervised method from a recipe."""
+"""``corr train CONFIG [key=value ...]``: train a self-supervised method from a recipe.
+
+The recipe is resolved by :func:`corr_core.config.load_training_config`: the packaged defaults
+(``corr_core/configs/defaults.yaml``) under the recipe and its ``_base_`` chain, then the
+overrides; unknown keys and values of the wrong type are errors that name the file or override.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from corr_core.config import load_config
 from corr_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("corr.train")
 
@@ -31,10 +36,15 @@ def resolve_data_paths(dcfg: dict[str, Any], config_path: Path) -> dict[str, Any
     def fix(p: str) -> str:
         return _resolve_path(p, config_path)
 
+    from corr_core.train.data import path_list
+
     out = dict(dcfg)
-    out["davis"] = [{**d, "root": fix(d["root"])} for d in dcfg.get("davis") or []]
-    out["folders"] = [fix(f) for f in dcfg.get("folders") or []]
-    out["videos"] = [fix(v) for v in dcfg.get("videos") or []]
+    davis = dcfg.get("davis") or []
+    if not isinstance(davis, list) or not all(isinstance(d, dict) and d.get("root") for d in davis):
+        raise ConfigError(f"data.davis must be a list of {{root, resolution, exclude, every}} entries, got {davis!r}")
+    out["davis"] = [{**d, "root": fix(str(d["root"]))} for d in davis]
+    out["folders"] = [fix(f) for f in path_list(dcfg, "folders")]
+    out["videos"] = [fix(v) for v in path_list(dcfg, "videos")]
     return out
 
 
@@ -43,12 +53,14 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
     shipped checkpoint on a robot's own bags); heads start fresh, targets copy the online nets.
 
     Raises:
-        CheckpointError: missing, foreign or mismatching checkpoint (other architecture).
+        CheckpointError: missing, foreign or mismatching checkpoint (other architecture), or a
+            training state (a run's ``last.*``) instead of a feature network.
     """
     from corr_core.errors import CheckpointError
-    from corr_core.io.checkpoint import load_checkpoint, load_module_state
+    from corr_core.io.checkpoint import check_feature_checkpoint, load_checkpoint, load_module_state
 
     tensors, meta = load_checkpoint(checkpoint)
+    check_feature_checkpoint(meta, checkpoint)
     arch = getattr(method, "arch", None)
     if meta.get("arch") != arch:
         raise CheckpointError(f"{checkpoint}: architecture {meta.get('arch')!r} cannot initialise a {arch!r} model")
@@ -59,12 +71,27 @@ def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> Non
 
 
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
-    """Builds data, method and trainer from a resolved config and trains; returns model path."""
+    """Builds data, method and trainer from a config and trains; returns the model path.
+
+    Args:
+        cfg: a training config: resolved by :func:`~corr_core.config.load_training_config`, or a
+            plain dict, which is checked and completed the same way here.
+        out: the run folder.
+        config_path: the recipe (relative data paths are resolved against its folder's parent).
+        resume: continue from ``out/last.*`` when present.
+
+    Raises:
+        ConfigError: unknown keys, wrong types, or data that gives no images (each source named).
+    """
+    import torch
+
+    from corr_core.config import check_training_config
     from corr_core.methods import build_method
     from corr_core.train import distributed
     from corr_core.train.data import PairCropBatches, build_pool
     from corr_core.train.trainer import Trainer
 
+    cfg = check_training_config(cfg, str(config_path))
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     device = str(cfg.get("device", "cpu"))
@@ -94,7 +121,12 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    """Runs ``corr train``; returns the exit code."""
+    import torch
+
+    from corr_core.config import load_training_config
+
+    cfg = load_training_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a self-supervised method from a YAML recipe",
-                       description="Train from a recipe under training/. Overrides are key.path=value.")
+                       description="Train from a recipe under training/, resolved over the packaged defaults "
+                                   "(corr_core/configs/defaults.yaml: every key a recipe may set). Overrides "
+                                   "are key.path=value; one path may stand for a list of paths.")
     p.add_argument("config", help="recipe YAML, e.g. training/fc_cpu.yaml")
     p.add_argument("overrides", nargs="*", help="config overrides such as train.iters=100 optim.lr=3e-4")
     p.add_argument("--out", help="run directory (default runs/<recipe name>); resumes from its last.* if present")

@@ -1,7 +1,9 @@
 """ONNX export of a corr feature network, with an onnxruntime parity check.
 
-The exported graph is the feature network of a checkpoint: input ``image``, ``(1, 3, H, W)``
-float32 RGB in [0, 1] (normalisation is inside the graph), output ``features``,
+:func:`export_onnx` takes a model (an ``nn.Module`` and its metadata), not a checkpoint path:
+loading checkpoints is :mod:`corr_core.api`'s job (``corr_core.api.export_checkpoint_onnx`` loads
+one and calls this). The exported graph follows :mod:`corr_core.io.onnx_format`: input ``image``,
+``(1, 3, H, W)`` float32 RGB in [0, 1] (normalisation is inside the graph), output ``features``,
 ``(1, C, H/stride, W/stride)`` float32. Height and width are dynamic. The graph carries its
 provenance in the ONNX metadata (``corr_format``, ``arch``, ``feature_stride``, ``channels``,
 ``source`` and the sha256 of the source weights), which :mod:`corr_core.runtime` checks on load,
@@ -15,7 +17,7 @@ and raises :class:`~corr_core.errors.ExportError`.
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
 import logging
 import warnings
@@ -24,23 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from corr_core.errors import CheckpointError, ExportError
+from corr_core.io.onnx_format import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME
+
+__all__ = ["INPUT_NAME", "ONNX_FORMAT", "OUTPUT_NAME", "export_onnx", "onnx_metadata"]
 
 log = logging.getLogger(__name__)
-
-#: Value of the ``corr_format`` metadata entry of every ONNX file corr writes.
-ONNX_FORMAT = "corr-onnx/1"
-INPUT_NAME = "image"
-OUTPUT_NAME = "features"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -73,51 +66,54 @@ def _parity(session: Any, model: torch.nn.Module, size: tuple[int, int], seed: i
 
 
 def export_onnx(
-    checkpoint: str | Path | None,
+    model: nn.Module,
     out: str | Path,
+    metadata: dict[str, Any] | None = None,
     size: tuple[int, int] = (240, 320),
     opset: int = 17,
     atol: float = 1e-3,
-    random_init_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Exports the feature network of ``checkpoint`` to ``out`` (``.onnx``) and checks it.
+    """Exports the feature network ``model`` to ``out`` (``.onnx``) and checks it.
 
     Args:
-        checkpoint: corr checkpoint path (or None with ``random_init_seed``).
+        model: a feature network, ``(B, 3, H, W)`` float RGB in [0, 1] -> ``(B, C, h, w)`` float
+            features (e.g. from :func:`corr_core.api.load_feature_model`); exported on the CPU in
+            float32, in eval mode.
         out: destination ``.onnx`` path (replaced only once the new file has passed the check).
+        metadata: the model's metadata: ``arch`` and ``method`` (as in a checkpoint's JSON), and
+            where it came from, ``source`` (a path, or ``"random-init"``) and ``source_sha256``
+            (of the source weights; empty when there are none). Missing entries are written empty.
         size: ``(H, W)`` of the frames used to trace and check the graph.
         opset: ONNX opset.
         atol: largest absolute difference allowed between onnxruntime and PyTorch features.
-        random_init_seed: export a randomly initialised network (tests, baselines).
 
     Returns:
         A report: path, metadata, and the parity differences per checked size.
 
     Raises:
-        CheckpointError: bad checkpoint. ExportError: the export or its parity check failed.
+        ExportError: not a module, a bad output name or size, or the export or its parity check
+            failed.
     """
     import onnx
     import onnxruntime as ort
 
-    from corr_core.api import load_feature_model
-
+    if not isinstance(model, nn.Module):
+        raise ExportError(
+            f"export_onnx takes a feature network (torch.nn.Module), got {type(model).__name__} {model!r}; "
+            "to export a checkpoint file use corr_core.api.export_checkpoint_onnx"
+        )
+    meta = dict(metadata or {})
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
     h, w = (int(v) for v in size)
     if h < 16 or w < 16:
         raise ExportError(f"export size {h}x{w} is too small (at least 16x16)")
-    model, meta = load_feature_model(checkpoint, device="cpu", random_init_seed=random_init_seed)
-    model = model.float().eval()
+    model = copy.deepcopy(model).to("cpu").float().eval()  # the caller's model stays where it is
     with torch.inference_mode():
         probe = model(torch.zeros(1, 3, h, w))
     stride = max(1, round(h / probe.shape[-2]))
-    source = "random-init" if checkpoint in (None, "") else str(checkpoint)
-    weights_sha = ""
-    if checkpoint not in (None, ""):
-        from corr_core.io.checkpoint import checkpoint_paths
-
-        weights_sha = _sha256(checkpoint_paths(checkpoint)[0])
+    source = str(meta.get("source", "") or "")
     props = {
         "corr_format": ONNX_FORMAT,
         "arch": str(meta.get("arch", "")),
@@ -125,7 +121,7 @@ def export_onnx(
         "feature_stride": str(stride),
         "channels": str(int(probe.shape[1])),
         "source": source,
-        "source_sha256": weights_sha,
+        "source_sha256": str(meta.get("source_sha256", "") or ""),
         "input": f"{INPUT_NAME}: (1, 3, H, W) float32 RGB in [0, 1]",
         "output": f"{OUTPUT_NAME}: (1, C, H/stride, W/stride) float32",
     }
@@ -159,7 +155,8 @@ def export_onnx(
         raise
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"ONNX export of {source} failed: {type(exc).__name__}: {exc}") from exc
+        what = source or type(model).__name__
+        raise ExportError(f"ONNX export of {what} failed: {type(exc).__name__}: {exc}") from exc
     worst = max(diffs.values())
     if not worst <= atol:
         tmp.unlink(missing_ok=True)
@@ -171,5 +168,5 @@ def export_onnx(
     report = {"path": str(out), "metadata": props, "parity_max_abs_diff": diffs, "atol": atol,
               "opset": int(opset), "bytes": out.stat().st_size}
     out.with_suffix(".export.json").write_text(json.dumps(report, indent=2))
-    log.info("exported %s to %s (parity %s)", source, out, diffs)
+    log.info("exported %s to %s (parity %s)", source or type(model).__name__, out, diffs)
     return report

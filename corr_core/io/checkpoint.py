@@ -1,13 +1,16 @@
 """Checkpoints: safetensors weights plus a JSON metadata file; never pickle.
 
 A checkpoint ``NAME`` is the pair ``NAME.safetensors`` + ``NAME.json``. The JSON holds
-``format`` (must be :data:`FORMAT`), ``arch`` (a registered backbone), ``method``, the resolved
-config, metrics and provenance (git SHA, time). Loading checks all of it, so a missing, truncated
+``format`` (must be :data:`FORMAT`), ``kind`` (``"backbone"``: a feature network, the
+``model*.safetensors`` of a run; ``"train-state"``: the whole method and its optimiser, a run's
+``last.safetensors``, only for resuming), ``arch`` (a registered backbone), ``method``, the
+resolved config, metrics and provenance (git SHA, time). Loading checks all of it, so a missing, truncated
 or foreign file gives a :class:`~corr_core.errors.CheckpointError` that says what is wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from corr_core.errors import CheckpointError
 
 FORMAT = "corr-checkpoint/1"
+#: ``kind`` of a run's ``last.*``: the whole method and optimiser, for resuming training only.
+TRAIN_STATE = "train-state"
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -94,3 +99,38 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
         raise CheckpointError(
             f"{source}: weights do not fit the model ({' '.join(first)}); it was written for another architecture"
         ) from exc
+
+
+def check_feature_checkpoint(metadata: dict[str, Any], path: str | Path) -> None:
+    """Refuses a checkpoint that is not a feature network, saying which file to use instead.
+
+    Args:
+        metadata: the checkpoint's metadata (from :func:`load_checkpoint`).
+        path: the checkpoint, for the message.
+
+    Raises:
+        CheckpointError: a training state (``kind`` ``train-state``, a run's ``last.*``).
+    """
+    if metadata.get("kind") == TRAIN_STATE:
+        weights = checkpoint_paths(path)[0]
+        raise CheckpointError(
+            f"{weights} is a training state (kind {TRAIN_STATE!r}: the whole method and its optimiser, for "
+            f"resuming `corr train`), not a feature network; use {weights.with_name('model.safetensors')} (the "
+            "feature network the run writes beside it) instead"
+        )
+
+
+def weights_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a checkpoint's weights file.
+
+    Raises:
+        CheckpointError: the weights file is missing.
+    """
+    weights = checkpoint_paths(path)[0]
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {weights}")
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

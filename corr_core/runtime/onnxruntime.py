@@ -1,4 +1,7 @@
-"""The onnxruntime backend: an ONNX file exported by :func:`corr_core.export.export_onnx`."""
+"""The onnxruntime backend: an ONNX file exported by :func:`corr_core.export.export_onnx`.
+
+The file's input/output names and format tag come from :mod:`corr_core.io.onnx_format`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import torch
 from torch import nn
 
 from corr_core.errors import CheckpointError, ShapeMismatchError
+from corr_core.io.onnx_format import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,6 @@ class OnnxFeatureModel(nn.Module):
     def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int = 0) -> None:
         super().__init__()
         import onnxruntime as ort
-
-        from corr_core.export.onnx import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME
 
         self.path = Path(path)
         if not self.path.is_file():

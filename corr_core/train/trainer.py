@@ -67,6 +67,37 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def truncate_log(path: Path, step: int) -> int:
+    """Drops the rows of ``log.csv`` logged after ``step`` (the step a resumed run starts from).
+
+    A run that stops between two saves has logged steps its last state does not hold; resuming
+    repeats them, so they go, and every step appears once.
+
+    Returns:
+        How many rows were dropped.
+    """
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return 0
+
+    def after(row: list[str]) -> bool:
+        try:
+            return bool(row) and int(row[0]) > step
+        except ValueError:
+            return False
+
+    kept = [rows[0]] + [r for r in rows[1:] if not after(r)]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+        tmp.replace(path)
+        log.info("%s: dropped %d rows logged after step %d (the state resumed from)", path, dropped, step)
+    return dropped
+
+
 class Trainer:
     """Runs the optimisation loop of a method.
 
@@ -182,6 +213,8 @@ class Trainer:
                                                      "processes": self.dist.world_size})
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
+        if main and not new_log:
+            truncate_log(log_path, self.step)  # rows after the resumed step would repeat
         fields: list[str] | None = None
         self.method.train()
         t0, seen = time.time(), 0
