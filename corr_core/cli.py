@@ -25,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from corr_core.errors import CorrError
 
 # Order shown in `corr --help`.
-COMMANDS = ["generate", "train", "eval", "bag", "bench", "export", "demo"]
+COMMANDS = ["generate", "train", "pcc", "eval", "bag", "bench", "export"]
 #: Entry-point group of plugin commands (``add_parser(subparsers)`` functions).
 PLUGIN_GROUP = "corr.commands"
 

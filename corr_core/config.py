@@ -155,7 +155,9 @@ def _raw_defaults() -> dict[str, Any]:
 
 def training_defaults(method: str) -> dict[str, Any]:
     """The defaults of a training recipe for ``method``: :data:`DEFAULTS_PATH` with its model
-    section filled from ``_models_.<method>`` (and the private ``_..._`` entries removed).
+    section filled from ``_models_.<method>``, the sections of ``_sections_.<method>`` replacing
+    (or adding to, or with ``null`` removing) the common ones, and the private ``_..._`` entries
+    removed.
 
     Raises:
         ConfigError: no model defaults for ``method``.
@@ -163,9 +165,15 @@ def training_defaults(method: str) -> dict[str, Any]:
     raw = _raw_defaults()
     models = raw.pop("_models_", {})
     raw.pop("_list_items_", None)
+    sections = raw.pop("_sections_", {})
     if method not in models:
         raise ConfigError(f"method {method!r} is unknown (known: {sorted(models)}; the model defaults of each "
                           f"method are _models_.<method> in {DEFAULTS_PATH})")
+    for key, section in (sections.get(method) or {}).items():  # a method's own sections replace the common ones
+        if section is None:  # ... or remove a common one the method has no use for
+            raw.pop(key, None)
+        else:
+            raw[key] = copy.deepcopy(section)
     raw["method"] = method
     raw["model"] = copy.deepcopy(models[method])
     return raw

@@ -40,14 +40,10 @@ def _heavy_after(code: str) -> list[str]:
 
 def test_building_the_parser_imports_no_torch_mujoco_or_onnx():
     heavy = _heavy_after("from corr_core.cli import build_parser; build_parser()")
-    assert not set(heavy) - {"cv2"}, f"imported while building the parser: {heavy}"
+    assert not heavy, f"imported while building the parser: {heavy}"
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        reason="corr_core/commands/bag.py (the bag part's file) imports cv2 at module level; it should import "
-               "it in the functions that decode images")) if name == "bag" else name
-    for name in COMMANDS])
+@pytest.mark.parametrize("name", COMMANDS)
 def test_no_command_imports_a_heavy_library_to_build_its_parser(name):
     code = ("import argparse, importlib; "
             f"m = importlib.import_module('corr_core.commands.{name}'); "

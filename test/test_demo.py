@@ -36,9 +36,9 @@ def test_demo_serves_the_shipped_checkpoint_through_the_live_node(tmp_path, ros_
     ckpt = packaged_checkpoint()
     assert ckpt is not None, "the package ships its FC checkpoint"
     if backend == "onnxruntime":  # the node serves an exported ONNX file
-        from corr_core.export import export_onnx
+        from corr_core.api import export_checkpoint_onnx
 
-        ckpt = export_onnx(ckpt, tmp_path / "ckpt" / "shipped.onnx", size=(96, 128))["path"]
+        ckpt = export_checkpoint_onnx(ckpt, tmp_path / "ckpt" / "shipped.onnx", size=(96, 128))["path"]
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "corr_ros.demo", "--out", str(out), "--checkpoint", str(ckpt),

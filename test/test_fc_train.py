@@ -195,7 +195,7 @@ def test_config_overrides_are_typed_and_unknown_keys_rejected(tmp_path):
 
 
 def test_init_starts_the_backbone_and_target_from_a_checkpoint_and_refuses_another_arch(tmp_path):
-    from corr_core.commands.train import init_from_checkpoint
+    from corr_core.train.init import init_from_checkpoint
 
     torch.manual_seed(1)
     donor = FCMethod("resnet18_s8", hidden_dim=32, out_dim=16)
@@ -296,7 +296,7 @@ def test_a_training_state_given_as_a_checkpoint_points_to_model_safetensors(tmp_
         with pytest.raises(CheckpointError) as exc:
             call()
         assert "training state" in str(exc.value) and str(tmp_path / "run" / "model.safetensors") in str(exc.value)
-    from corr_core.commands.train import init_from_checkpoint
+    from corr_core.train.init import init_from_checkpoint
 
     with pytest.raises(CheckpointError, match="model.safetensors"):
         init_from_checkpoint(FCMethod(hidden_dim=32, out_dim=16), last)

@@ -17,8 +17,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from corr_core.errors import ConfigError, DataError
 
 log = logging.getLogger("corr.bag")
@@ -98,6 +96,8 @@ class _Exporter:
         return folder
 
     def add(self, frames: Any) -> None:
+        import cv2
+
         from corr_core.data.image_codec import to_rgb
 
         for cam, image in frames.images.items():

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from corr_core.commands import eval_compare, eval_egoexo, eval_jhmdb, eval_vip, eval_vos
+from corr_core.commands import eval_compare, eval_crossview, eval_egoexo, eval_jhmdb, eval_vip, eval_vos
 from corr_core.commands.eval_common import PROPAGATION_FLAGS, VOS_PROPAGATION_FLAGS
 from corr_core.commands.eval_egoexo import run_egoexo_command
 from corr_core.commands.eval_jhmdb import run_jhmdb_command
@@ -64,10 +64,10 @@ run_compare_command = eval_compare.run_compare_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Registers ``corr eval`` and its sub-commands (vos, jhmdb, vip, egoexo, compare)."""
+    """Registers ``corr eval`` and its sub-commands (vos, jhmdb, vip, egoexo, crossview, compare)."""
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate on benchmarks (DAVIS J&F, JHMDB PCK, VIP mIoU, EgoExo) and compare runs",
+        help="evaluate on benchmarks (DAVIS J&F, JHMDB PCK, VIP mIoU, EgoExo, cross-view) and compare runs",
         description="Evaluate correspondence models with the field's official metrics.",
     )
     parser.add_argument(
@@ -81,11 +81,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=False)
     for module in (eval_vos, eval_jhmdb, eval_vip, eval_egoexo, eval_compare):
         module.add_parser(tasks)
+    eval_crossview.add_crossview_parser(tasks)
 
 
 def _run_eval_root(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``corr eval --compare A B`` (alias); without it a task is required."""
     if args.compare:
         return eval_compare.compare(args.compare, None)
-    parser.error("choose a task: vos, jhmdb, vip, egoexo or compare (or use --compare A B)")
+    parser.error("choose a task: vos, jhmdb, vip, egoexo, crossview or compare (or use --compare A B)")
     return 2  # not reached: parser.error exits

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from corr_core.commands.common import add_overwrite_arg
 from corr_core.errors import ConfigError, DataError
 from corr_core.options import add_model_args, model_source
 
@@ -64,6 +65,7 @@ def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def run_crossview(args: argparse.Namespace) -> int:
+    from corr_core.commands.common import check_output
     from corr_core.evaluation.crossview import calibrate_existence, evaluate_crossview, write_report
     from corr_core.methods.pcc.scenes import sim_scenes
 
@@ -75,14 +77,12 @@ def run_crossview(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise DataError(f"--merge: no metrics.json in {run}")
             merged.update(json.loads(path.read_text()))
-        if (out / "table.md").exists() and not args.overwrite:
-            raise ConfigError(f"{out} holds results already; pass --overwrite to replace them")
+        check_output(out, args.overwrite)
         print(write_report(merged, out))
         return 0
     if args.sim is None:
         raise ConfigError("give --sim FOLDER (a `corr generate sim` output) or --merge RUN ...")
-    if (out / "metrics.json").exists() and not args.overwrite:
-        raise ConfigError(f"{out} holds results already; pass --overwrite to replace them, or another --out")
+    check_output(out, args.overwrite)
     scenes = sim_scenes(args.sim, resolution=args.resolution, episodes=args.episodes)
     directions = _directions(args.directions, scenes[0].cameras)
     matcher, name = _matcher(args)
@@ -123,5 +123,5 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay pictures")
     p.add_argument("--merge", nargs="+", default=None, metavar="RUN", help="merge earlier runs into one table")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
+    add_overwrite_arg(p)
     p.set_defaults(func=run_crossview)

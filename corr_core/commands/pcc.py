@@ -22,11 +22,14 @@ log = logging.getLogger("corr.pcc")
 def _setup(args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[Any], str]:
     import torch
 
-    from corr_core.config import load_config, save_run_config
+    from corr_core.config import load_training_config, save_run_config
     from corr_core.errors import ConfigError
     from corr_core.methods.pcc.pipeline import scenes_from_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_training_config(args.config, args.overrides)
+    if cfg["method"] != "pcc":
+        raise ConfigError(f"{args.config}: method {cfg['method']!r}; `corr pcc` runs recipes of method pcc "
+                          "(use `corr train` for the others)")
     out = Path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corr_core.errors import ConfigError
-
-if TYPE_CHECKING:
-    import torch
 
 log = logging.getLogger("corr.train")
 
@@ -48,28 +45,6 @@ def resolve_data_paths(dcfg: dict[str, Any], config_path: Path) -> dict[str, Any
     return out
 
 
-def init_from_checkpoint(method: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Starts ``method`` from the feature network of a corr checkpoint (fine-tuning, e.g. the
-    shipped checkpoint on a robot's own bags); heads start fresh, targets copy the online nets.
-
-    Raises:
-        CheckpointError: missing, foreign or mismatching checkpoint (other architecture), or a
-            training state (a run's ``last.*``) instead of a feature network.
-    """
-    from corr_core.errors import CheckpointError
-    from corr_core.io.checkpoint import check_feature_checkpoint, load_checkpoint, load_module_state
-
-    tensors, meta = load_checkpoint(checkpoint)
-    check_feature_checkpoint(meta, checkpoint)
-    arch = getattr(method, "arch", None)
-    if meta.get("arch") != arch:
-        raise CheckpointError(f"{checkpoint}: architecture {meta.get('arch')!r} cannot initialise a {arch!r} model")
-    load_module_state(method.feature_model(), tensors, "backbone.", str(checkpoint))
-    if hasattr(method, "sync_target"):
-        method.sync_target()
-    log.info("initialised %s from %s (%s)", arch, checkpoint, meta.get("method", "?"))
-
-
 def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume: bool = True) -> Path:
     """Builds data, method and trainer from a config and trains; returns the model path.
 
@@ -89,6 +64,7 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
     from corr_core.methods import build_method
     from corr_core.train import distributed
     from corr_core.train.data import PairCropBatches, build_pool
+    from corr_core.train.init import init_from_checkpoint
     from corr_core.train.trainer import Trainer
 
     cfg = check_training_config(cfg, str(config_path))
@@ -128,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_training_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if cfg["method"] == "pcc":  # a loop of stages, each on this trainer: `corr pcc iterate`
+        from corr_core.commands.pcc import run_iterate
+
+        return run_iterate(argparse.Namespace(config=args.config, overrides=args.overrides, out=str(out),
+                                              no_resume=args.no_resume, threads=args.threads, stage="iterate"))
     if args.threads:
         torch.set_num_threads(args.threads)
     model = train_from_config(cfg, out, Path(args.config), resume=not args.no_resume)

@@ -156,9 +156,9 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path, init: Path, out:
     """Stage 3: the correspondence model, started from ``init`` (colouriser or previous iteration)."""
     import torch
 
-    from corr_core.commands.train import init_from_checkpoint
     from corr_core.methods.pcc.correspond import CorrespondenceBatches, CorrespondMethod
     from corr_core.methods.pcc.pseudolabel import read_pseudolabels
+    from corr_core.train.init import init_from_checkpoint
     from corr_core.train.trainer import Trainer
 
     scfg = stage_config(cfg, "correspond")
