@@ -4,7 +4,7 @@ Built-in commands live in ``corr_core.commands.<job>``; other packages add comma
 setuptools entry-point group :data:`PLUGIN_GROUP` (``corr.commands``), each entry point naming an
 ``add_parser(subparsers)`` function, e.g. in a ``setup.py``::
 
-    entry_points={"corr.commands": ["demo = corr_ros.commands.demo:add_parser"]}
+    entry_points={"corr.commands": ["demo = corr_ros.demo:add_parser"]}
 
 Either way ``add_parser`` registers the command's parser and sets ``func`` (a callable taking the
 parsed namespace and returning an exit code). Building the parser imports no torch, OpenCV,

@@ -86,6 +86,16 @@ def test_every_recipe_loads_and_builds_its_method(recipe):
     from corr_core.methods import build_method
 
     cfg = load_training_config(recipe, [])
+    if cfg["method"] == "pcc":  # a loop of two trained stages, each on the one trainer
+        from corr_core.methods.pcc.colorize import ColourizeMethod
+        from corr_core.methods.pcc.correspond import CorrespondMethod
+
+        for stage in ("pretrain", "correspond"):
+            assert cfg[stage]["train"]["iters"] > 0 and cfg[stage]["train"]["batch_size"] > 0
+        model = {**cfg["model"], "encoder_init": None}  # the weights are not needed to build it
+        methods = [ColourizeMethod(**model), CorrespondMethod(cfg["model"]["arch"])]
+        assert all(m.arch == cfg["model"]["arch"] for m in methods) and cfg["iterations"] >= 1
+        return
     assert cfg["train"]["iters"] > 0 and cfg["train"]["batch_size"] > 0
     method = build_method(cfg["method"], **cfg.get("model", {}))
     assert method.arch == cfg["model"]["arch"]
