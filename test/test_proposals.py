@@ -151,3 +151,19 @@ def test_sam_checkpoints_of_the_wrong_kind_are_refused(tmp_path):
         build_proposer("sam", checkpoint=tmp_path / "evil.pth")
     with pytest.raises(ConfigError, match="exactly one"):
         build_proposer("sam")
+
+
+def test_segments_running_off_the_image_rank_below_objects_on_the_table():
+    img, labels = scene()
+    img[:, :8] = (250, 250, 250)  # a bright wall stripe along the left border
+    stripe = np.zeros(labels.shape, bool)
+    stripe[:, :8] = True
+
+    def rank(props, truth):
+        return int(np.argmax([(m & truth).sum() / (m | truth).sum() for m in props.masks]))
+
+    penalised = build_proposer("graph").propose(img)
+    flat = build_proposer("graph", border_penalty=1.0).propose(img)
+    assert max(rank(penalised, labels == k) for k in (1, 2, 3)) < 3  # the objects come first
+    assert best_iou(penalised, stripe) > 0.7  # the stripe is still proposed ...
+    assert rank(penalised, stripe) > rank(flat, stripe) + 5  # ... much further down

@@ -9,8 +9,9 @@ scored, and at most ``max_proposals`` are kept.
 
 The score says how much a segment looks like a thing on a surface: the Lab (and depth) contrast
 between the segment and a ring around it, times its compactness (area over bounding-box area),
-times one plus the number of other scales that found it again (a stable segment). Texture blobs on
-a table have little contrast to their ring; walls and table tops are too large.
+times one plus the number of other scales that found it again (a stable segment), lowered for
+segments that touch the image border. Texture blobs on a table have little contrast to their ring;
+walls and table tops are too large or run off the image.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class GraphProposer:
         dedupe_iou: proposals overlapping a better one by more than this IoU are dropped.
         depth_weight: weight of depth (per metre) against colour (RGB in [0, 1]) when depth is given.
         ring: width of the ring around a segment used for its contrast score (pixels).
+        border_penalty: score factor of segments that touch the image border (walls, floor, table
+            edges and other "stuff" run off the image; things on a surface mostly do not).
     """
 
     name = "graph"
@@ -53,6 +56,7 @@ class GraphProposer:
         dedupe_iou: float = 0.6,
         depth_weight: float = 2.0,
         ring: int = 3,
+        border_penalty: float = 0.25,
     ) -> None:
         if not scales or any(float(s) <= 0 for s in scales):
             raise ConfigError(f"GraphProposer: scales must be positive numbers, got {list(scales)}")
@@ -67,6 +71,7 @@ class GraphProposer:
         self.dedupe_iou = float(dedupe_iou)
         self.depth_weight = float(depth_weight)
         self.ring = int(ring)
+        self.border_penalty = float(border_penalty)
 
     def propose(self, rgb: np.ndarray, depth: np.ndarray | None = None, labels: np.ndarray | None = None) -> Proposals:
         """Proposals of an ``(H, W, 3) uint8`` RGB image (``depth``: ``(H, W)`` metres, 0 = none;
@@ -119,7 +124,8 @@ class GraphProposer:
         patch = lab[y0:y1, x0:x1]
         contrast = float(np.linalg.norm(patch[sub].mean(0) - patch[ring].mean(0)))
         compact = seg.area / float(seg.mask.size)
-        return contrast * compact
+        touches = ys.start == 0 or xs.start == 0 or ys.stop == h or xs.stop == w
+        return contrast * compact * (self.border_penalty if touches else 1.0)
 
 
 class _Segment:
