@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from corr_core.errors import CheckpointError, DataError, ShapeMismatchError
 from corr_core.methods.pcc import load_pcc_model
@@ -206,3 +207,20 @@ def test_foreign_checkpoints_are_refused(tmp_path):
         load_pcc_model(packaged_checkpoint())
     with pytest.raises(CheckpointError, match="not found"):
         load_pcc_model(tmp_path / "nothing")
+
+
+def test_contrast_weighted_colour_loss_favours_pixels_that_stand_out():
+    from corr_core.methods.pcc.loss_colour import ColourMSELoss
+
+    target = torch.full((1, 3, 32, 32), 0.5)
+    target[..., 10:14, 10:14] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]  # a small red object
+    pred = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(ColourMSELoss(0.0)(pred, target), F.mse_loss(pred, target))
+    miss_object, miss_floor = target.clone(), target.clone()
+    miss_object[..., 10:14, 10:14] = 0.5  # the object coloured as the floor
+    miss_floor[..., 20:24, 20:24] = torch.tensor([0.1, 0.1, 0.9])[:, None, None]  # an error as large on the floor
+    plain, weighted = ColourMSELoss(0.0), ColourMSELoss(4.0)
+    assert plain(miss_object, target) == pytest.approx(float(plain(miss_floor, target)), rel=0.2)
+    assert weighted(miss_object, target) > 1.5 * weighted(miss_floor, target)
+    with pytest.raises(ValueError, match="contrast_weight"):
+        ColourMSELoss(-1.0)

@@ -108,12 +108,14 @@ class ColourizeMethod(nn.Module):
         arch: PCC architecture (:data:`~corr_core.methods.pcc.model.PCC_MODELS`).
         encoder_init: a corr checkpoint to start the encoder from (None: random).
         freeze_encoder: train the decoder and heads only.
+        contrast_weight: weight of pixels that stand out from their surroundings in the loss
+            (:class:`~corr_core.methods.pcc.loss_colour.ColourMSELoss`; 0: the paper's plain MSE).
     """
 
     name = "pcc_colorize"
 
     def __init__(self, arch: str = "pcc_resnet18_l2", encoder_init: str | None = None,
-                 freeze_encoder: bool = False) -> None:
+                 freeze_encoder: bool = False, contrast_weight: float = 0.0) -> None:
         super().__init__()
         self.arch = arch
         self.model = build_pcc_model(arch)
@@ -123,7 +125,7 @@ class ColourizeMethod(nn.Module):
         if self.freeze_encoder:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
-        self.loss_fn = ColourMSELoss()
+        self.loss_fn = ColourMSELoss(contrast_weight)
 
     def train(self, mode: bool = True) -> ColourizeMethod:
         super().train(mode)

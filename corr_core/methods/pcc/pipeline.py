@@ -108,7 +108,7 @@ def pretrain(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = 
                             bool(dcfg.get("jitter", True)), seed=seed + 1)
     mcfg = cfg.get("model", {})
     method = ColourizeMethod(mcfg.get("arch", "pcc_resnet18_l2"), mcfg.get("encoder_init"),
-                             bool(mcfg.get("freeze_encoder", False)))
+                             bool(mcfg.get("freeze_encoder", False)), float(mcfg.get("contrast_weight", 0.0)))
     trainer = Trainer(method, batches, out, scfg, device=device)
     if resume:
         trainer.resume()
