@@ -8,6 +8,7 @@ overrides; unknown keys and values of the wrong type are errors that name the fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,13 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
     import torch
 
     from corr_core.config import check_training_config
-    from corr_core.methods import build_method
+    from corr_core.methods import BatchContext, build_method, method_spec
     from corr_core.train import distributed
-    from corr_core.train.data import PairCropBatches, build_pool
     from corr_core.train.init import init_from_checkpoint
     from corr_core.train.trainer import Trainer
 
     cfg = check_training_config(cfg, str(config_path))
+    spec = method_spec(cfg["method"])
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     device = str(cfg.get("device", "cpu"))
@@ -75,16 +76,15 @@ def train_from_config(cfg: dict[str, Any], out: Path, config_path: Path, resume:
         raise ConfigError(f"config asks for device {device!r} but CUDA is not available here; pass device=cpu")
     info = distributed.setup(device)  # torchrun: one process per GPU (or CPU worker)
     try:
-        batch_size = distributed.per_rank_batch(int(cfg["train"]["batch_size"]), info)
-        dcfg = resolve_data_paths(cfg.get("data", {}), config_path)
+        ctx = BatchContext(cfg, resolve_data_paths(cfg.get("data", {}), config_path), out / "cache",
+                           distributed.per_rank_batch(int(cfg["train"]["batch_size"]), info),
+                           seed + 1000003 * info.rank, render=True)
         if info.is_main:  # rank 0 renders the sim frames once; the others wait and read them
-            pool = build_pool(dcfg, cache_dir=out / "cache")
+            batches = spec.batches(ctx)
         if info.enabled:
             torch.distributed.barrier()
         if not info.is_main:
-            pool = build_pool(dcfg, cache_dir=out / "cache", render_sim=False)
-        batches = PairCropBatches(pool, batch_size, int(dcfg.get("crop_size", 128)),
-                                  tuple(dcfg.get("scale", (0.08, 1.0))), seed=seed + 1000003 * info.rank)
+            batches = spec.batches(dataclasses.replace(ctx, render=False))
         method = build_method(cfg["method"], **cfg.get("model", {}))
         if cfg.get("init"):
             init_from_checkpoint(method, _resolve_path(str(cfg["init"]), config_path))

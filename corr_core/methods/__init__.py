@@ -1,16 +1,78 @@
-"""Self-supervised objectives, one module per paper, built through :data:`METHODS`."""
+"""Self-supervised objectives, one package per paper, registered in :data:`METHODS`.
+
+A method is registered as a :class:`MethodSpec`: how to build its ``nn.Module`` (the recipe's
+``model`` section as keyword arguments; see :mod:`corr_core.train.trainer` for what the module
+must offer) and how to make its training batches from the recipe (:class:`BatchContext`). ``corr
+train`` looks both up by the recipe's ``method``, so a new method needs no change to the command.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from corr_core.errors import ConfigError
-from corr_core.methods.fc import FCMethod
 
-METHODS: dict[str, Callable[..., nn.Module]] = {"fc": FCMethod}
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a method's batch builder gets.
+
+    Attributes:
+        cfg: the resolved recipe.
+        data: its ``data`` section, relative paths resolved.
+        cache_dir: where data may be rendered or cached (``<run>/cache``).
+        batch_size: items per step for this process.
+        seed: seed of this process's data stream.
+        render: whether this process renders simulated data (rank 0); the others read it.
+    """
+
+    cfg: dict[str, Any]
+    data: dict[str, Any]
+    cache_dir: Path
+    batch_size: int
+    seed: int
+    render: bool = True
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: ``build(**model_section) -> nn.Module`` and ``batches(ctx) -> iterator``."""
+
+    build: Callable[..., nn.Module]
+    batches: Callable[[BatchContext], Iterator[dict[str, Any]]]
+
+
+def _fc_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
+    from corr_core.train.data import PairCropBatches, build_pool
+
+    pool = build_pool(ctx.data, cache_dir=ctx.cache_dir, render_sim=ctx.render)
+    return PairCropBatches(pool, ctx.batch_size, int(ctx.data.get("crop_size", 128)),
+                           tuple(ctx.data.get("scale", (0.08, 1.0))), seed=ctx.seed)
+
+
+def _fc(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.fc import FCMethod
+
+    return FCMethod(**kwargs)
+
+
+METHODS: dict[str, MethodSpec] = {"fc": MethodSpec(_fc, _fc_batches)}
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registered method ``name``.
+
+    Raises:
+        ConfigError: unknown method name (the message lists the known ones).
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return METHODS[name]
 
 
 def build_method(name: str, **kwargs: Any) -> nn.Module:
@@ -19,9 +81,8 @@ def build_method(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ConfigError: unknown method name or an argument the method does not take.
     """
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    spec = method_spec(name)
     try:
-        return METHODS[name](**kwargs)
+        return spec.build(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"method {name!r}: bad config ({exc})") from exc

@@ -158,7 +158,7 @@ def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = T
         if render_sim:
             generate_dataset(sim_dir, seed=int(sim.get("seed", 1000)), num_episodes=int(sim["episodes"]),
                              num_frames=int(sim.get("frames", 40)), num_objects=int(sim.get("objects", 5)),
-                             size=(int(w), int(h)), bag=False)
+                             size=(int(w), int(h)), bag=False, reuse=True)
         frames = sorted(sim_dir.glob("*/JPEGImages/*/*/*.jpg"))
         if not frames:
             raise ConfigError(f"no rendered sim frames in {sim_dir}")
