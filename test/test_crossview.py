@@ -70,7 +70,7 @@ def test_feature_baseline_finds_each_object_by_its_features_and_keeps_ids():
     for k in (1, 2, 3):
         pred, truth = res.labels == 40 + k, tgt_labels == k
         assert (pred & truth).sum() / (pred | truth).sum() > 0.8
-    assert all(0.5 < c <= 1.0 for c in res.confidence.values())
+    assert all(0.75 < c <= 1.0 for c in res.confidence.values())  # (1 + cos) / 2 with cos > 0.5
     strict = FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=1.5)
     assert strict.match(src, src_labels, tgt).found == []  # below the threshold: not visible
 

@@ -3,8 +3,9 @@
 The representation-matching approach PCC compares against (its Table 1: DINO, DINOv2, SiamMAE
 "+SAM"): the source object's dense features are averaged over its mask; each target proposal's
 likewise; the proposal of highest cosine similarity is the match, and the object counts as visible
-when that similarity exceeds ``threshold`` (chosen on tuning data; ``confidence =
-sigmoid((cos - threshold) / temperature)``). Any corr feature network serves: the shipped FC
+when that similarity exceeds ``threshold``. The confidence is ``(1 + cos) / 2``: monotonic in the
+similarity, not a probability, so evaluations choose the existence threshold on tuning data
+(``corr eval crossview --calibrate``). Any corr feature network serves: the shipped FC
 checkpoint, a random initialisation, an ONNX export.
 """
 
@@ -36,18 +37,17 @@ class FeatureMatcher:
         proposer: target proposals (required: the baseline picks one of them).
         device: torch device.
         threshold: cosine similarity above which an object counts as visible.
-        temperature: softness of the confidence around the threshold.
         max_side: the longer image side the network sees.
     """
 
     def __init__(self, model: torch.nn.Module, proposer: Proposer, device: str | torch.device = "cpu",
-                 threshold: float = 0.5, temperature: float = 0.05, max_side: int = 320) -> None:
+                 threshold: float = 0.5, max_side: int = 320) -> None:
         if proposer is None:
             raise ConfigError("FeatureMatcher needs a proposer (it matches the source object to target proposals)")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.proposer = proposer
-        self.threshold, self.temperature, self.max_side = float(threshold), float(temperature), int(max_side)
+        self.threshold, self.max_side = float(threshold), int(max_side)
 
     @torch.inference_mode()
     def _pooled(self, feat: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
@@ -80,10 +80,9 @@ class FeatureMatcher:
         for row, i in enumerate(ids):
             best = int(np.argmax(sim[row]))
             cos = float(sim[row, best])
-            conf = float(1.0 / (1.0 + np.exp(-(cos - self.threshold) / self.temperature)))
             result.masks[i] = props.masks[best].copy()
-            result.confidence[i] = conf
-            result.existence[i] = conf > 0.5
+            result.confidence[i] = (1.0 + cos) / 2.0
+            result.existence[i] = cos > self.threshold
             priority[i] = cos
         result.labels = compose(result.masks, priority, result.existence, size, result.labels.dtype)
         return result
