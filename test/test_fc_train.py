@@ -350,3 +350,43 @@ def test_training_on_cuda_with_bfloat16_autocast_saves_a_model_that_loads_on_bot
     with torch.inference_mode():
         got, ref = on_gpu(x.cuda()).float().cpu(), on_cpu(x)
     assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-2, rtol=1e-2)
+
+
+def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
+    """Stopped after step 2 (a crash or Ctrl-C) and resumed from last.*: same batches, same weights."""
+
+    class Interrupted(Exception):
+        pass
+
+    class StopAfter:
+        def __init__(self, batches, n):
+            self.batches, self.n = batches, n
+
+        def __next__(self):
+            if self.n == 0:
+                raise Interrupted
+            self.n -= 1
+            return next(self.batches)
+
+        def state_dict(self):
+            return self.batches.state_dict()
+
+        def load_state_dict(self, state):
+            self.batches.load_state_dict(state)
+
+    def run(out, stop_after=None):
+        torch.manual_seed(0)
+        batches = PairCropBatches(_pool(), batch_size=2, crop_size=32, scale=(0.3, 1.0), seed=1)
+        feed = batches if stop_after is None else StopAfter(batches, stop_after)
+        trainer = Trainer(FCMethod(hidden_dim=32, out_dim=16), feed, out, _cfg(iters=4))
+        trainer.resume()
+        trainer.fit()
+        return trainer
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "cut", stop_after=2)  # ckpt_every 2: last.* holds step 2
+    torch.manual_seed(123)  # a new process starts with other random state
+    resumed = run(tmp_path / "cut")
+    for (k, a), b in zip(whole.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

@@ -224,3 +224,17 @@ def test_contrast_weighted_colour_loss_favours_pixels_that_stand_out():
     assert weighted(miss_object, target) > 1.5 * weighted(miss_floor, target)
     with pytest.raises(ValueError, match="contrast_weight"):
         ColourMSELoss(-1.0)
+
+
+def test_batch_streams_continue_exactly_from_a_saved_state(sim_root):
+    from corr_core.methods.pcc.colorize import ColourBatches
+
+    scenes = sim_scenes(sim_root, resolution="128p")
+    batches = ColourBatches(PairSampler(scenes, seed=3), 2, SIZE, seed=4)
+    next(batches)
+    state = json.loads(json.dumps(batches.state_dict()))  # it is saved as JSON with last.*
+    a = next(batches)
+    fresh = ColourBatches(PairSampler(scenes, seed=99), 2, SIZE, seed=99)
+    fresh.load_state_dict(state)
+    b = next(fresh)
+    assert torch.equal(a["src"], b["src"]) and torch.equal(a["tgt"], b["tgt"])

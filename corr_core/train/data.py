@@ -173,6 +173,16 @@ def build_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = T
     return pool
 
 
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The JSON-able state of a numpy generator (for a batch iterator's ``state_dict``)."""
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    """Restores a state from :func:`rng_state`."""
+    rng.bit_generator.state = state
+
+
 class PairCropBatches:
     """Endless batches of two random crops per image, with the crop boxes (for FC).
 
@@ -191,6 +201,13 @@ class PairCropBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is (resume continues it exactly)."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
 
     def __next__(self) -> dict[str, torch.Tensor]:
         v1, v2, b1, b2 = [], [], [], []

@@ -10,6 +10,10 @@ A *method* is an ``nn.Module`` with
 - ``feature_model() -> nn.Module`` (the network used downstream),
 - attributes ``name`` and ``arch``.
 
+Batch iterators may offer ``state_dict()`` / ``load_state_dict(state)`` (JSON-able, e.g. their
+random generators' states): the trainer saves it with ``last.*`` (with torch's RNG state), so a
+resumed run draws exactly the batches the uninterrupted run would have drawn.
+
 Every run directory holds ``config.yaml`` (resolved), ``provenance.json`` (git SHA, time),
 ``log.csv`` (one row per logged step), ``last.{safetensors,json}`` (full state for resume) and,
 at the end, ``model.{safetensors,json}`` (the feature backbone alone, what the tracker loads).
@@ -58,7 +62,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
-        if key.startswith("optim."):
+        if key.startswith("optim."):  # (rng.* entries are not the optimiser's)
             _, pid, name = key.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     for key, v in meta["scalars"].items():
@@ -171,7 +175,10 @@ class Trainer:
         tensors = {f"method.{k}": v for k, v in self.method.state_dict().items()}
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
         extra = {"optimizer": opt_meta, "rng": {"torch_seed": torch.initial_seed()}}
+        if hasattr(self.batches, "state_dict"):  # where the data stream is, so a resumed run sees the same batches
+            extra["data_state"] = self.batches.state_dict()
         return save_checkpoint(self.run_dir / "last", tensors, self._meta("train-state", extra))
 
     def resume(self, path: str | Path | None = None) -> bool:
@@ -191,6 +198,10 @@ class Trainer:
                 raise CheckpointError(f"{path}: written for {key} {meta.get(key)!r}, this run uses {mine!r}")
         load_module_state(self.method, tensors, "method.", str(path))
         _restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        if "data_state" in meta and hasattr(self.batches, "load_state_dict"):
+            self.batches.load_state_dict(meta["data_state"])
         self.step = int(meta["step"])
         log.info("resumed from %s at step %d", path, self.step)
         return True

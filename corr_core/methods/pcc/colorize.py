@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from corr_core.errors import ConfigError
 from corr_core.methods.pcc.loss_colour import ColourMSELoss
 from corr_core.methods.pcc.model import build_pcc_model
 from corr_core.methods.pcc.scenes import PairSampler, fit_size, read_rgb
+from corr_core.train.data import rng_state, set_rng_state
 
 
 def colour_jitter(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -62,6 +64,14 @@ class ColourBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is (the trainer saves it; resume continues it exactly)."""
+        return {"rng": rng_state(self.rng), "pairs": rng_state(self.sampler.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(self.rng, state["rng"])
+        set_rng_state(self.sampler.rng, state["pairs"])
 
     def __next__(self) -> dict[str, torch.Tensor]:
         src, tgt = [], []
