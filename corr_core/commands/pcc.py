@@ -74,10 +74,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_iterate(args: argparse.Namespace) -> int:
-    from corr_core.methods.pcc.pipeline import iterate
+    from corr_core.methods.pcc.pipeline import iterate, scorer
 
     cfg, out, scenes, device = _setup(args)
-    report = iterate(cfg, out, scenes, device, resume=not args.no_resume)
+    report = iterate(cfg, out, scenes, device, resume=not args.no_resume, score=scorer(cfg, out / "cache", device))
     print(json.dumps(report, indent=2))
     return 0
 
