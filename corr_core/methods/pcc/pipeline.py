@@ -142,7 +142,8 @@ def pseudolabel(cfg: dict[str, Any], model_path: Path, out: Path, store: Any, sc
     else:
         heat = ModelHeatmaps(model, device)
         min_sim = float(plc.get("min_sim_iou", 0.3))
-    pairs = pairs_for_labelling(scenes, int(plc.get("every", 5)), int(plc.get("gap", 10)),
+    n = int(plc.get("scenes", 0) or 0)
+    pairs = pairs_for_labelling(scenes[:n] if n > 0 else scenes, int(plc.get("every", 5)), int(plc.get("gap", 10)),
                                 bool(plc.get("temporal", True)))
     log.info("pseudo-labelling %d pairs with %s (%s)", len(pairs), model_path, meta.get("method"))
     summary = label_pairs(pairs, store, heat.similarity, out, min_sim, plc.get("max_proposals"))
