@@ -183,7 +183,26 @@ def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
 
 
-class PairCropBatches:
+class RandomStream:
+    """Mixin of batch iterators whose randomness lives in numpy generators: ``state_dict()`` /
+    ``load_state_dict()`` of the generators named by :meth:`generators` (the trainer saves them with
+    ``last.*``, so a resumed run draws the batches the uninterrupted one would have drawn)."""
+
+    def generators(self) -> dict[str, np.random.Generator]:
+        """Name -> generator; by default the ``rng`` attribute."""
+        return {"rng": self.rng}  # type: ignore[attr-defined]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The JSON-able states of the generators."""
+        return {name: rng_state(gen) for name, gen in self.generators().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores states from :meth:`state_dict`."""
+        for name, gen in self.generators().items():
+            set_rng_state(gen, state[name])
+
+
+class PairCropBatches(RandomStream):
     """Endless batches of two random crops per image, with the crop boxes (for FC).
 
     Yields dicts: ``view1``/``view2`` ``(B, 3, S, S) float32`` in [0, 1], ``box1``/``box2``
@@ -201,13 +220,6 @@ class PairCropBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the stream is (resume continues it exactly)."""
-        return {"rng": rng_state(self.rng)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        set_rng_state(self.rng, state["rng"])
 
     def __next__(self) -> dict[str, torch.Tensor]:
         v1, v2, b1, b2 = [], [], [], []

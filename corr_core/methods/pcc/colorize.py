@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +22,7 @@ from corr_core.errors import ConfigError
 from corr_core.methods.pcc.loss_colour import ColourMSELoss
 from corr_core.methods.pcc.model import build_pcc_model
 from corr_core.methods.pcc.scenes import PairSampler, fit_size, read_rgb
-from corr_core.train.data import rng_state, set_rng_state
+from corr_core.train.data import RandomStream
 
 
 def colour_jitter(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -43,7 +42,7 @@ def to_batch(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-class ColourBatches:
+class ColourBatches(RandomStream):
     """Endless batches of pairs for colourisation: ``{"src", "tgt"}``, ``(B, 3, H, W)`` float in [0, 1].
 
     Args:
@@ -65,13 +64,9 @@ class ColourBatches:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where the stream is (the trainer saves it; resume continues it exactly)."""
-        return {"rng": rng_state(self.rng), "pairs": rng_state(self.sampler.rng)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        set_rng_state(self.rng, state["rng"])
-        set_rng_state(self.sampler.rng, state["pairs"])
+    def generators(self) -> dict[str, np.random.Generator]:
+        """Crops and jitter; the pair sampler's draws."""
+        return {"rng": self.rng, "pairs": self.sampler.rng}
 
     def __next__(self) -> dict[str, torch.Tensor]:
         src, tgt = [], []

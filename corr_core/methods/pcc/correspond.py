@@ -27,7 +27,7 @@ from corr_core.methods.pcc.loss_mask import CorrespondenceLoss
 from corr_core.methods.pcc.model import build_pcc_model
 from corr_core.methods.pcc.pseudolabel import ViewStore
 from corr_core.methods.pcc.scenes import View
-from corr_core.train.data import rng_state, set_rng_state
+from corr_core.train.data import RandomStream
 
 
 def erase(rgb: np.ndarray, mask: np.ndarray, grow: int = 3) -> np.ndarray:
@@ -38,7 +38,7 @@ def erase(rgb: np.ndarray, mask: np.ndarray, grow: int = 3) -> np.ndarray:
     return cv2.inpaint(np.ascontiguousarray(rgb), m, 5, cv2.INPAINT_TELEA)
 
 
-class CorrespondenceBatches:
+class CorrespondenceBatches(RandomStream):
     """Endless batches of (source, source mask, target, target mask, exists) from pseudo-labels.
 
     Yields ``src``/``tgt`` ``(B, 3, H, W)`` float in [0, 1], ``src_mask``/``tgt_mask`` ``(B, 1, H,
@@ -77,13 +77,6 @@ class CorrespondenceBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the stream is (the trainer saves it; resume continues it exactly)."""
-        return {"rng": rng_state(self.rng)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        set_rng_state(self.rng, state["rng"])
 
     def _item(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
         pool = self.cross if self.rng.random() < self.cross_view else self.same
