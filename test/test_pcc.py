@@ -242,3 +242,17 @@ def test_batch_streams_continue_exactly_from_a_saved_state(sim_root):
     fresh.load_state_dict(state)
     b = next(fresh)
     assert torch.equal(a["src"], b["src"]) and torch.equal(a["tgt"], b["tgt"])
+
+
+def test_synthetic_pairs_carry_the_source_colours_to_where_the_warp_moves_them():
+    from corr_core.methods.pcc.colorize import hue_field, warped_pair
+
+    img = np.full((96, 128, 3), 120, np.uint8)
+    img[30:60, 40:80] = (200, 60, 60)
+    a, b = hue_field(img, np.random.default_rng(1)), hue_field(img, np.random.default_rng(2))
+    assert not np.array_equal(a, b)  # other draws, other colours
+    src, tgt = warped_pair(img, np.random.default_rng(0), strength=0.0)  # no warp: target = recoloured source
+    assert np.array_equal(src, tgt) and not np.array_equal(src, img)
+    src, tgt = warped_pair(img, np.random.default_rng(0))
+    assert src.shape == tgt.shape == img.shape and not np.array_equal(src, tgt)
+    assert np.abs(src.astype(int) - hue_field(img, np.random.default_rng(0))).max() == 0  # same field, same seed

@@ -37,6 +37,31 @@ def colour_jitter(images: list[np.ndarray], rng: np.random.Generator) -> list[np
     return out
 
 
+def hue_field(img: np.ndarray, rng: np.random.Generator, cells: tuple[int, int] = (4, 5)) -> np.ndarray:
+    """``img`` with its hue turned by a smooth random field (a few cells of independent turns,
+    upsampled bilinearly) and its saturation raised where it was low: colours that only the image
+    itself, not what such scenes usually look like, can tell."""
+    h, w = img.shape[:2]
+    turn = cv2.resize(rng.uniform(0, 180, cells).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = np.mod(hsv[..., 0] + turn, 180.0)
+    hsv[..., 1] = np.maximum(hsv[..., 1], 96.0)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
+def warped_pair(img: np.ndarray, rng: np.random.Generator, strength: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic pair with known correspondence: ``img`` recoloured by :func:`hue_field`, and the
+    same recoloured image under a random perspective warp (corners moved by up to ``strength`` of the
+    image size; outside the image: black). The target's colours can only be copied from where its
+    pixels came from in the source."""
+    src = hue_field(img, rng)
+    h, w = img.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + rng.uniform(-strength, strength, (4, 2)).astype(np.float32) * np.float32([w, h])
+    warp = cv2.getPerspectiveTransform(corners, moved)
+    return src, cv2.warpPerspective(src, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def to_batch(images: list[np.ndarray]) -> torch.Tensor:
     """``(H, W, 3) uint8`` images -> ``(B, 3, H, W)`` float32 in [0, 1]."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -51,14 +76,19 @@ class ColourBatches(RandomStream):
         size: ``(H, W)``, multiples of 16 (frames are resized to cover it and randomly cropped).
         jitter: apply :func:`colour_jitter` to each pair.
         seed: random seed (crops, jitter).
+        synthetic: share of pairs made from one frame by :func:`warped_pair` (known correspondence,
+            colours unpredictable without it) instead of two views of a scene.
     """
 
     def __init__(self, sampler: PairSampler, batch_size: int, size: tuple[int, int], jitter: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, synthetic: float = 0.0) -> None:
         if batch_size < 1 or size[0] % 16 or size[1] % 16:
             raise ConfigError(f"PCC batches: batch_size >= 1 and a size of multiples of 16 needed, got "
                               f"{batch_size}, {list(size)}")
+        if not 0.0 <= synthetic <= 1.0:
+            raise ConfigError(f"PCC batches: synthetic must be a share in [0, 1], got {synthetic}")
         self.sampler, self.batch_size, self.size, self.jitter = sampler, int(batch_size), tuple(size), bool(jitter)
+        self.synthetic = float(synthetic)
         self.rng = np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -73,7 +103,10 @@ class ColourBatches(RandomStream):
         for _ in range(self.batch_size):
             pair = self.sampler.sample()
             a = fit_size(read_rgb(self.sampler.frame_path(pair.src)), self.size, self.rng)
-            b = fit_size(read_rgb(self.sampler.frame_path(pair.tgt)), self.size, self.rng)
+            if self.synthetic and self.rng.random() < self.synthetic:
+                a, b = warped_pair(a, self.rng)
+            else:
+                b = fit_size(read_rgb(self.sampler.frame_path(pair.tgt)), self.size, self.rng)
             if self.jitter:
                 a, b = colour_jitter([a, b], self.rng)
             src.append(a)

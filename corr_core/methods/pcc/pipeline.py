@@ -105,7 +105,7 @@ def pretrain(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = 
     torch.manual_seed(seed)
     sampler = PairSampler(scenes, float(dcfg.get("cross_view", 0.7)), tuple(dcfg.get("gap", (5, 15))), seed=seed)
     batches = ColourBatches(sampler, int(scfg["train"]["batch_size"]), tuple(dcfg.get("size", (240, 320))),
-                            bool(dcfg.get("jitter", True)), seed=seed + 1)
+                            bool(dcfg.get("jitter", True)), seed=seed + 1, synthetic=float(dcfg.get("synthetic", 0.0)))
     mcfg = cfg.get("model", {})
     method = ColourizeMethod(mcfg.get("arch", "pcc_resnet18_l2"), mcfg.get("encoder_init"),
                              bool(mcfg.get("freeze_encoder", False)), float(mcfg.get("contrast_weight", 0.0)))
