@@ -256,3 +256,23 @@ def test_synthetic_pairs_carry_the_source_colours_to_where_the_warp_moves_them()
     src, tgt = warped_pair(img, np.random.default_rng(0))
     assert src.shape == tgt.shape == img.shape and not np.array_equal(src, tgt)
     assert np.abs(src.astype(int) - hue_field(img, np.random.default_rng(0))).max() == 0  # same field, same seed
+
+
+def test_synthetic_correspondence_items_warp_a_view_and_its_mask(sim_root):
+    from corr_core.methods.pcc.correspond import CorrespondenceBatches
+
+    scenes = sim_scenes(sim_root, resolution="128p")
+    store = ViewStore(scenes, SIZE, build_proposer("oracle"), None)
+    src, tgt = View(scenes[0].name, "ego", 0), View(scenes[0].name, "exo1", 0)
+    records = [{"src": src, "tgt": tgt, "matches": [(0, 0)]}]
+    batches = CorrespondenceBatches(records, store, 8, erase_prob=0.0, elsewhere_prob=0.0, jitter=False,
+                                    synthetic=0.99, seed=1)
+    batch = next(batches)
+    assert torch.all(batch["exists"] == 1)
+    views = {v: torch.from_numpy(store.rgb(v)).permute(2, 0, 1).float() / 255 for v in (src, tgt)}
+    synthetic = [k for k in range(8) if not torch.equal(batch["tgt"][k], views[tgt]) and not torch.equal(
+        batch["tgt"][k], views[src])]
+    assert synthetic  # targets that are neither labelled view: warps of the source
+    for k in synthetic:
+        assert any(torch.equal(batch["src"][k], views[v]) for v in views)
+        assert batch["tgt_mask"][k].sum() >= 0.5 * batch["src_mask"][k].sum() > 0

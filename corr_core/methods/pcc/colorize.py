@@ -49,17 +49,31 @@ def hue_field(img: np.ndarray, rng: np.random.Generator, cells: tuple[int, int] 
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
+def random_warp(size: tuple[int, int], rng: np.random.Generator, strength: float = 0.15) -> np.ndarray:
+    """A random perspective transform (3x3) of an image of ``size`` (H, W): its corners moved by up
+    to ``strength`` of the image size."""
+    h, w = size
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + rng.uniform(-strength, strength, (4, 2)).astype(np.float32) * np.float32([w, h])
+    return cv2.getPerspectiveTransform(corners, moved)
+
+
+def warp(img: np.ndarray, matrix: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """``img`` (an image, or a mask with ``nearest``) under ``matrix``; outside the image: 0."""
+    h, w = img.shape[:2]
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    if img.dtype == np.bool_:
+        return cv2.warpPerspective(img.astype(np.uint8), matrix, (w, h), flags=flags).astype(bool)
+    return cv2.warpPerspective(img, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+
+
 def warped_pair(img: np.ndarray, rng: np.random.Generator, strength: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic pair with known correspondence: ``img`` recoloured by :func:`hue_field`, and the
-    same recoloured image under a random perspective warp (corners moved by up to ``strength`` of the
+    same recoloured image under :func:`random_warp` (corners moved by up to ``strength`` of the
     image size; outside the image: black). The target's colours can only be copied from where its
     pixels came from in the source."""
     src = hue_field(img, rng)
-    h, w = img.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    moved = corners + rng.uniform(-strength, strength, (4, 2)).astype(np.float32) * np.float32([w, h])
-    warp = cv2.getPerspectiveTransform(corners, moved)
-    return src, cv2.warpPerspective(src, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return src, warp(src, random_warp(img.shape[:2], rng, strength))
 
 
 def to_batch(images: list[np.ndarray]) -> torch.Tensor:

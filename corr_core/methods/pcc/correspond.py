@@ -9,6 +9,10 @@ existence head need no labels either:
   their surroundings), so the object is certainly absent — the case of an object hidden from a
   camera;
 * *elsewhere*: the target is a view of another scene.
+
+With ``synthetic`` > 0 some positives are made from one view and a random perspective warp of it
+(the proposal's mask warped with it): correspondence known by construction, so the model learns to
+find a masked thing again under a change of view even where the pseudo-labels are few.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 
 from corr_core.errors import ConfigError, DataError
-from corr_core.methods.pcc.colorize import colour_jitter, to_batch
+from corr_core.methods.pcc.colorize import colour_jitter, random_warp, to_batch, warp
 from corr_core.methods.pcc.loss_mask import CorrespondenceLoss
 from corr_core.methods.pcc.model import build_pcc_model
 from corr_core.methods.pcc.pseudolabel import ViewStore
@@ -53,6 +57,8 @@ class CorrespondenceBatches(RandomStream):
         elsewhere_prob: probability of an *elsewhere* negative.
         jitter: the same random colour change on both views.
         seed: random seed.
+        synthetic: share of items made from one pseudo-labelled view and a random warp of it.
+        synthetic_top: a synthetic item's mask is one of the view's ``synthetic_top`` best proposals.
 
     Raises:
         DataError: no record holds a match.
@@ -60,7 +66,7 @@ class CorrespondenceBatches(RandomStream):
 
     def __init__(self, records: Sequence[dict[str, Any]], store: ViewStore, batch_size: int,
                  cross_view: float = 0.7, erase_prob: float = 0.15, elsewhere_prob: float = 0.1,
-                 jitter: bool = True, seed: int = 0) -> None:
+                 jitter: bool = True, seed: int = 0, synthetic: float = 0.0, synthetic_top: int = 12) -> None:
         usable = [r for r in records if r["matches"]]
         if not usable:
             raise DataError("PCC: the pseudo-labels hold no match to train on")
@@ -73,12 +79,37 @@ class CorrespondenceBatches(RandomStream):
         self.store, self.batch_size = store, int(batch_size)
         self.erase_prob, self.elsewhere_prob, self.jitter = float(erase_prob), float(elsewhere_prob), bool(jitter)
         self.views = [View(s.name, c, t) for s in store.scenes.values() for c in s.cameras for t in range(s.num_frames)]
+        if not 0.0 <= synthetic < 1.0:
+            raise ConfigError(f"PCC batches: synthetic must be a share in [0, 1), got {synthetic}")
+        self.synthetic, self.synthetic_top = float(synthetic), int(synthetic_top)
+        self.labelled = sorted({r[k] for r in usable for k in ("src", "tgt")}, key=View.key)
         self.rng = np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self
 
+    def _synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
+        view = self.labelled[int(self.rng.integers(len(self.labelled)))]
+        props = self.store.proposals(view)
+        if not len(props):
+            return None
+        order = np.argsort(-props.scores, kind="stable")[: self.synthetic_top]
+        mask = props.masks[int(order[int(self.rng.integers(len(order)))])]
+        rgb = self.store.rgb(view)
+        matrix = random_warp(rgb.shape[:2], self.rng)
+        tgt, tgt_mask = warp(rgb, matrix), warp(mask, matrix, nearest=True)
+        if tgt_mask.sum() < 0.5 * mask.sum():  # warped mostly out of the image
+            return None
+        if self.rng.random() < self.erase_prob:
+            return rgb, mask, erase(tgt, tgt_mask), np.zeros_like(tgt_mask), 0.0
+        return rgb, mask, tgt, tgt_mask, 1.0
+
     def _item(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        if self.synthetic and self.rng.random() < self.synthetic:
+            for _ in range(4):
+                item = self._synthetic()
+                if item is not None:
+                    return item
         pool = self.cross if self.rng.random() < self.cross_view else self.same
         rec = pool[int(self.rng.integers(len(pool)))]
         i, j = rec["matches"][int(self.rng.integers(len(rec["matches"])))]

@@ -169,7 +169,8 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path, init: Path, out:
     batches = CorrespondenceBatches(read_pseudolabels(pseudo_dir), store, int(scfg["train"]["batch_size"]),
                                     float(ccfg.get("cross_view", 0.7)), float(ccfg.get("erase_prob", 0.15)),
                                     float(ccfg.get("elsewhere_prob", 0.1)),
-                                    bool(cfg.get("data", {}).get("jitter", True)), seed=seed + 2)
+                                    bool(cfg.get("data", {}).get("jitter", True)), seed=seed + 2,
+                                    synthetic=float(ccfg.get("synthetic", 0.0)))
     method = CorrespondMethod(cfg.get("model", {}).get("arch", "pcc_resnet18_l2"),
                               float(ccfg.get("existence_weight", 0.5)))
     trainer = Trainer(method, batches, out, scfg, device=device)
