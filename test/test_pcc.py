@@ -176,14 +176,15 @@ def test_pair_sampler_draws_cross_view_and_time_gap_pairs(sim_root):
 def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     """Pretraining lowers the colour loss; each stage writes its model; the loop resumes."""
     from corr_core.crossview.matcher import CrossViewMatcher
-    from corr_core.methods.pcc.pipeline import iterate, scorer
+    from corr_core.evaluation.crossview import pcc_scorer
+    from corr_core.methods.pcc.pipeline import iterate
 
     scenes = sim_scenes(sim_root, resolution="128p")
     cfg = json.loads(json.dumps(tiny_cfg))
     cfg["pretrain"]["train"]["iters"] = 12
     cfg["data"]["sim"] = {"size": [160, 128]}
     cfg["score"] = {"episodes": 1, "seed": 2000, "frames": 2, "hidden_per_camera": 1, "every": 1}
-    report = iterate(cfg, tmp_path, scenes, score=scorer(cfg, tmp_path / "cache"))
+    report = iterate(cfg, tmp_path, scenes, score=pcc_scorer(cfg, tmp_path / "cache"))
     scores = report["iterations"][1]["scores"]
     assert set(scores) == {"ego->exo1", "exo1->ego"} and 0 <= scores["ego->exo1"]["iou"] <= 1
     log = [float(r.split(",")[3]) for r in (tmp_path / "pretrain" / "log.csv").read_text().splitlines()[1:]]

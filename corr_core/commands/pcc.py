@@ -74,10 +74,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_iterate(args: argparse.Namespace) -> int:
-    from corr_core.methods.pcc.pipeline import iterate, scorer
+    from corr_core.evaluation.crossview import pcc_scorer
+    from corr_core.methods.pcc.pipeline import iterate
 
     cfg, out, scenes, device = _setup(args)
-    report = iterate(cfg, out, scenes, device, resume=not args.no_resume, score=scorer(cfg, out / "cache", device))
+    report = iterate(cfg, out, scenes, device, resume=not args.no_resume, score=pcc_scorer(cfg, out / "cache", device))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -259,3 +259,33 @@ def write_report(results: dict[str, dict[str, Any]], out: Path) -> str:
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     return table
+
+
+def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu") -> Any:
+    """``(checkpoint, name) -> metrics`` on the recipe's ``score`` episodes (rendered once into
+    ``cache_dir/score_sim``), or None when ``score.episodes`` is 0: cross-view IoU, location error,
+    balanced accuracy and the look-alike test, ego to every exo camera and back."""
+    sc = cfg.get("score") or {}
+    if int(sc.get("episodes", 0) or 0) <= 0:
+        return None
+    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.data.sim import generate_dataset
+    from corr_core.methods.pcc.scenes import sim_scenes
+    from corr_core.proposals import build_proposer
+
+    w, h = (cfg.get("data", {}).get("sim") or {}).get("size", [320, 240])
+    root = cache_dir / "score_sim"
+    generate_dataset(root, seed=int(sc.get("seed", 2000)), num_episodes=int(sc["episodes"]),
+                     num_frames=int(sc.get("frames", 30)), size=(int(w), int(h)), bag=False, reuse=True,
+                     hidden_per_camera=int(sc.get("hidden_per_camera", 1)))
+    scenes = sim_scenes(root, resolution=f"{int(h)}p")
+    exos = [c for c in scenes[0].cameras if c != "ego"]
+    directions = [d for exo in exos for d in (("ego", exo), (exo, "ego"))]
+
+    def score(checkpoint: Path, name: str) -> dict[str, Any]:
+        matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=build_proposer("graph"))
+        res = evaluate_crossview(matcher, scenes, directions, int(sc.get("every", 5)), resamples=200)
+        keys = ("iou", "location_error", "balanced_accuracy", "contour_accuracy", "distractor")
+        return {d: {k: res[d][k] for k in keys} for d in res if "->" in d}
+
+    return score
