@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from corr_core.runtime.batching import BatchEncoder, SetFeatures
 from corr_core.runtime.drops import DropCounter
 from corr_core.runtime.frames import SizeGate, format_size
 from corr_core.sync import MaskAnchors, SyncedSet
@@ -108,6 +109,9 @@ class SetProcessor:
         link: cross-view mode (:class:`~corr_core.crossview.multicam.CrossViewLink`): cameras without
             masks of their own receive the anchor camera's objects through its matcher; the summary
             then holds, per object and camera, visibility and confidence (``"objects"``).
+        batch: when the trackers share one network (``corr_node`` builds them so), the frames of a
+            set that have the same size go through it in one batch
+            (:mod:`corr_core.runtime.batching`); otherwise (or False) each tracker encodes its own.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class SetProcessor:
         logger: Any,
         render_overlay: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
         link: Any = None,
+        batch: bool = True,
     ) -> None:
         if render_overlay is None:
             from corr_core.viz import overlay as render_overlay
@@ -133,6 +138,7 @@ class SetProcessor:
         self._pending: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
         self.link = link
+        self.encoder = BatchEncoder.for_trackers(self.trackers) if batch else None
 
     def anchored(self, camera: str) -> bool:
         """Whether the camera's tracker holds a mask."""
@@ -171,6 +177,7 @@ class SetProcessor:
             cams = [link.anchor] + [c for c in cams if c != link.anchor]
         labels_by_cam: dict[str, np.ndarray | None] = {}
         new_anchor = False
+        feats = self._set_features(synced)
         for cam in cams:
             frame: Frame = synced.items[cam]
             stamp = int(synced.stamps_ns[cam])
@@ -179,7 +186,7 @@ class SetProcessor:
             matched = False
             if link is not None and cam != link.anchor and masks is None:
                 masks, matched = self._crossview(cam, synced, labels_by_cam, new_anchor)
-            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given)
+            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats)
             if link is not None and given and labels is not None:
                 link.given(cam)
                 new_anchor = new_anchor or cam == link.anchor
@@ -228,10 +235,23 @@ class SetProcessor:
         tracker.reset()
         return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), True
 
+    def _set_features(self, synced: SyncedSet[Frame]) -> SetFeatures | None:
+        """The set's features, batched over the cameras likely to be stepped: those anchored or
+        with a mask waiting (in cross-view mode, every camera once the anchor camera is)."""
+        if self.encoder is None:
+            return None
+        ready = {cam: bool(self.trackers[cam].anchored) or self.anchors.has(cam) for cam in self.trackers}
+        link = self.link
+        if link is not None and ready.get(link.anchor):
+            ready = dict.fromkeys(ready, True)
+        frames = {cam: f.rgb for cam, f in synced.items.items() if cam in self.trackers}
+        return SetFeatures(self.encoder, self.trackers, frames, [c for c, ok in ready.items() if ok])
+
     def _step(self, cam: str, frame: Frame, stamp: int, masks: np.ndarray | None,
-              given: bool = True) -> tuple[str, bool, np.ndarray | None]:
+              given: bool = True, feats: SetFeatures | None = None) -> tuple[str, bool, np.ndarray | None]:
         """``(skip reason, re-anchored, labels or None)`` for one camera's frame; ``masks`` were
-        taken from the anchors (``given``) or come from the cross-view matcher."""
+        taken from the anchors (``given``) or come from the cross-view matcher; ``feats``: the
+        set's batched features (None: the tracker encodes the frame itself)."""
         tracker, gate = self.trackers[cam], self.gates[cam]
         if frame.epoch != self._epochs[cam]:  # the gate confirmed a size change: start over
             tracker.reset()
@@ -274,7 +294,10 @@ class SetProcessor:
             tracker.reset()
             self.note(cam, f"size changed from {format_size(old)} to {format_size(size)}: re-anchored from a mask")
         try:
-            labels = tracker.step(frame.rgb, masks)
+            if feats is None:
+                labels = tracker.step(frame.rgb, masks)
+            else:
+                labels = tracker.step_features(feats.get(cam), masks, image_size=size)
         except Exception as exc:  # one bad frame must not stop the other cameras
             self.drops.drop(cam, "tracker error", f"{type(exc).__name__}: {exc}")
             return "tracker error", False, None
