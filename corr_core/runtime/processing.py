@@ -18,14 +18,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from corr_core.runtime.batching import BatchEncoder, SetFeatures
 from corr_core.runtime.drops import DropCounter
 from corr_core.runtime.frames import SizeGate, format_size
 from corr_core.sync import MaskAnchors, SyncedSet
+
+if TYPE_CHECKING:
+    from corr_core.runtime.batching import SetFeatures
 
 __all__ = ["CameraOutput", "Frame", "ProcessedSet", "SetProcessor", "format_ids", "objects"]
 
@@ -95,6 +97,16 @@ def objects(labels: np.ndarray) -> list[dict[str, int]]:
     return [{"id": int(i), "area": int(n)} for i, n in zip(ids, counts, strict=True) if i != 0]
 
 
+def _batch_encoder(trackers: Mapping[str, Any]) -> Any:
+    """A :class:`~corr_core.runtime.batching.BatchEncoder` when the trackers hold a network (the
+    batching module, and torch, are imported only then)."""
+    if not trackers or any(getattr(t, "model", None) is None for t in trackers.values()):
+        return None
+    from corr_core.runtime.batching import BatchEncoder
+
+    return BatchEncoder.for_trackers(trackers)
+
+
 class SetProcessor:
     """Turns synchronised sets into per-camera labels (see the module docstring).
 
@@ -138,7 +150,7 @@ class SetProcessor:
         self._pending: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
         self.link = link
-        self.encoder = BatchEncoder.for_trackers(self.trackers) if batch else None
+        self.encoder = _batch_encoder(self.trackers) if batch else None
 
     def anchored(self, camera: str) -> bool:
         """Whether the camera's tracker holds a mask."""
@@ -245,6 +257,8 @@ class SetProcessor:
         if link is not None and ready.get(link.anchor):
             ready = dict.fromkeys(ready, True)
         frames = {cam: f.rgb for cam, f in synced.items.items() if cam in self.trackers}
+        from corr_core.runtime.batching import SetFeatures
+
         return SetFeatures(self.encoder, self.trackers, frames, [c for c, ok in ready.items() if ok])
 
     def _step(self, cam: str, frame: Frame, stamp: int, masks: np.ndarray | None,

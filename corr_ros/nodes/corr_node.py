@@ -113,6 +113,7 @@ class CorrNode(LifecycleNode):
         self._cameras: list[str] = []
         self._pipeline: CameraPipeline | None = None
         self._device = "cpu"
+        self._backend: Any = None  # corr_core.runtime.backends.BackendInfo once configured
 
     @property
     def lifecycle_state(self) -> str:
@@ -205,7 +206,8 @@ class CorrNode(LifecycleNode):
         self._error = None
         self._lc_state = "inactive"
         self.get_logger().info(
-            f"configured: cameras {self._cameras} on {self._device}, propagation {self._propagation()}"
+            f"configured: cameras {self._cameras} on {self._device} ({self._backend.describe() if self._backend else ''}), "
+            f"propagation {self._propagation()}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -268,18 +270,23 @@ class CorrNode(LifecycleNode):
             return float(self._live["overlay_alpha"]), bool(self._live["publish_overlay"])
 
     def _build_trackers(self, checkpoint: str) -> dict[str, Any]:
-        """One tracker per camera; they share the first tracker's network (loaded once)."""
-        from corr_core.api import build_tracker  # imports torch and the models
+        """One tracker per camera; they share one network (loaded once, on the backend asked for)."""
+        from corr_core.api import load_backend_model  # imports torch and the models
+        from corr_core.propagation.config import PropagationConfig
+        from corr_core.propagation.tracker import Tracker
+        from corr_core.runtime.backends import BackendInfo
 
         seed = None if checkpoint else int(self.get_parameter("seed").value)
-        first = build_tracker(checkpoint or None, self._propagation(), device=self._device, random_init_seed=seed)
+        backend, precision = self.get_parameter("backend").value, self.get_parameter("precision").value
+        model, meta = load_backend_model(checkpoint or None, backend, precision, device=self._device,
+                                         random_init_seed=seed, log=self.get_logger().info)
+        self._backend = BackendInfo(meta["backend"], precision, str(self._device), meta.get("backend_detail", {}))
+        cfg = PropagationConfig(**self._propagation())
         self.get_logger().info(
-            f"feature network {type(first.model).__name__} from {checkpoint or 'random init'} on {self._device}"
+            f"feature network {type(model).__name__} from {checkpoint or 'random init'} on {self._device}: "
+            f"backend {self._backend.describe()}"
         )
-        return {
-            cam: first if i == 0 else type(first)(first.model, first.cfg, self._device)
-            for i, cam in enumerate(self._cameras)
-        }
+        return {cam: Tracker(model, cfg, self._device) for cam in self._cameras}
 
     def _load_initial_masks(self, paths: list[str], anchors: MaskAnchors) -> None:
         from corr_core.data.labels import read_label_png
@@ -347,6 +354,16 @@ class CorrNode(LifecycleNode):
             + (f" (receiving from {present})" if present else "")
         )
 
+    def _backend_values(self) -> dict[str, str]:
+        """What runs the network, for ``/diagnostics`` (what is asked for until configured)."""
+        info = self._backend
+        if info is None:
+            return {"backend": f"{self.get_parameter('backend').value} (not loaded)",
+                    "precision": str(self.get_parameter("precision").value)}
+        values = {"backend": info.backend, "precision": info.precision, "device": info.device}
+        values.update({f"backend_{k}": ",".join(v) if isinstance(v, list) else str(v) for k, v in info.detail.items()})
+        return values
+
     def _publish_diagnostics(self) -> None:
         pipeline = self._pipeline
         missing = pipeline.missing_cameras(float(self._live["camera_timeout"])) if pipeline else []
@@ -374,6 +391,7 @@ class CorrNode(LifecycleNode):
                 missing,
                 self._error,
                 gpu,
+                self._backend_values(),
             )
         ]
         for cam in self._cameras if pipeline else []:

@@ -65,9 +65,11 @@ def pipeline_status(
     missing: list[str],
     error: str | None,
     gpu_memory_mb: str | None = None,
+    backend: dict[str, str] | None = None,
 ) -> DiagnosticStatus:
     """The node's status: ERROR when not configured because of ``error``, WARN while cameras are
-    missing, OK otherwise; values: state, rate, latency, processing time, set and drop counts."""
+    missing, OK otherwise; values: state, rate, latency, processing time, set and drop counts, and
+    ``backend`` (``backend``, ``precision``, ``device``, ``backend_detail``: what runs the network)."""
     lat, proc = timings
     sync_dropped = sum((stats.messages_dropped or {}).values()) if stats else 0
     values = {
@@ -89,6 +91,7 @@ def pipeline_status(
         values["dropped/unmatched by sync"] = str(sync_dropped)
     if gpu_memory_mb is not None:
         values["gpu_memory_mb"] = gpu_memory_mb
+    values.update(backend or {})
     status = DiagnosticStatus(name=f"{name}: pipeline", hardware_id=hardware_id)
     if error is not None:
         status.level, status.message = DiagnosticStatus.ERROR, f"not configured: {error}"

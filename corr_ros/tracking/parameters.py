@@ -1,6 +1,7 @@
 """Every parameter of ``corr_node``: one table (the YAML files and the launch file use only these).
 
-The model rows (checkpoint, random init, seed, device) and the label propagation rows come from
+The model rows (checkpoint, random init, seed, device), the backend rows (backend, precision) and
+the label propagation rows come from
 :mod:`corr_core.options`, the definitions ``corr eval``, ``corr bench`` and ``corr export`` use too;
 the rest (cameras, sync, QoS, outputs, diagnostics) belong to the node.
 """
@@ -49,6 +50,8 @@ PARAMS: list[ParamSpec] = [
     from_option(option("random_init"), f"with checkpoint '': {option('random_init').help}"),
     from_option(option("seed")),
     from_option(option("device"), choices=("cpu", "cuda"), choice_pattern=r"cuda:\d+"),
+    from_option(option("backend")),
+    from_option(option("precision")),
     ParamSpec(
         "slop",
         _T.DOUBLE,
