@@ -235,3 +235,35 @@ def build_tracker(
         raise ConfigError(f"bad propagation settings {propagation}: {exc}") from exc
     model, _ = load_backend_model(checkpoint, backend, precision, device=device, random_init_seed=random_init_seed)
     return Tracker(model, cfg, device=device)
+
+
+def build_camera_trackers(
+    cameras: list[str],
+    checkpoint: str | Path | None,
+    propagation: dict[str, Any] | None = None,
+    device: str = "cpu",
+    random_init_seed: int | None = None,
+    backend: str = "auto",
+    precision: str = "fp32",
+    log: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One :class:`~corr_core.propagation.tracker.Tracker` per camera, all on one network (loaded
+    once with :func:`load_backend_model`): how ``corr_node`` and ``corr bag process`` build them, so
+    both give the same labels.
+
+    Returns:
+        ``({camera: tracker}, the network's metadata)`` (``backend``, ``precision``, ``backend_detail``, ...).
+
+    Raises:
+        ConfigError: bad propagation settings, or as :func:`load_backend_model`.
+    """
+    from corr_core.propagation.config import PropagationConfig
+    from corr_core.propagation.tracker import Tracker
+
+    try:
+        cfg = PropagationConfig(**(propagation or {}))
+    except TypeError as exc:
+        raise ConfigError(f"bad propagation settings {propagation}: {exc}") from exc
+    model, meta = load_backend_model(checkpoint, backend, precision, device=device,
+                                     random_init_seed=random_init_seed, log=log)
+    return {cam: Tracker(model, cfg, device=device) for cam in cameras}, meta

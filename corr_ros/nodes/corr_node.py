@@ -271,22 +271,22 @@ class CorrNode(LifecycleNode):
 
     def _build_trackers(self, checkpoint: str) -> dict[str, Any]:
         """One tracker per camera; they share one network (loaded once, on the backend asked for)."""
-        from corr_core.api import load_backend_model  # imports torch and the models
-        from corr_core.propagation.config import PropagationConfig
-        from corr_core.propagation.tracker import Tracker
+        from corr_core.api import build_camera_trackers  # imports torch and the models
         from corr_core.runtime.backends import BackendInfo
 
         seed = None if checkpoint else int(self.get_parameter("seed").value)
-        backend, precision = self.get_parameter("backend").value, self.get_parameter("precision").value
-        model, meta = load_backend_model(checkpoint or None, backend, precision, device=self._device,
-                                         random_init_seed=seed, log=self.get_logger().info)
+        precision = self.get_parameter("precision").value
+        trackers, meta = build_camera_trackers(
+            self._cameras, checkpoint or None, self._propagation(), self._device, seed,
+            self.get_parameter("backend").value, precision, log=self.get_logger().info,
+        )
         self._backend = BackendInfo(meta["backend"], precision, str(self._device), meta.get("backend_detail", {}))
-        cfg = PropagationConfig(**self._propagation())
+        model = next(iter(trackers.values())).model
         self.get_logger().info(
             f"feature network {type(model).__name__} from {checkpoint or 'random init'} on {self._device}: "
             f"backend {self._backend.describe()}"
         )
-        return {cam: Tracker(model, cfg, self._device) for cam in self._cameras}
+        return trackers
 
     def _load_initial_masks(self, paths: list[str], anchors: MaskAnchors) -> None:
         from corr_core.data.labels import read_label_png
