@@ -36,7 +36,23 @@ from corr_ros.tracking.diagnostics import CameraReport, DropCounter, Timings
 from corr_ros.tracking.frames import SizeGate, format_size
 from corr_ros.tracking.processing import Frame, SetProcessor, format_ids
 
-__all__ = ["CameraPipeline"]
+__all__ = ["SUMMARY_TOPIC", "CameraPipeline", "camera_topics"]
+
+#: The summary topic (std_msgs/String JSON), relative to the node's namespace.
+SUMMARY_TOPIC = "corr/summary"
+
+
+def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, str]]:
+    """A camera's topics, relative to the node's namespace: ``{role: (topic, message type)}`` for
+    ``image`` (in), ``masks`` (in), ``labels`` (out) and ``overlay`` (out). The pipeline subscribes
+    and publishes exactly these; the launch test checks remaps against them."""
+    image = ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
+    return {
+        "image": (f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw", image),
+        "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
+        "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
+        "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
+    }
 
 
 class CameraPipeline:
@@ -87,24 +103,25 @@ class CameraPipeline:
         self._overlay_pubs: dict[str, Any] = {}
         # masks_in first: when a mask and an image are ready in the same executor wake-up, the
         # executor serves subscriptions in creation order, so the mask is stored before the image.
+        topics = {cam: camera_topics(cam, compressed) for cam in self.cameras}
         for cam in self.cameras:
             self._subs.append(
                 node.create_subscription(
-                    Image, f"{cam}/masks_in", lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
+                    Image, topics[cam]["masks"][0], lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
                 )
             )
         for cam in self.cameras:
             sub = node.create_subscription(
                 CompressedImage if compressed else Image,
-                f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw",
+                topics[cam]["image"][0],
                 lambda msg, cam=cam: self.on_image(cam, msg),
                 qos["input"],
             )
             self.image_topics[cam] = sub.topic_name
             self._subs.append(sub)
-            self._label_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/labels", qos["output"])
-            self._overlay_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/overlay", qos["output"])
-        self._summary_pub = node.create_lifecycle_publisher(String, "corr/summary", qos["output"])
+            self._label_pubs[cam] = node.create_lifecycle_publisher(Image, topics[cam]["labels"][0], qos["output"])
+            self._overlay_pubs[cam] = node.create_lifecycle_publisher(Image, topics[cam]["overlay"][0], qos["output"])
+        self._summary_pub = node.create_lifecycle_publisher(String, SUMMARY_TOPIC, qos["output"])
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
