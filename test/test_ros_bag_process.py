@@ -54,14 +54,15 @@ def test_bag_process_gives_the_live_node_labels_on_a_sim_bag(sim, tmp_path, laun
         "-p", "random_init:=true", "-p", "camera_timeout:=0.0",
         *(arg for name, value in SETTINGS for arg in ("-p", f"{name}:={value}")),
     )
-    ros_probe.wait_for(lambda: node.check_alive() and all(s.get_publisher_count() > 0 for s in subs), 90.0,
+    ros_probe.wait_for(lambda: node.check_alive() and all(s.get_publisher_count() > 0 for s in subs), 240.0,
                        "corr_node to publish labels")
     player = launch_node_for_test(
         "corr_ros.nodes.player", "--params-file", str(REPO_ROOT / "config" / "player.yaml"),
         "-p", f"bag:={bag}", "-p", "cameras:=['ego', 'exo1']", "-p", f"masks:=['{masks['ego']}', '{masks['exo1']}']",
         "-p", "rate:=20.0", "-p", "wait_for_labels:=true", "-p", "wait_for_subscribers:=60.0",
+        "-p", "labels_timeout:=120.0",  # lockstep: a loaded machine must not make the player go on alone
     )
-    ros_probe.wait_for(lambda: not player.alive(), 180.0, "corr_player to play the bag")
+    ros_probe.wait_for(lambda: not player.alive(), 900.0, "corr_player to play the bag")
     assert player.wait(timeout=5) == 0, player.log()
     assert f"done: {FRAMES} frames published, 0 waited out without labels" in player.log()
     ros_probe.wait_for(lambda: all(len(live[c]) == FRAMES for c in CAMS), 30.0, "the labels of every frame")

@@ -114,6 +114,7 @@ class CorrNode(LifecycleNode):
         self._pipeline: CameraPipeline | None = None
         self._device = "cpu"
         self._backend: Any = None  # corr_core.runtime.backends.BackendInfo once configured
+        self._missing_since: dict[str, float] = {}  # camera -> when it was first reported missing
 
     @property
     def lifecycle_state(self) -> str:
@@ -247,7 +248,8 @@ class CorrNode(LifecycleNode):
         gates = {cam: SizeGate(change_after) for cam in self._cameras}
         trackers = self._build_trackers(checkpoint)
         link = build_link(lambda name: self.get_parameter(name).value, self._cameras, self._device, self.get_logger())
-        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link)
+        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link,
+                                 batch=bool(self.get_parameter("batch_cameras").value))
         self._pipeline = CameraPipeline(
             self,
             processor,
@@ -310,7 +312,7 @@ class CorrNode(LifecycleNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         if self._pipeline is not None and not self._pipeline.stop():
-            self.get_logger().warning("the worker did not stop within 5 s")
+            self.get_logger().warning("deactivated while the worker was still processing a set")
         self._lc_state = "inactive"
         return super().on_deactivate(state)
 
@@ -364,11 +366,23 @@ class CorrNode(LifecycleNode):
         values.update({f"backend_{k}": ",".join(v) if isinstance(v, list) else str(v) for k, v in info.detail.items()})
         return values
 
+    def _note_returned(self, missing: list[str]) -> None:
+        """Logs cameras that were reported missing and send images again."""
+        for cam in sorted(self._missing_since):
+            if cam not in missing:
+                gone = time.monotonic() - self._missing_since.pop(cam)
+                topic = self._pipeline.image_topics.get(cam, cam + "/image_raw") if self._pipeline else cam
+                self.get_logger().info(f"camera '{cam}' is back: images again on {topic} (reported missing for "
+                                       f"{gone:.1f} s); synchronised sets resume")
+        for cam in missing:
+            self._missing_since.setdefault(cam, time.monotonic())
+
     def _publish_diagnostics(self) -> None:
         pipeline = self._pipeline
         missing = pipeline.missing_cameras(float(self._live["camera_timeout"])) if pipeline else []
         if missing:
             self._warn_missing(missing)
+        self._note_returned(missing)
         stats = pipeline.stats() if pipeline else None
         now = time.monotonic()
         processed = stats.sets_processed if stats else 0

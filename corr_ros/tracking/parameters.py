@@ -64,6 +64,13 @@ PARAMS: list[ParamSpec] = [
         "queue_size", _T.INTEGER, 5, "pending images kept per camera by the synchroniser", range=(1, 100)
     ),
     ParamSpec(
+        "batch_cameras",
+        _T.BOOL,
+        True,
+        "run the frames of a synchronised set through the network in one batch when their sizes match "
+        "(false: one camera at a time, the node before batching; for comparisons)",
+    ),
+    ParamSpec(
         "transport",
         _T.STRING,
         "raw",

@@ -38,6 +38,10 @@ from corr_ros.tracking.processing import Frame, SetProcessor, format_ids
 
 __all__ = ["SUMMARY_TOPIC", "CameraPipeline", "camera_topics"]
 
+#: Longest wait (s) for the set in progress when the node deactivates or cleans up.
+STOP_TIMEOUT_S = 300.0
+#: Seconds between two log lines while waiting for it.
+STOP_POLL_S = 5.0
 #: The summary topic (std_msgs/String JSON), relative to the node's namespace.
 SUMMARY_TOPIC = "corr/summary"
 
@@ -131,13 +135,31 @@ class CameraPipeline:
         self.worker.start()
         self.active = True
 
-    def stop(self) -> bool:
-        """Stops processing (deactivate); False if the worker did not stop within 5 s."""
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Stops processing (deactivate) once the worker has finished the set in progress, so the
+        labels of every set it processed are published before the publishers go.
+
+        Waits up to ``timeout_s`` (default :data:`STOP_TIMEOUT_S`), logging every
+        :data:`STOP_POLL_S` seconds while the set runs; False if the worker is still busy then.
+        """
         self.active = False
-        return self.worker.stop()
+        deadline = time.monotonic() + (STOP_TIMEOUT_S if timeout_s is None else timeout_s)
+        started = time.monotonic()
+        while not self.worker.stop(timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                self.node.get_logger().error(
+                    f"the worker is still processing a set after {time.monotonic() - started:.0f} s; stopping "
+                    "without it (its labels will not be published)"
+                )
+                return False
+            self.node.get_logger().warning(
+                f"stopping: the worker is still processing a set ({time.monotonic() - started:.0f} s); waiting for "
+                "it, so its labels are published"
+            )
+        return True
 
     def destroy(self) -> None:
-        """Stops the worker and destroys the topics (cleanup)."""
+        """Stops the worker (after its set in progress) and destroys the topics (cleanup)."""
         self.stop()
         for sub in self._subs:
             self.node.destroy_subscription(sub)
