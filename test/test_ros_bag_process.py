@@ -41,7 +41,6 @@ def sim(tmp_path_factory) -> Path:
 def test_bag_process_gives_the_live_node_labels_on_a_sim_bag(sim, tmp_path, launch_node_for_test, ros_probe):
     from sensor_msgs.msg import Image
 
-    from corr_core.commands.bag_process import process_bag
     from corr_ros.conversions import image_to_labels, stamp_to_ns
     from corr_ros.qos import reliable_qos
 
@@ -67,10 +66,21 @@ def test_bag_process_gives_the_live_node_labels_on_a_sim_bag(sim, tmp_path, laun
     assert f"done: {FRAMES} frames published, 0 waited out without labels" in player.log()
     ros_probe.wait_for(lambda: all(len(live[c]) == FRAMES for c in CAMS), 30.0, "the labels of every frame")
 
+    # `corr bag process` in its own process, as a user runs it (torch's lazy triton import crashes a
+    # process that has loaded rclpy)
+    import json
+    import os
+    import subprocess
+    import sys
+
     out = tmp_path / "labels"
-    report = process_bag(bag, out, masks={c: str(p) for c, p in masks.items()}, random_init_seed=0,
-                         propagation=dict(SETTINGS), progress=False)
-    assert report["sets"] == FRAMES
+    cmd = [sys.executable, "-m", "corr_core.cli", "bag", "process", str(bag), str(out), "--random-init", "0",
+           "--masks", ",".join(f"{c}={p}" for c, p in masks.items()), "--no-progress",
+           *(arg for name, value in SETTINGS for arg in (f"--{name}", str(value)))]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
+                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=900)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["sets"] == FRAMES
     from rosbags.highlevel import AnyReader
 
     from corr_core.data.bag import decode_image

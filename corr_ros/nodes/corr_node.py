@@ -3,9 +3,13 @@
 A lifecycle node (``rclpy.lifecycle.Node``):
 
 * configure: validates the parameters, builds one :class:`~corr_core.propagation.tracker.Tracker`
-  per camera through :func:`corr_core.api.build_tracker` (checkpoint or random init), loads the
-  optional ``initial_masks``, creates subscriptions and publishers;
-* activate: starts the worker thread and processing; deactivate stops it;
+  per camera, all on one network, through :func:`corr_core.api.build_camera_trackers` (checkpoint
+  or random init, on the ``backend`` and ``precision`` asked for: torch, onnxruntime or tensorrt;
+  an absent one fails the configure with its name, never falls back; what runs is logged and
+  published in ``/diagnostics``), loads the optional ``initial_masks``, creates subscriptions and
+  publishers;
+* activate: starts the worker thread and processing; deactivate stops it once the set in
+  progress is done (its labels are published first);
 * cleanup: frees the trackers (and cached GPU memory).
 
 With ``autostart: true`` (default) it configures and activates itself, so it runs without a
