@@ -38,6 +38,7 @@ def sim(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.timeout(1800)  # lockstep on a loaded 2-core machine: minutes
 def test_bag_process_gives_the_live_node_labels_on_a_sim_bag(sim, tmp_path, launch_node_for_test, ros_probe):
     from sensor_msgs.msg import Image
 

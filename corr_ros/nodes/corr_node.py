@@ -73,6 +73,8 @@ from corr_ros.tracking.pipeline import CameraPipeline
 from corr_ros.tracking.processing import SetProcessor, format_ids
 
 NODE_NAME = "corr_node"
+#: Seconds the process's exit waits for the set in progress (its context is gone: nothing is published).
+EXIT_WAIT_S = 5.0
 _T = Parameter.Type
 
 
@@ -108,7 +110,7 @@ class CorrNode(LifecycleNode):
             float(value_of(self, self._specs["diagnostics_period"])), self._publish_diagnostics
         )
         self._last_diag = (time.monotonic(), 0)
-        self._missing_warned_at = -1e18
+        self._missing = diag.MissingCameras(self.get_logger())
         if self._startup_errors:  # reported at once, not only after autostart's configure
             self._error = "; ".join(self._startup_errors.values())
 
@@ -118,7 +120,6 @@ class CorrNode(LifecycleNode):
         self._pipeline: CameraPipeline | None = None
         self._device = "cpu"
         self._backend: Any = None  # corr_core.runtime.backends.BackendInfo once configured
-        self._missing_since: dict[str, float] = {}  # camera -> when it was first reported missing
 
     @property
     def lifecycle_state(self) -> str:
@@ -326,7 +327,7 @@ class CorrNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
+        self._teardown(EXIT_WAIT_S)
         self._lc_state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
@@ -335,10 +336,15 @@ class CorrNode(LifecycleNode):
         self._lc_state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
-        """Stops the worker, destroys topics and frees the trackers (safe to call repeatedly)."""
+    def _teardown(self, wait_s: float | None = None) -> None:
+        """Stops the worker, destroys topics and frees the trackers (safe to call repeatedly).
+
+        Args:
+            wait_s: longest wait for the set in progress (None: the pipeline's default, so its labels
+                go out; the process's exit passes a few seconds: nothing can be published then).
+        """
         if self._pipeline is not None:
-            self._pipeline.destroy()
+            self._pipeline.destroy(wait_s)
         device = self._device
         self._reset_runtime()
         if str(device).startswith("cuda"):
@@ -347,46 +353,16 @@ class CorrNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ diagnostics
-    def _warn_missing(self, missing: list[str]) -> None:
-        now = time.monotonic()
-        if now - self._missing_warned_at < max(diag.WARN_THROTTLE_S, float(self._live["camera_timeout"])):
-            return
-        self._missing_warned_at = now
-        present = [c for c in self._cameras if c not in missing]
-        self.get_logger().warning(
-            "no images for "
-            + ", ".join(f"camera '{c}' on {self._pipeline.image_topics.get(c, c + '/image_raw')}" for c in missing)
-            + f" for more than {self._live['camera_timeout']} s: no synchronised sets can be formed"
-            + (f" (receiving from {present})" if present else "")
-        )
-
     def _backend_values(self) -> dict[str, str]:
         """What runs the network, for ``/diagnostics`` (what is asked for until configured)."""
-        info = self._backend
-        if info is None:
-            return {"backend": f"{self.get_parameter('backend').value} (not loaded)",
-                    "precision": str(self.get_parameter("precision").value)}
-        values = {"backend": info.backend, "precision": info.precision, "device": info.device}
-        values.update({f"backend_{k}": ",".join(v) if isinstance(v, list) else str(v) for k, v in info.detail.items()})
-        return values
-
-    def _note_returned(self, missing: list[str]) -> None:
-        """Logs cameras that were reported missing and send images again."""
-        for cam in sorted(self._missing_since):
-            if cam not in missing:
-                gone = time.monotonic() - self._missing_since.pop(cam)
-                topic = self._pipeline.image_topics.get(cam, cam + "/image_raw") if self._pipeline else cam
-                self.get_logger().info(f"camera '{cam}' is back: images again on {topic} (reported missing for "
-                                       f"{gone:.1f} s); synchronised sets resume")
-        for cam in missing:
-            self._missing_since.setdefault(cam, time.monotonic())
+        asked = (str(self.get_parameter("backend").value), str(self.get_parameter("precision").value))
+        return diag.backend_values(self._backend, *asked)
 
     def _publish_diagnostics(self) -> None:
         pipeline = self._pipeline
         missing = pipeline.missing_cameras(float(self._live["camera_timeout"])) if pipeline else []
-        if missing:
-            self._warn_missing(missing)
-        self._note_returned(missing)
+        topics = pipeline.image_topics if pipeline else {}
+        self._missing.update(missing, self._cameras, topics, float(self._live["camera_timeout"]))
         stats = pipeline.stats() if pipeline else None
         now = time.monotonic()
         processed = stats.sets_processed if stats else 0
@@ -433,7 +409,7 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
-            node._teardown()
+            node._teardown(EXIT_WAIT_S)
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

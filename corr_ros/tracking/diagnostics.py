@@ -8,15 +8,17 @@ status for the node: state, rate, latency, drops, configure errors) and :func:`c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from corr_core.handoff import WorkerStats
 from corr_core.runtime.drops import WARN_THROTTLE_S, DropCounter, Timings
 
-__all__ = ["WARN_THROTTLE_S", "CameraReport", "DropCounter", "Timings", "camera_status", "gpu_memory_mb",
-           "pipeline_status"]
+__all__ = ["WARN_THROTTLE_S", "CameraReport", "DropCounter", "MissingCameras", "Timings", "backend_values",
+           "camera_status", "gpu_memory_mb", "pipeline_status"]
 
 
 @dataclass
@@ -141,3 +143,47 @@ def gpu_memory_mb(device: str) -> str:
         return f"{torch.cuda.memory_allocated(device) / 2**20:.1f}"
     except Exception:  # no CUDA runtime: report nothing rather than fail diagnostics
         return "n/a"
+
+
+class MissingCameras:
+    """Cameras without images: a throttled warning while they are missing, a line when they are back.
+
+    Args:
+        logger: has ``info``/``warning`` (an rclpy logger).
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self._warned_at = -1e18
+        self._since: dict[str, float] = {}  # camera -> when it was first reported missing
+
+    def update(self, missing: list[str], cameras: list[str], topics: dict[str, str], timeout_s: float) -> None:
+        """Called with every diagnostics message: ``missing`` cameras now, their ``topics``."""
+        now = time.monotonic()
+        for cam in sorted(self._since):
+            if cam not in missing:
+                gone = now - self._since.pop(cam)
+                self._logger.info(f"camera '{cam}' is back: images again on {topics.get(cam, cam + '/image_raw')} "
+                                  f"(reported missing for {gone:.1f} s); synchronised sets resume")
+        for cam in missing:
+            self._since.setdefault(cam, now)
+        if not missing or now - self._warned_at < max(WARN_THROTTLE_S, timeout_s):
+            return
+        self._warned_at = now
+        present = [c for c in cameras if c not in missing]
+        self._logger.warning(
+            "no images for "
+            + ", ".join(f"camera '{c}' on {topics.get(c, c + '/image_raw')}" for c in missing)
+            + f" for more than {timeout_s} s: no synchronised sets can be formed"
+            + (f" (receiving from {present})" if present else "")
+        )
+
+
+def backend_values(info: Any, backend: str, precision: str) -> dict[str, str]:
+    """``/diagnostics`` values of what runs the network: a
+    :class:`~corr_core.runtime.backends.BackendInfo`, or (None) what is asked for, not loaded yet."""
+    if info is None:
+        return {"backend": f"{backend} (not loaded)", "precision": precision}
+    values = {"backend": info.backend, "precision": info.precision, "device": info.device}
+    values.update({f"backend_{k}": ",".join(v) if isinstance(v, list) else str(v) for k, v in info.detail.items()})
+    return values

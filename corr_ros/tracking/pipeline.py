@@ -158,9 +158,10 @@ class CameraPipeline:
             )
         return True
 
-    def destroy(self) -> None:
-        """Stops the worker (after its set in progress) and destroys the topics (cleanup)."""
-        self.stop()
+    def destroy(self, wait_s: float | None = None) -> None:
+        """Stops the worker (after its set in progress, up to ``wait_s``: see :meth:`stop`) and
+        destroys the topics (cleanup)."""
+        self.stop(wait_s)
         for sub in self._subs:
             self.node.destroy_subscription(sub)
         for pub in [*self._label_pubs.values(), *self._overlay_pubs.values(), self._summary_pub]:
