@@ -69,6 +69,7 @@ setup(
         # subcommands of `corr` defined outside corr_core (loaded after its built-in ones)
         "corr.commands": [
             "demo = corr_ros.demo:add_parser",
+            "bench_node = corr_ros.bench_node:add_parser",  # `corr bench node`
         ],
     },
     zip_safe=False,

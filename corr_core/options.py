@@ -31,11 +31,17 @@ from corr_core.errors import ConfigError
 from corr_core.propagation.config import PropagationConfig
 
 __all__ = [
+    "BACKENDS",
+    "BACKEND_OPTIONS",
+    "PRECISIONS",
+    "BackendChoice",
     "MODEL_OPTIONS",
     "PROPAGATION_OPTIONS",
     "ModelSource",
     "Option",
+    "add_backend_args",
     "add_model_args",
+    "backend_choice",
     "add_propagation_args",
     "model_source",
     "propagation_overrides",
@@ -118,7 +124,24 @@ PROPAGATION_OPTIONS: tuple[Option, ...] = (
            "size)", range=(0.125, 8.0)),
 )
 
-_BY_NAME = {o.name: o for o in (*MODEL_OPTIONS, *PROPAGATION_OPTIONS)}
+#: Inference backends (:mod:`corr_core.runtime.backends`); ``auto``: onnxruntime for a ``.onnx``
+#: checkpoint, tensorrt for a ``.engine`` file, torch otherwise.
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+#: Numeric precision of the feature network; which backend takes which is checked when it loads.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+#: How the feature network runs (the same rows for the CLI and ``corr_node``).
+BACKEND_OPTIONS: tuple[Option, ...] = (
+    Option("backend", str, "auto", "inference backend: torch, onnxruntime (the checkpoint exported to ONNX, "
+           "cached) or tensorrt (an engine built from that ONNX, cached); auto: onnxruntime for a .onnx "
+           "checkpoint, tensorrt for a .engine file, torch otherwise. An absent backend is an error, "
+           "never a fallback", choices=BACKENDS),
+    Option("precision", str, "fp32", "network precision: fp32; fp16 (torch autocast on CUDA, tensorrt, "
+           "onnxruntime's TensorRT provider), bf16 (torch autocast on CUDA or CPU, tensorrt), int8 "
+           "(tensorrt engine calibrated by `corr export tensorrt --precision int8`)", choices=PRECISIONS),
+)
+
+_BY_NAME = {o.name: o for o in (*MODEL_OPTIONS, *PROPAGATION_OPTIONS, *BACKEND_OPTIONS)}
 
 
 def option(name: str) -> Option:
@@ -244,3 +267,24 @@ def propagation_overrides(args: argparse.Namespace, names: Sequence[str] | None 
     chosen = names if names is not None else [o.name for o in PROPAGATION_OPTIONS]
     given = {n: getattr(args, n) for n in chosen if getattr(args, n, None) is not None}
     return propagation_settings(given)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """How the feature network runs: ``backend`` (:data:`BACKENDS`) and ``precision`` (:data:`PRECISIONS`)."""
+
+    backend: str = "auto"
+    precision: str = "fp32"
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--backend`` and ``--precision`` (:data:`BACKEND_OPTIONS`)."""
+    for opt in BACKEND_OPTIONS:
+        parser.add_argument(opt.flag, default=opt.default, choices=opt.choices, dest=opt.name,
+                            help=f"{opt.help} (default {opt.default})")
+
+
+def backend_choice(args: argparse.Namespace) -> BackendChoice:
+    """The :class:`BackendChoice` of :func:`add_backend_args` flags (defaults when absent)."""
+    return BackendChoice(str(getattr(args, "backend", "auto") or "auto"),
+                         str(getattr(args, "precision", "fp32") or "fp32"))

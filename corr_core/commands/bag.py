@@ -1,4 +1,5 @@
-"""``corr bag info PATH`` and ``corr bag export PATH --topics cam=topic,... --out DIR``.
+"""``corr bag info PATH``, ``corr bag export PATH --topics cam=topic,... --out DIR`` and ``corr bag
+process IN OUT`` (corr_node's pipeline over a bag: :mod:`corr_core.commands.bag_process`).
 
 ``export`` turns the synchronised camera images of a rosbag2 bag into DAVIS-layout frame
 folders, one data set per camera, so that bags can be used for training and evaluation::
@@ -188,11 +189,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Registers ``corr bag`` with its ``info`` and ``export`` subcommands."""
+    """Registers ``corr bag`` with its ``info``, ``export`` and ``process`` subcommands."""
     parser = subparsers.add_parser(
         "bag",
-        help="inspect rosbag2 bags and export their camera images as DAVIS-layout data",
-        description="Inspect rosbag2 bags (mcap or sqlite3) and export synchronised camera images.",
+        help="inspect rosbag2 bags, export their camera images as DAVIS-layout data, run corr_node's pipeline "
+        "over them",
+        description="Inspect rosbag2 bags (mcap or sqlite3), export synchronised camera images, and process them "
+        "with corr_node's pipeline.",
     )
     sub = parser.add_subparsers(dest="bag_command", metavar="ACTION", required=True)
 
@@ -234,3 +237,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
     export.add_argument("--overwrite", action="store_true", help="replace frames in existing output folders")
     export.set_defaults(func=run_export)
+
+    from corr_core.commands import bag_process
+
+    bag_process.add_parser(sub)

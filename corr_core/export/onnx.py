@@ -3,14 +3,17 @@
 :func:`export_onnx` takes a model (an ``nn.Module`` and its metadata), not a checkpoint path:
 loading checkpoints is :mod:`corr_core.api`'s job (``corr_core.api.export_checkpoint_onnx`` loads
 one and calls this). The exported graph follows :mod:`corr_core.io.onnx_format`: input ``image``,
-``(1, 3, H, W)`` float32 RGB in [0, 1] (normalisation is inside the graph), output ``features``,
-``(1, C, H/stride, W/stride)`` float32. Height and width are dynamic. The graph carries its
+``(B, 3, H, W)`` float32 RGB in [0, 1] (normalisation is inside the graph), output ``features``,
+``(B, C, H/stride, W/stride)`` float32. Batch, height and width are dynamic (the cameras of a
+synchronised set run as one batch; files written before the batch axis was dynamic take B = 1,
+and :mod:`corr_core.runtime` runs them frame by frame). The graph carries its
 provenance in the ONNX metadata (``corr_format``, ``arch``, ``feature_stride``, ``channels``,
 ``source`` and the sha256 of the source weights), which :mod:`corr_core.runtime` checks on load,
 so a foreign ONNX file is refused with a clear message.
 
 After writing, the file is loaded with onnxruntime (CPU) and compared with the PyTorch network on
-random frames at the export size and at a second size (checks that dynamic shapes work); a
+random frames at the export size and at a second size with a batch of two (checks that dynamic
+shapes work); a
 difference above ``atol`` deletes nothing already there (the new file is written beside it first)
 and raises :class:`~corr_core.errors.ExportError`.
 """
@@ -54,9 +57,9 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _parity(session: Any, model: torch.nn.Module, size: tuple[int, int], seed: int) -> float:
+def _parity(session: Any, model: torch.nn.Module, size: tuple[int, int], seed: int, batch: int = 1) -> float:
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(1, 3, size[0], size[1], generator=gen)
+    x = torch.rand(batch, 3, size[0], size[1], generator=gen)
     with torch.inference_mode():
         ref = model(x).numpy()
     got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
@@ -122,8 +125,8 @@ def export_onnx(
         "channels": str(int(probe.shape[1])),
         "source": source,
         "source_sha256": str(meta.get("source_sha256", "") or ""),
-        "input": f"{INPUT_NAME}: (1, 3, H, W) float32 RGB in [0, 1]",
-        "output": f"{OUTPUT_NAME}: (1, C, H/stride, W/stride) float32",
+        "input": f"{INPUT_NAME}: (B, 3, H, W) float32 RGB in [0, 1]",
+        "output": f"{OUTPUT_NAME}: (B, C, H/stride, W/stride) float32",
     }
 
     tmp = out.with_name(out.name + ".tmp")
@@ -137,7 +140,8 @@ def export_onnx(
                 str(tmp),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {2: "fh", 3: "fw"}},
+                dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                              OUTPUT_NAME: {0: "batch", 2: "fh", 3: "fw"}},
                 opset_version=int(opset),
                 dynamo=False,
             )
@@ -149,7 +153,7 @@ def export_onnx(
         onnx.save(graph, str(tmp))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         sizes = [(h, w), (h + 8 * 3 + 5, w - 8 * 2 + 3)]  # the second is not a multiple of the stride
-        diffs = {f"{a}x{b}": _parity(session, model, (a, b), seed=i) for i, (a, b) in enumerate(sizes)}
+        diffs = {f"{a}x{b}": _parity(session, model, (a, b), seed=i, batch=1 + i) for i, (a, b) in enumerate(sizes)}
     except ExportError:
         tmp.unlink(missing_ok=True)
         raise

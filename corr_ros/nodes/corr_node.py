@@ -3,9 +3,13 @@
 A lifecycle node (``rclpy.lifecycle.Node``):
 
 * configure: validates the parameters, builds one :class:`~corr_core.propagation.tracker.Tracker`
-  per camera through :func:`corr_core.api.build_tracker` (checkpoint or random init), loads the
-  optional ``initial_masks``, creates subscriptions and publishers;
-* activate: starts the worker thread and processing; deactivate stops it;
+  per camera, all on one network, through :func:`corr_core.api.build_camera_trackers` (checkpoint
+  or random init, on the ``backend`` and ``precision`` asked for: torch, onnxruntime or tensorrt;
+  an absent one fails the configure with its name, never falls back; what runs is logged and
+  published in ``/diagnostics``), loads the optional ``initial_masks``, creates subscriptions and
+  publishers;
+* activate: starts the worker thread and processing; deactivate stops it once the set in
+  progress is done (its labels are published first);
 * cleanup: frees the trackers (and cached GPU memory).
 
 With ``autostart: true`` (default) it configures and activates itself, so it runs without a
@@ -69,6 +73,8 @@ from corr_ros.tracking.pipeline import CameraPipeline
 from corr_ros.tracking.processing import SetProcessor, format_ids
 
 NODE_NAME = "corr_node"
+#: Seconds the process's exit waits for the set in progress (its context is gone: nothing is published).
+EXIT_WAIT_S = 5.0
 _T = Parameter.Type
 
 
@@ -104,7 +110,7 @@ class CorrNode(LifecycleNode):
             float(value_of(self, self._specs["diagnostics_period"])), self._publish_diagnostics
         )
         self._last_diag = (time.monotonic(), 0)
-        self._missing_warned_at = -1e18
+        self._missing = diag.MissingCameras(self.get_logger())
         if self._startup_errors:  # reported at once, not only after autostart's configure
             self._error = "; ".join(self._startup_errors.values())
 
@@ -113,6 +119,7 @@ class CorrNode(LifecycleNode):
         self._cameras: list[str] = []
         self._pipeline: CameraPipeline | None = None
         self._device = "cpu"
+        self._backend: Any = None  # corr_core.runtime.backends.BackendInfo once configured
 
     @property
     def lifecycle_state(self) -> str:
@@ -205,7 +212,8 @@ class CorrNode(LifecycleNode):
         self._error = None
         self._lc_state = "inactive"
         self.get_logger().info(
-            f"configured: cameras {self._cameras} on {self._device}, propagation {self._propagation()}"
+            f"configured: cameras {self._cameras} on {self._device} ({self._backend.describe() if self._backend else ''}), "
+            f"propagation {self._propagation()}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -245,7 +253,8 @@ class CorrNode(LifecycleNode):
         gates = {cam: SizeGate(change_after) for cam in self._cameras}
         trackers = self._build_trackers(checkpoint)
         link = build_link(lambda name: self.get_parameter(name).value, self._cameras, self._device, self.get_logger())
-        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link)
+        processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link,
+                                 batch=bool(self.get_parameter("batch_cameras").value))
         self._pipeline = CameraPipeline(
             self,
             processor,
@@ -268,18 +277,23 @@ class CorrNode(LifecycleNode):
             return float(self._live["overlay_alpha"]), bool(self._live["publish_overlay"])
 
     def _build_trackers(self, checkpoint: str) -> dict[str, Any]:
-        """One tracker per camera; they share the first tracker's network (loaded once)."""
-        from corr_core.api import build_tracker  # imports torch and the models
+        """One tracker per camera; they share one network (loaded once, on the backend asked for)."""
+        from corr_core.api import build_camera_trackers  # imports torch and the models
+        from corr_core.runtime.backends import BackendInfo
 
         seed = None if checkpoint else int(self.get_parameter("seed").value)
-        first = build_tracker(checkpoint or None, self._propagation(), device=self._device, random_init_seed=seed)
-        self.get_logger().info(
-            f"feature network {type(first.model).__name__} from {checkpoint or 'random init'} on {self._device}"
+        precision = self.get_parameter("precision").value
+        trackers, meta = build_camera_trackers(
+            self._cameras, checkpoint or None, self._propagation(), self._device, seed,
+            self.get_parameter("backend").value, precision, log=self.get_logger().info,
         )
-        return {
-            cam: first if i == 0 else type(first)(first.model, first.cfg, self._device)
-            for i, cam in enumerate(self._cameras)
-        }
+        self._backend = BackendInfo(meta["backend"], precision, str(self._device), meta.get("backend_detail", {}))
+        model = next(iter(trackers.values())).model
+        self.get_logger().info(
+            f"feature network {type(model).__name__} from {checkpoint or 'random init'} on {self._device}: "
+            f"backend {self._backend.describe()}"
+        )
+        return trackers
 
     def _load_initial_masks(self, paths: list[str], anchors: MaskAnchors) -> None:
         from corr_core.data.labels import read_label_png
@@ -303,7 +317,7 @@ class CorrNode(LifecycleNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         if self._pipeline is not None and not self._pipeline.stop():
-            self.get_logger().warning("the worker did not stop within 5 s")
+            self.get_logger().warning("deactivated while the worker was still processing a set")
         self._lc_state = "inactive"
         return super().on_deactivate(state)
 
@@ -313,7 +327,7 @@ class CorrNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
+        self._teardown(EXIT_WAIT_S)
         self._lc_state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
@@ -322,10 +336,15 @@ class CorrNode(LifecycleNode):
         self._lc_state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
-        """Stops the worker, destroys topics and frees the trackers (safe to call repeatedly)."""
+    def _teardown(self, wait_s: float | None = None) -> None:
+        """Stops the worker, destroys topics and frees the trackers (safe to call repeatedly).
+
+        Args:
+            wait_s: longest wait for the set in progress (None: the pipeline's default, so its labels
+                go out; the process's exit passes a few seconds: nothing can be published then).
+        """
         if self._pipeline is not None:
-            self._pipeline.destroy()
+            self._pipeline.destroy(wait_s)
         device = self._device
         self._reset_runtime()
         if str(device).startswith("cuda"):
@@ -334,24 +353,16 @@ class CorrNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ diagnostics
-    def _warn_missing(self, missing: list[str]) -> None:
-        now = time.monotonic()
-        if now - self._missing_warned_at < max(diag.WARN_THROTTLE_S, float(self._live["camera_timeout"])):
-            return
-        self._missing_warned_at = now
-        present = [c for c in self._cameras if c not in missing]
-        self.get_logger().warning(
-            "no images for "
-            + ", ".join(f"camera '{c}' on {self._pipeline.image_topics.get(c, c + '/image_raw')}" for c in missing)
-            + f" for more than {self._live['camera_timeout']} s: no synchronised sets can be formed"
-            + (f" (receiving from {present})" if present else "")
-        )
+    def _backend_values(self) -> dict[str, str]:
+        """What runs the network, for ``/diagnostics`` (what is asked for until configured)."""
+        asked = (str(self.get_parameter("backend").value), str(self.get_parameter("precision").value))
+        return diag.backend_values(self._backend, *asked)
 
     def _publish_diagnostics(self) -> None:
         pipeline = self._pipeline
         missing = pipeline.missing_cameras(float(self._live["camera_timeout"])) if pipeline else []
-        if missing:
-            self._warn_missing(missing)
+        topics = pipeline.image_topics if pipeline else {}
+        self._missing.update(missing, self._cameras, topics, float(self._live["camera_timeout"]))
         stats = pipeline.stats() if pipeline else None
         now = time.monotonic()
         processed = stats.sets_processed if stats else 0
@@ -374,6 +385,7 @@ class CorrNode(LifecycleNode):
                 missing,
                 self._error,
                 gpu,
+                self._backend_values(),
             )
         ]
         for cam in self._cameras if pipeline else []:
@@ -397,7 +409,7 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
-            node._teardown()
+            node._teardown(EXIT_WAIT_S)
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

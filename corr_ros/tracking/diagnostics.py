@@ -8,7 +8,6 @@ status for the node: state, rate, latency, drops, configure errors) and :func:`c
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,74 +15,10 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from corr_core.handoff import WorkerStats
+from corr_core.runtime.drops import WARN_THROTTLE_S, DropCounter, Timings
 
-__all__ = ["WARN_THROTTLE_S", "CameraReport", "DropCounter", "Timings", "camera_status", "gpu_memory_mb",
-           "pipeline_status"]
-
-WARN_THROTTLE_S = 5.0
-
-
-class DropCounter:
-    """Counts dropped messages per (camera, reason) and logs a throttled warning per pair.
-
-    Args:
-        logger: has ``warning(str)`` (an rclpy logger).
-        throttle_s: least seconds between two warnings of one camera and reason.
-    """
-
-    def __init__(self, logger: Any, throttle_s: float = WARN_THROTTLE_S) -> None:
-        self._logger = logger
-        self._throttle_s = throttle_s
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], int] = {}
-        self._last_log: dict[tuple[str, str], float] = {}
-
-    def drop(self, camera: str, reason: str, detail: str = "") -> None:
-        """Counts one drop and warns (at most once per ``throttle_s`` per camera and reason)."""
-        key = (camera, reason)
-        now = time.monotonic()
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            count = self._counts[key]
-            due = now - self._last_log.get(key, -1e18) >= self._throttle_s
-            if due:
-                self._last_log[key] = now
-        if due:
-            extra = f": {detail}" if detail else ""
-            self._logger.warning(f"camera '{camera}': dropped input ({reason}){extra} [{count} so far]")
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        """A snapshot ``{(camera, reason): count}``."""
-        with self._lock:
-            return dict(self._counts)
-
-    def reset(self) -> None:
-        """Forgets every count."""
-        with self._lock:
-            self._counts.clear()
-            self._last_log.clear()
-
-
-class Timings:
-    """Latency and processing time of the sets processed since the last diagnostics message."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._latency_s: list[float] = []
-        self._processing_s: list[float] = []
-
-    def add(self, latency_s: float, processing_s: float) -> None:
-        """Records one set (called by the worker)."""
-        with self._lock:
-            self._latency_s.append(latency_s)
-            self._processing_s.append(processing_s)
-
-    def take(self) -> tuple[list[float], list[float]]:
-        """``(latencies, processing times)`` in seconds since the last call; clears them."""
-        with self._lock:
-            out = (self._latency_s, self._processing_s)
-            self._latency_s, self._processing_s = [], []
-            return out
+__all__ = ["WARN_THROTTLE_S", "CameraReport", "DropCounter", "MissingCameras", "Timings", "backend_values",
+           "camera_status", "gpu_memory_mb", "pipeline_status"]
 
 
 @dataclass
@@ -132,9 +67,11 @@ def pipeline_status(
     missing: list[str],
     error: str | None,
     gpu_memory_mb: str | None = None,
+    backend: dict[str, str] | None = None,
 ) -> DiagnosticStatus:
     """The node's status: ERROR when not configured because of ``error``, WARN while cameras are
-    missing, OK otherwise; values: state, rate, latency, processing time, set and drop counts."""
+    missing, OK otherwise; values: state, rate, latency, processing time, set and drop counts, and
+    ``backend`` (``backend``, ``precision``, ``device``, ``backend_detail``: what runs the network)."""
     lat, proc = timings
     sync_dropped = sum((stats.messages_dropped or {}).values()) if stats else 0
     values = {
@@ -156,6 +93,7 @@ def pipeline_status(
         values["dropped/unmatched by sync"] = str(sync_dropped)
     if gpu_memory_mb is not None:
         values["gpu_memory_mb"] = gpu_memory_mb
+    values.update(backend or {})
     status = DiagnosticStatus(name=f"{name}: pipeline", hardware_id=hardware_id)
     if error is not None:
         status.level, status.message = DiagnosticStatus.ERROR, f"not configured: {error}"
@@ -205,3 +143,47 @@ def gpu_memory_mb(device: str) -> str:
         return f"{torch.cuda.memory_allocated(device) / 2**20:.1f}"
     except Exception:  # no CUDA runtime: report nothing rather than fail diagnostics
         return "n/a"
+
+
+class MissingCameras:
+    """Cameras without images: a throttled warning while they are missing, a line when they are back.
+
+    Args:
+        logger: has ``info``/``warning`` (an rclpy logger).
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self._warned_at = -1e18
+        self._since: dict[str, float] = {}  # camera -> when it was first reported missing
+
+    def update(self, missing: list[str], cameras: list[str], topics: dict[str, str], timeout_s: float) -> None:
+        """Called with every diagnostics message: ``missing`` cameras now, their ``topics``."""
+        now = time.monotonic()
+        for cam in sorted(self._since):
+            if cam not in missing:
+                gone = now - self._since.pop(cam)
+                self._logger.info(f"camera '{cam}' is back: images again on {topics.get(cam, cam + '/image_raw')} "
+                                  f"(reported missing for {gone:.1f} s); synchronised sets resume")
+        for cam in missing:
+            self._since.setdefault(cam, now)
+        if not missing or now - self._warned_at < max(WARN_THROTTLE_S, timeout_s):
+            return
+        self._warned_at = now
+        present = [c for c in cameras if c not in missing]
+        self._logger.warning(
+            "no images for "
+            + ", ".join(f"camera '{c}' on {topics.get(c, c + '/image_raw')}" for c in missing)
+            + f" for more than {timeout_s} s: no synchronised sets can be formed"
+            + (f" (receiving from {present})" if present else "")
+        )
+
+
+def backend_values(info: Any, backend: str, precision: str) -> dict[str, str]:
+    """``/diagnostics`` values of what runs the network: a
+    :class:`~corr_core.runtime.backends.BackendInfo`, or (None) what is asked for, not loaded yet."""
+    if info is None:
+        return {"backend": f"{backend} (not loaded)", "precision": precision}
+    values = {"backend": info.backend, "precision": info.precision, "device": info.device}
+    values.update({f"backend_{k}": ",".join(v) if isinstance(v, list) else str(v) for k, v in info.detail.items()})
+    return values

@@ -1,6 +1,7 @@
 """Every parameter of ``corr_node``: one table (the YAML files and the launch file use only these).
 
-The model rows (checkpoint, random init, seed, device) and the label propagation rows come from
+The model rows (checkpoint, random init, seed, device), the backend rows (backend, precision) and
+the label propagation rows come from
 :mod:`corr_core.options`, the definitions ``corr eval``, ``corr bench`` and ``corr export`` use too;
 the rest (cameras, sync, QoS, outputs, diagnostics) belong to the node.
 """
@@ -49,6 +50,8 @@ PARAMS: list[ParamSpec] = [
     from_option(option("random_init"), f"with checkpoint '': {option('random_init').help}"),
     from_option(option("seed")),
     from_option(option("device"), choices=("cpu", "cuda"), choice_pattern=r"cuda:\d+"),
+    from_option(option("backend")),
+    from_option(option("precision")),
     ParamSpec(
         "slop",
         _T.DOUBLE,
@@ -59,6 +62,13 @@ PARAMS: list[ParamSpec] = [
     ),
     ParamSpec(
         "queue_size", _T.INTEGER, 5, "pending images kept per camera by the synchroniser", range=(1, 100)
+    ),
+    ParamSpec(
+        "batch_cameras",
+        _T.BOOL,
+        True,
+        "run the frames of a synchronised set through the network in one batch when their sizes match "
+        "(false: one camera at a time, the node before batching; for comparisons)",
     ),
     ParamSpec(
         "transport",

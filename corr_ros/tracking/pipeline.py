@@ -36,7 +36,27 @@ from corr_ros.tracking.diagnostics import CameraReport, DropCounter, Timings
 from corr_ros.tracking.frames import SizeGate, format_size
 from corr_ros.tracking.processing import Frame, SetProcessor, format_ids
 
-__all__ = ["CameraPipeline"]
+__all__ = ["SUMMARY_TOPIC", "CameraPipeline", "camera_topics"]
+
+#: Longest wait (s) for the set in progress when the node deactivates or cleans up.
+STOP_TIMEOUT_S = 300.0
+#: Seconds between two log lines while waiting for it.
+STOP_POLL_S = 5.0
+#: The summary topic (std_msgs/String JSON), relative to the node's namespace.
+SUMMARY_TOPIC = "corr/summary"
+
+
+def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, str]]:
+    """A camera's topics, relative to the node's namespace: ``{role: (topic, message type)}`` for
+    ``image`` (in), ``masks`` (in), ``labels`` (out) and ``overlay`` (out). The pipeline subscribes
+    and publishes exactly these; the launch test checks remaps against them."""
+    image = ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
+    return {
+        "image": (f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw", image),
+        "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
+        "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
+        "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
+    }
 
 
 class CameraPipeline:
@@ -87,24 +107,25 @@ class CameraPipeline:
         self._overlay_pubs: dict[str, Any] = {}
         # masks_in first: when a mask and an image are ready in the same executor wake-up, the
         # executor serves subscriptions in creation order, so the mask is stored before the image.
+        topics = {cam: camera_topics(cam, compressed) for cam in self.cameras}
         for cam in self.cameras:
             self._subs.append(
                 node.create_subscription(
-                    Image, f"{cam}/masks_in", lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
+                    Image, topics[cam]["masks"][0], lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
                 )
             )
         for cam in self.cameras:
             sub = node.create_subscription(
                 CompressedImage if compressed else Image,
-                f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw",
+                topics[cam]["image"][0],
                 lambda msg, cam=cam: self.on_image(cam, msg),
                 qos["input"],
             )
             self.image_topics[cam] = sub.topic_name
             self._subs.append(sub)
-            self._label_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/labels", qos["output"])
-            self._overlay_pubs[cam] = node.create_lifecycle_publisher(Image, f"{cam}/overlay", qos["output"])
-        self._summary_pub = node.create_lifecycle_publisher(String, "corr/summary", qos["output"])
+            self._label_pubs[cam] = node.create_lifecycle_publisher(Image, topics[cam]["labels"][0], qos["output"])
+            self._overlay_pubs[cam] = node.create_lifecycle_publisher(Image, topics[cam]["overlay"][0], qos["output"])
+        self._summary_pub = node.create_lifecycle_publisher(String, SUMMARY_TOPIC, qos["output"])
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -114,14 +135,33 @@ class CameraPipeline:
         self.worker.start()
         self.active = True
 
-    def stop(self) -> bool:
-        """Stops processing (deactivate); False if the worker did not stop within 5 s."""
-        self.active = False
-        return self.worker.stop()
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Stops processing (deactivate) once the worker has finished the set in progress, so the
+        labels of every set it processed are published before the publishers go.
 
-    def destroy(self) -> None:
-        """Stops the worker and destroys the topics (cleanup)."""
-        self.stop()
+        Waits up to ``timeout_s`` (default :data:`STOP_TIMEOUT_S`), logging every
+        :data:`STOP_POLL_S` seconds while the set runs; False if the worker is still busy then.
+        """
+        self.active = False
+        deadline = time.monotonic() + (STOP_TIMEOUT_S if timeout_s is None else timeout_s)
+        started = time.monotonic()
+        while not self.worker.stop(timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                self.node.get_logger().error(
+                    f"the worker is still processing a set after {time.monotonic() - started:.0f} s; stopping "
+                    "without it (its labels will not be published)"
+                )
+                return False
+            self.node.get_logger().warning(
+                f"stopping: the worker is still processing a set ({time.monotonic() - started:.0f} s); waiting for "
+                "it, so its labels are published"
+            )
+        return True
+
+    def destroy(self, wait_s: float | None = None) -> None:
+        """Stops the worker (after its set in progress, up to ``wait_s``: see :meth:`stop`) and
+        destroys the topics (cleanup)."""
+        self.stop(wait_s)
         for sub in self._subs:
             self.node.destroy_subscription(sub)
         for pub in [*self._label_pubs.values(), *self._overlay_pubs.values(), self._summary_pub]:
