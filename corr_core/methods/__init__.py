@@ -73,8 +73,15 @@ def _corrflow(**kwargs: Any) -> nn.Module:
     return CorrFlowMethod(**kwargs)
 
 
+def _hvc(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.hvc import HVCMethod
+
+    return HVCMethod(**kwargs)
+
+
 METHODS: dict[str, MethodSpec] = {"fc": MethodSpec(_fc, _fc_batches)}
 METHODS["corrflow"] = MethodSpec(_corrflow, _corrflow_batches)  # clips (corr_core.data.clips)
+METHODS["hvc"] = MethodSpec(_hvc, _fc_batches)  # two crops of one image, as FC
 
 
 def method_spec(name: str) -> MethodSpec:
