@@ -186,6 +186,29 @@ def test_batches_resume_with_the_same_colours_and_stream():
     assert all(torch.equal(x[k], y[k]) for k in x)
 
 
+def test_clip_pool_reads_davis_sequences_sim_cameras_and_videos(tmp_path):
+    rng = np.random.default_rng(0)
+    davis = tmp_path / "davis"
+    for seq in ("walk", "bear"):
+        _frame_folder(davis / "JPEGImages" / "240p" / seq, _moving_field(rng, 6))
+    sim = tmp_path / "cache" / "sim"  # what the sim generator writes: <cam>/JPEGImages/<H>p/<episode>/
+    for cam in ("ego", "exo1"):
+        _frame_folder(sim / cam / "JPEGImages" / "240p" / "episode_000", _moving_field(rng, 4))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 72))
+    for f in _moving_field(rng, 8):
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    data = {"davis": [{"root": str(davis), "resolution": "240p", "exclude": ["bear"], "every": 2}],
+            "videos": [str(video)], "video_every": 2, "sim": {"episodes": 1}, "clip_frames": 3, "clip_gap": [1, 1]}
+    pool = build_clip_pool(data, tmp_path / "cache", render_sim=False)  # reads the frames another process rendered
+    lengths = {s.name.split("/")[-1] if not s.name.endswith(".avi") else "video": len(s) for s in pool.sequences}
+    assert lengths == {"walk": 3, "episode_000": 4, "video": 4} and len(pool) == 4
+    assert pool.counts == {"davis:davis": 3, "video:clip.avi": 4, "sim": 8}
+    clip = pool.draw(np.random.default_rng(0), 3, (1, 1))
+    assert len(clip) == 3 and all(f.shape == (72, 96, 3) and f.dtype == np.uint8 for f in clip)
+
+
 def test_clip_data_errors_name_the_source(tmp_path):
     rng = np.random.default_rng(0)
     base = {"clip_frames": 3, "clip_gap": [1, 2]}
