@@ -74,3 +74,38 @@ def cell_centers(boxes: torch.Tensor, fh: int, fw: int) -> tuple[torch.Tensor, t
     x = boxes[:, 1, None] + gx.reshape(1, -1) * boxes[:, 3, None]
     diag = torch.sqrt((boxes[:, 2] / fh) ** 2 + (boxes[:, 3] / fw) ** 2)
     return torch.stack([y, x], dim=-1), diag
+
+
+def colour_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.1,
+    contrast: float = 0.1,
+    saturation: float = 0.1,
+    hue: float = 0.1,
+) -> np.ndarray:
+    """A random brightness, contrast, saturation and hue change (torchvision ``ColorJitter``'s ranges).
+
+    Factors are drawn uniformly from ``[1 - x, 1 + x]`` for brightness, contrast and saturation, and
+    the hue shift from ``[-hue, hue]`` of a full turn; they apply in that order.
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB.
+        rng: the random generator of the factors.
+
+    Returns:
+        ``(H, W, 3) uint8`` RGB.
+    """
+    img = image.astype(np.float32)
+    img = img * rng.uniform(1 - brightness, 1 + brightness)
+    grey = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    img = (img - grey.mean()) * rng.uniform(1 - contrast, 1 + contrast) + grey.mean()
+    grey = (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    img = grey + (img - grey) * rng.uniform(1 - saturation, 1 + saturation)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    shift = rng.uniform(-hue, hue)
+    if shift:
+        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(shift * 180))) % 180).astype(np.uint8)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return out

@@ -61,7 +61,27 @@ def _fc(**kwargs: Any) -> nn.Module:
     return FCMethod(**kwargs)
 
 
+def _corrflow_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
+    from corr_core.methods.corrflow.batches import build_clip_batches
+
+    return build_clip_batches(ctx.cfg, ctx.data, ctx.cache_dir, ctx.batch_size, ctx.seed, render=ctx.render)
+
+
+def _corrflow(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.corrflow import CorrFlowMethod
+
+    return CorrFlowMethod(**kwargs)
+
+
+def _hvc(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.hvc import HVCMethod
+
+    return HVCMethod(**kwargs)
+
+
 METHODS: dict[str, MethodSpec] = {"fc": MethodSpec(_fc, _fc_batches)}
+METHODS["corrflow"] = MethodSpec(_corrflow, _corrflow_batches)  # clips (corr_core.data.clips)
+METHODS["hvc"] = MethodSpec(_hvc, _fc_batches)  # two crops of one image, as FC
 
 
 def method_spec(name: str) -> MethodSpec:
