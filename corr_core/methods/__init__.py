@@ -79,9 +79,29 @@ def _hvc(**kwargs: Any) -> nn.Module:
     return HVCMethod(**kwargs)
 
 
+def _mer_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
+    from corr_core.methods.mer.data import ClipBatches, build_clip_pool
+
+    clip = ctx.data.get("clip") or {}
+    refs, gap, flow_gap = int(clip.get("refs", 2)), tuple(clip.get("gap", (1, 4))), int(clip.get("flow_gap", 1))
+    pool = build_clip_pool(ctx.data, ctx.cache_dir, ClipBatches.span(refs, int(gap[0]), flow_gap),
+                           render_sim=ctx.render)
+    return ClipBatches(pool, ctx.batch_size, int(ctx.data.get("crop_size", 128)),
+                       tuple(ctx.data.get("scale", (0.25, 1.0))), refs=refs, gap=gap, flow_gap=flow_gap,
+                       flow_scale=float(clip.get("flow_scale", 8.0)), seed=ctx.seed,
+                       preset=str(clip.get("preset", "medium")))
+
+
+def _mer(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.mer import MERMethod
+
+    return MERMethod(**kwargs)
+
+
 METHODS: dict[str, MethodSpec] = {"fc": MethodSpec(_fc, _fc_batches)}
 METHODS["corrflow"] = MethodSpec(_corrflow, _corrflow_batches)  # clips (corr_core.data.clips)
 METHODS["hvc"] = MethodSpec(_hvc, _fc_batches)  # two crops of one image, as FC
+METHODS["mer"] = MethodSpec(_mer, _mer_batches)
 
 
 def method_spec(name: str) -> MethodSpec:
