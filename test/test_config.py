@@ -116,7 +116,7 @@ def test_a_value_of_the_wrong_type_is_a_clear_error(tmp_path, capsys):
 def test_method_and_list_entries_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="no method given"):
         load_training_config(_recipe(tmp_path, "train: {iters: 3}\n"))
-    with pytest.raises(ConfigError, match=r"method 'nope' is unknown \(known: \['corrflow', 'fc', 'hvc', 'mer', 'pcc'\]"):
+    with pytest.raises(ConfigError, match=r"method 'nope' is unknown \(known: \['corrflow', 'fc', 'hvc', 'mer', 'pcc', 'sfc', 'sfc_semantic'\]"):
         load_training_config(_recipe(tmp_path, "method: nope\n"))
     with pytest.raises(ConfigError, match=r"unknown key 'model\.hiden_dim' \(did you mean 'hidden_dim'\?\)"):
         load_training_config(_recipe(tmp_path, "method: fc\nmodel: {hiden_dim: 3}\n"))

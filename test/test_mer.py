@@ -106,6 +106,8 @@ def test_a_missing_empty_or_unreadable_video_source_is_named(tmp_path):
         build_clip_pool({"folders": [str(short)]}, tmp_path, min_frames=4)
     with pytest.raises(ConfigError, match="no data source set"):
         build_clip_pool({}, tmp_path, min_frames=4)
+    with pytest.raises(ConfigError, match=rf"no video sequence.*{tmp_path / 'davis'}: not found"):
+        build_clip_pool({"davis": [{"root": str(tmp_path / "davis")}]}, tmp_path, min_frames=4)
     broken = tmp_path / "broken"
     broken.mkdir()
     for i, frame in enumerate(_video(0, n=5)):

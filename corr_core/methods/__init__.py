@@ -104,6 +104,34 @@ METHODS["hvc"] = MethodSpec(_hvc, _fc_batches)  # two crops of one image, as FC
 METHODS["mer"] = MethodSpec(_mer, _mer_batches)
 
 
+def _sfc_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
+    from corr_core.methods.sfc.data import sfc_batches
+
+    return sfc_batches(ctx)
+
+
+def _sfc_semantic_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
+    from corr_core.methods.sfc.data import semantic_batches
+
+    return semantic_batches(ctx)
+
+
+def _sfc(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.sfc import SFCMethod
+
+    return SFCMethod(**kwargs)
+
+
+def _sfc_semantic(**kwargs: Any) -> nn.Module:
+    from corr_core.methods.sfc import SemanticMethod
+
+    return SemanticMethod(**kwargs)
+
+
+METHODS["sfc"] = MethodSpec(_sfc, _sfc_batches)
+METHODS["sfc_semantic"] = MethodSpec(_sfc_semantic, _sfc_semantic_batches)
+
+
 def method_spec(name: str) -> MethodSpec:
     """The registered method ``name``.
 

@@ -48,6 +48,28 @@ def resnet50_s8() -> ResNetDense:
     return ResNetDense(depth=50, strides=(2, 1, 2), last_stage=3)
 
 
+#: SFC's fused networks (seed 004, eq. 7): registered name -> (semantic backbone, fine-grained
+#: backbone). One checkpoint holds both branches and lambda; it loads and exports as one network.
+SFC_FUSIONS: dict[str, tuple[str, str]] = {
+    "sfc_resnet18_s8": ("resnet18_s8", "resnet18_s8"),  # the CPU recipes: two ResNet-18s at stride 8
+    "sfc_resnet50_s8": ("resnet50_s8", "resnet18_fc"),  # the paper: MoCo ResNet-50 + FC ResNet-18
+}
+
+
+def _fused_builder(semantic: str, fine_grained: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from corr_core.propagation.fusion import FusedFeatures
+
+        return FusedFeatures(build_backbone(semantic), build_backbone(fine_grained), lam=1.75)
+
+    build.__doc__ = f"SFC's fused features (eq. 7): semantic {semantic} + fine-grained {fine_grained}, lambda 1.75."
+    return build
+
+
+for _name, (_semantic, _fine) in SFC_FUSIONS.items():
+    register_backbone(_name)(_fused_builder(_semantic, _fine))
+
+
 def build_backbone(name: str) -> nn.Module:
     """Builds a registered backbone.
 

@@ -113,8 +113,8 @@ def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, min_frames: int
         render_sim: render the episodes (rank 0) or read those another process rendered.
 
     Raises:
-        ConfigError: a DAVIS root or folder that does not exist, or no usable sequence at all (the
-            message says what each source gave).
+        ConfigError: a folder that does not exist, or no usable sequence at all (the message says
+            what each source gave, a missing DAVIS root included).
         DataError: a folder, video or frame that cannot be read (named).
     """
     from corr_core.data import sources
@@ -123,8 +123,10 @@ def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, min_frames: int
     pool = ClipPool(max_height=max_height)
     for entry in dcfg.get("davis") or []:
         root = Path(entry["root"]).expanduser()
-        if not root.is_dir():
-            raise ConfigError(f"data.davis: DAVIS root {root} does not exist")
+        if not root.is_dir():  # as FC's pool: a missing DAVIS set is skipped (and named if nothing is left)
+            log.warning("data.davis: DAVIS root %s not found; skipped", root)
+            pool.notes.append(f"data.davis {root}: not found (skipped)")
+            continue
         pool.add(f"data.davis {root}", _davis_sequences(entry), min_frames)
     every = int(dcfg.get("video_every", 5))
     folders = dcfg.get("folders") or []
