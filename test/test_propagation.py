@@ -20,7 +20,7 @@ from corr_core.propagation.crw import (
     propagate_step,
     upsample_labels,
 )
-from corr_core.propagation.fusion import FusedFeatures
+from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.memory import FrameMemory, grouped_topk, select_topk
 from corr_core.propagation.tracker import Tracker
 

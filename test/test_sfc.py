@@ -25,7 +25,7 @@ from corr_core.methods.sfc.data import ViewBatches, sfc_batches
 from corr_core.methods.sfc.weights import load_semantic_weights
 from corr_core.models import build_backbone
 from corr_core.models.backbones import _set_stride
-from corr_core.propagation.fusion import FusedFeatures
+from corr_core.models.fusion import FusedFeatures
 from corr_core.train.data import ImagePool, PairCropBatches
 from corr_core.train.trainer import Trainer
 

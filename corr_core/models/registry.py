@@ -58,7 +58,7 @@ SFC_FUSIONS: dict[str, tuple[str, str]] = {
 
 def _fused_builder(semantic: str, fine_grained: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        from corr_core.propagation.fusion import FusedFeatures
+        from corr_core.models.fusion import FusedFeatures
 
         return FusedFeatures(build_backbone(semantic), build_backbone(fine_grained), lam=1.75)
 

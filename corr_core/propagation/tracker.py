@@ -17,7 +17,7 @@ it is matched within ``cfg.long_term_radius`` (whole image by default), the shor
 last ``cfg.context`` frames) within ``cfg.radius``. The defaults (N = 0, L = 1) are CRW's.
 
 Feature fusion (SFC eq. 7): :meth:`Tracker.from_models` builds a tracker on a semantic and a
-fine-grained model fused by :class:`~corr_core.propagation.fusion.FusedFeatures` with
+fine-grained model fused by :class:`~corr_core.models.fusion.FusedFeatures` with
 ``cfg.fusion_lambda``.
 
 As Cutie's ``InferenceCore``, the tracker delegates: the memory manager
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
 from corr_core.propagation.config import PropagationConfig
 from corr_core.propagation.context import ContextMemory
-from corr_core.propagation.fusion import FusedFeatures
+from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.objects import ObjectManager
 
 #: Settings that shape the memories: read when masks are next given.
@@ -116,7 +116,7 @@ class Tracker:
     ) -> Tracker:
         """A tracker on SFC's fused features (eq. 7) of a semantic and a fine-grained model.
 
-        The two models are wrapped in one :class:`~corr_core.propagation.fusion.FusedFeatures`
+        The two models are wrapped in one :class:`~corr_core.models.fusion.FusedFeatures`
         (the tracker's ``model``, exportable as one graph) with ``lambda = cfg.fusion_lambda``
         (kept in sync with ``cfg`` at every step). ``cfg.feature_stride`` must be the stride of the
         finer of the two maps. SFC's DAVIS settings (Table 0.A.2):

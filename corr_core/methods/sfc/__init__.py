@@ -4,7 +4,7 @@
 the semantic branch), ``infonce.py`` and ``byol.py`` (its losses; FC's is
 :mod:`corr_core.methods.fc.loss`), ``augment.py`` (MoCo v2's views), ``weights.py`` (a semantic
 checkpoint loaded without unpickling; a fused checkpoint split into its branches), ``data.py``
-(batches). The fused network is :class:`corr_core.propagation.fusion.FusedFeatures`, registered
+(batches). The fused network is :class:`corr_core.models.fusion.FusedFeatures`, registered
 as the architectures of :data:`corr_core.models.registry.SFC_FUSIONS`.
 """
 

@@ -9,7 +9,7 @@ The two share no weights and no loss term, so training them in one run is traini
 the FC branch of an SFC run is, weight for weight, the FC run of the same recipe (it is built
 first, from the same seed, and sees the same batches).
 
-The network used downstream is :class:`~corr_core.propagation.fusion.FusedFeatures`:
+The network used downstream is :class:`~corr_core.models.fusion.FusedFeatures`:
 ``[L2(F_s), lambda * L2(F_f)]`` re-normalised (eq. 7), registered as one architecture
 (:data:`~corr_core.models.registry.SFC_FUSIONS`), so ``model.safetensors`` holds both branches
 and ``lambda``, loads by path alone and exports as one ONNX graph. Its propagation settings are
@@ -30,7 +30,7 @@ from corr_core.methods.sfc.semantic import SemanticMethod
 from corr_core.methods.sfc.weights import load_semantic_weights
 from corr_core.models import build_backbone
 from corr_core.models.registry import SFC_FUSIONS
-from corr_core.propagation.fusion import FusedFeatures
+from corr_core.models.fusion import FusedFeatures
 
 log = logging.getLogger(__name__)
 
