@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from corr_core.crossview.base import MatchResult, check_inputs, network_size
 from corr_core.crossview.baseline import FeatureMatcher
 from corr_core.crossview.matcher import CrossViewMatcher
-from corr_core.errors import DataError, ShapeMismatchError
+from corr_core.errors import ConfigError, DataError, ShapeMismatchError
 from corr_core.evaluation.crossview import evaluate_crossview, write_report
 from corr_core.methods.pcc.model import build_pcc_model
 from corr_core.methods.pcc.scenes import read_rgb, sim_scenes
@@ -92,6 +92,22 @@ def test_pcc_matcher_returns_every_queried_id_and_snaps_to_proposals():
     far = np.zeros((8, 8), bool)
     far[0, 7] = True  # overlaps nothing: kept as predicted
     assert np.array_equal(matcher._snap(far, props), far)
+
+
+def test_proposal_selection_takes_the_proposal_the_predicted_map_covers_not_the_largest():
+    """select="proposal": soft IoU with the probability map, so a proposal holding the object and much
+    more loses to the one that is the object; a weak map (nothing above threshold) still selects."""
+    props = np.zeros((3, 10, 10), bool)
+    props[0] = True  # the whole view
+    props[1, 2:5, 2:5] = True  # the object
+    props[2, 6:9, 6:9] = True  # another object
+    prob = np.zeros((10, 10), np.float32)
+    prob[2:5, 2:5] = 0.3  # below any threshold: "snap" would find no mask to snap
+    assert np.array_equal(CrossViewMatcher._best_proposal(prob, props), props[1])
+    prob[6:9, 6:9] = 0.6
+    assert np.array_equal(CrossViewMatcher._best_proposal(prob, props), props[2])
+    with pytest.raises(ConfigError, match="select"):
+        CrossViewMatcher(build_pcc_model("pcc_tiny"), select="nearest")
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
     if args.pcc is not None:
         from corr_core.crossview.matcher import CrossViewMatcher
 
-        return CrossViewMatcher.from_checkpoint(args.pcc, args.device, proposer=proposer), f"pcc:{args.pcc}"
+        return (CrossViewMatcher.from_checkpoint(args.pcc, args.device, proposer=proposer, select=args.select),
+                f"pcc:{args.pcc}")
     from corr_core.api import load_feature_model
     from corr_core.crossview.baseline import FeatureMatcher
 
@@ -114,6 +115,9 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     src.add_argument("--pcc", type=Path, default=None, help="a PCC correspondence model (RUN/iter_N/model)")
     p.add_argument("--proposer", default="graph", choices=("graph", "sam", "none"),
                    help="target proposals: the baseline picks one, PCC snaps to them (default graph)")
+    p.add_argument("--select", default="proposal", choices=("proposal", "snap"),
+                   help="PCC with proposals: the proposal the predicted map covers best (soft IoU), or the "
+                        "thresholded mask snapped to the proposal it overlaps (default proposal)")
     p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM checkpoint for --proposer sam")
     p.add_argument("--calibrate", type=Path, default=None, metavar="SIM",
                    help="choose the existence threshold on these (tuning) episodes; default: confidence > 0.5")

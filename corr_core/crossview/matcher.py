@@ -28,6 +28,9 @@ from corr_core.methods.pcc.heatmaps import image_tensor
 from corr_core.proposals.base import Proposer
 
 
+SELECT = ("snap", "proposal")
+
+
 class CrossViewMatcher:
     """Finds the objects of a source view in a target view with a PCC correspondence model.
 
@@ -35,7 +38,11 @@ class CrossViewMatcher:
         model: a :class:`~corr_core.methods.pcc.model.PCCNet` with trained mask and existence heads.
         device: torch device.
         proposer: target proposals to snap masks to (None: the model's masks as they are).
-        snap_iou: least IoU between a predicted mask and a proposal for the proposal to replace it.
+        snap_iou: least IoU between a predicted mask and a proposal for the proposal to replace it
+            (``select="snap"``).
+        select: ``"snap"``: threshold the predicted mask, then replace it by the proposal it overlaps
+            most; ``"proposal"``: the proposal of highest soft IoU with the predicted probability map
+            (seed 000's Sim(H, O) with a size normalisation), whenever the map has any mass.
         threshold: existence probability above which an object counts as visible, and mask
             probability above which a pixel belongs to it.
         max_side: the longer image side the network sees (images are resized to it, to multiples
@@ -51,10 +58,13 @@ class CrossViewMatcher:
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
                  snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
-                 batch: int = 16) -> None:
+                 batch: int = 16, select: str = "proposal") -> None:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
             raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
                               f"{threshold}, {snap_iou}")
+        if select not in SELECT:
+            raise ConfigError(f"CrossViewMatcher: select must be one of {SELECT}, got {select!r}")
+        self.select = select
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.proposer = proposer
@@ -121,7 +131,9 @@ class CrossViewMatcher:
         priority = {}
         for (i, _), p, c in zip(queries, prob, conf, strict=True):
             mask = p > self.threshold
-            if props is not None and len(props) and mask.any():
+            if props is not None and len(props) and self.select == "proposal":
+                mask = self._best_proposal(p, props.masks)
+            elif props is not None and len(props) and mask.any():
                 mask = self._snap(mask, props.masks)
             result.masks[i] = mask
             result.confidence[i] = float(c)
@@ -139,3 +151,12 @@ class CrossViewMatcher:
         iou = inter / np.maximum(union, 1)
         best = int(np.argmax(iou))
         return proposals[best].copy() if iou[best] >= self.snap_iou else mask
+
+    @staticmethod
+    def _best_proposal(prob: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+        """The proposal of highest soft IoU with the probability map ``prob`` (H, W) in [0, 1]."""
+        flat = proposals.reshape(len(proposals), -1).astype(np.float32)
+        p = prob.reshape(-1).astype(np.float32)
+        inter = flat @ p
+        iou = inter / np.maximum(flat.sum(1) + p.sum() - inter, 1e-6)
+        return proposals[int(np.argmax(iou))].copy()
