@@ -6,6 +6,13 @@ One implementation serves the rosbag2 reader (:mod:`corr_core.data.bag`) and the
 a message whose stamp lies within ``slop_ns`` of the set's newest stamp. Each stream keeps a bounded
 queue, so memory never grows with load.
 
+A set whose stamps are not all equal is emitted only once the stream of its oldest message has
+shown its next message (or a queue is full, or :meth:`ApproximateSynchronizer.flush`): if that next
+message is closer to the others, the oldest one is dropped instead. Without this wait, one lost
+message at a frame rate faster than the slop pairs every later frame with its neighbour's
+successor for good (each camera's labels then carry a different stamp). Sets of equal stamps
+(hardware-triggered cameras, simulation) go out at once.
+
 :class:`MaskAnchors` matches masks (given on their own, e.g. on ``<camera>/masks_in``) to the
 frame they belong to by stamp, with the same slop.
 """
@@ -91,7 +98,21 @@ class ApproximateSynchronizer(Generic[T]):
             self.dropped[key] += 1
         return self._emit()
 
-    def _emit(self) -> list[SyncedSet[T]]:
+    def flush(self) -> list[SyncedSet[T]]:
+        """The sets still waiting for a stream's next message (end of a recording)."""
+        return self._emit(final=True)
+
+    def _pivot_gives_way(self, pivot: Hashable, oldest: int, stamps: dict[Hashable, int], final: bool) -> bool | None:
+        """For a set of unequal stamps: True when the pivot stream's next message pairs better (drop
+        the pivot), False when the set stands, None when that next message has yet to arrive."""
+        q = self._queues[pivot]
+        if len(q) < 2:
+            full = any(len(x) >= self.queue_size for x in self._queues.values())
+            return False if final or full else None
+        nxt = q[1][0]
+        return any(abs(s - nxt) < abs(s - oldest) for k, s in stamps.items() if k != pivot)
+
+    def _emit(self, final: bool = False) -> list[SyncedSet[T]]:
         out: list[SyncedSet[T]] = []
         while all(self._queues[k] for k in self.keys):
             heads = {k: self._queues[k][0][0] for k in self.keys}
@@ -112,6 +133,14 @@ class ApproximateSynchronizer(Generic[T]):
             if len(chosen) == len(self.keys):
                 stamps = {k: self._queues[k][i][0] for k, i in chosen.items()}
                 if max(stamps.values()) - min(stamps.values()) <= self.slop_ns:
+                    if max(stamps.values()) != min(stamps.values()):
+                        gives_way = self._pivot_gives_way(oldest_key, oldest, stamps, final)
+                        if gives_way is None:
+                            break
+                        if gives_way:
+                            self._queues[oldest_key].popleft()
+                            self.dropped[oldest_key] += 1
+                            continue
                     items = {k: self._queues[k][i][1] for k, i in chosen.items()}
                     for k, i in chosen.items():
                         for _ in range(i + 1):  # drop the chosen item and everything older

@@ -24,13 +24,14 @@ def test_sets_match_each_streams_closest_stamp_within_the_slop():
     sync = ApproximateSynchronizer(["a", "b", "c"], slop_ns=10 * MS, queue_size=5)
     assert sync.add("a", 100 * MS, "a0") == []
     assert sync.add("b", 104 * MS, "b0") == []
-    sets = sync.add("c", 97 * MS, "c0")
+    assert sync.add("c", 97 * MS, "c0") == []  # unequal stamps: c's next frame might pair better
+    sets = sync.add("c", 130 * MS, "c1")  # it does not
     assert len(sets) == 1
     (s,) = sets
     assert s.items == {"a": "a0", "b": "b0", "c": "c0"}
     assert s.stamps_ns == {"a": 100 * MS, "b": 104 * MS, "c": 97 * MS}
     assert s.stamp_ns == 104 * MS and s.spread_ns == 7 * MS
-    assert sync.pending() == {"a": 0, "b": 0, "c": 0}
+    assert sync.pending() == {"a": 0, "b": 0, "c": 1}
     assert sync.dropped == {"a": 0, "b": 0, "c": 0}
 
 
@@ -38,8 +39,8 @@ def test_a_message_without_partner_within_the_slop_is_dropped_and_counted():
     sync = ApproximateSynchronizer(["a", "b"], slop_ns=10 * MS, queue_size=5)
     sync.add("a", 100 * MS, "a-lonely")  # b skips this frame
     sync.add("a", 200 * MS, "a1")
-    sets = sync.add("b", 203 * MS, "b1")
-    assert [s.items for s in sets] == [{"a": "a1", "b": "b1"}]
+    assert sync.add("b", 203 * MS, "b1") == []  # a's next frame might be closer to b1
+    assert [s.items for s in sync.flush()] == [{"a": "a1", "b": "b1"}]  # end of the recording
     assert sync.dropped == {"a": 1, "b": 0}
 
 
@@ -47,12 +48,42 @@ def test_a_set_takes_the_candidates_closest_to_its_oldest_stamp_and_keeps_newer_
     sync = ApproximateSynchronizer(["a", "b"], slop_ns=30 * MS, queue_size=5)
     sync.add("b", 104 * MS, "b-close")
     sync.add("b", 125 * MS, "b-later")  # also within the slop of a0, but farther
-    (s,) = sync.add("a", 100 * MS, "a0")
+    assert sync.add("a", 100 * MS, "a0") == []  # waits for a's next frame
+    (s,) = sync.add("a", 126 * MS, "a1")  # farther from b-close than a0: a0's set stands
     assert s.items == {"a": "a0", "b": "b-close"}
-    assert sync.pending() == {"a": 0, "b": 1}  # b-later waits for the next a
-    (s,) = sync.add("a", 126 * MS, "a1")
+    assert sync.pending() == {"a": 1, "b": 1}  # b-later and a1: b's next frame decides
+    (s,) = sync.flush()
     assert s.items == {"a": "a1", "b": "b-later"}
     assert sync.dropped == {"a": 0, "b": 0}
+
+
+def test_one_lost_message_does_not_shift_every_later_pair():
+    """30 Hz, slop 50 ms, equal stamps per frame, one b message lost: the pairs go back to equal
+    stamps at once (before: every later a was paired with the b of the next frame)."""
+    sync = ApproximateSynchronizer(["a", "b"], slop_ns=50 * MS, queue_size=5)
+    period = 33 * MS
+    sets = []
+    for k in range(10):
+        for key in ("b", "a"):  # b first: a lost b leaves a's frame as the oldest head
+            if key == "b" and k == 3:
+                continue
+            sets += sync.add(key, k * period, f"{key}{k}")
+    pairs = [(s.items["a"], s.items["b"]) for s in sets]
+    assert all(a[1:] == b[1:] for a, b in pairs), pairs
+    assert len(pairs) == 9 and sync.dropped == {"a": 1, "b": 0}
+
+
+def test_unequal_stamps_pair_with_the_closest_frame_when_a_message_is_lost():
+    """Free-running cameras 4 ms apart: a lost frame costs one set, the others keep their partners."""
+    sync = ApproximateSynchronizer(["a", "b"], slop_ns=50 * MS, queue_size=5)
+    sets = []
+    for k in range(8):
+        if k != 2:
+            sets += sync.add("a", k * 33 * MS, f"a{k}")
+        sets += sync.add("b", k * 33 * MS + 4 * MS, f"b{k}")
+    sets += sync.flush()
+    assert [(s.items["a"], s.items["b"]) for s in sets] == [(f"a{k}", f"b{k}") for k in range(8) if k != 2]
+    assert sync.dropped == {"a": 0, "b": 1}
 
 
 def test_queues_are_bounded_and_overflow_is_counted():
@@ -284,7 +315,8 @@ def test_slop_changes_apply_to_new_sets():
         assert worker.add("b", 105 * MS, "b0") == 0  # 5 ms apart: more than the slop
         worker.set_slop(0.01)
         worker.add("a", 200 * MS, "a1")
-        assert worker.add("b", 205 * MS, "b1") == 1
+        worker.add("b", 205 * MS, "b1")
+        assert worker.add("a", 300 * MS, "a2") == 1  # a's next frame confirms the (a1, b1) set
         with done:
             assert done.wait_for(lambda: got, timeout=WAIT_S)
         assert got == [{"a": "a1", "b": "b1"}]

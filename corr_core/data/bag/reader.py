@@ -207,14 +207,19 @@ class BagReader:
                 self.stats.first_stamp_ns.setdefault(cam, stamp)
                 self.stats.last_stamp_ns[cam] = stamp
                 for synced in self._sync.add(cam, stamp, (topic, msgtype, msg)):
-                    frames = self._frames(synced, latest_info)
-                    self.stats.sets += 1
-                    self._update_dropped()
-                    yield frames
+                    yield self._counted(synced, latest_info)
+            for synced in self._sync.flush():  # sets that waited for a next message
+                yield self._counted(synced, latest_info)
         finally:
             self._update_dropped(final=True)
             self._source.close()
         self._warn_dropped()
+
+    def _counted(self, synced: Any, latest_info: dict[str, CameraCalibration]) -> Any:
+        frames = self._frames(synced, latest_info)
+        self.stats.sets += 1
+        self._update_dropped()
+        return frames
 
     def _update_dropped(self, final: bool = False) -> None:
         pending = self._sync.pending() if final else {}
