@@ -9,6 +9,10 @@
 4. reads the recorded bag back, scores every camera with the DAVIS metrics, writes overlay images
    and ``metrics.json``, and prints J&F per camera and the frame rate.
 
+With ``--crossview`` the episode is played a second time with masks on ego only: corr_node's
+cross-view mode (the shipped PCC model, or ``--crossview PATH``) gives exo1 the same ids, and exo1's
+J&F is printed next to the hand-anchored figure of the first run.
+
 A plugin of the ``corr`` command (entry point group ``corr.commands``, see setup.py); also runs as
 ``python -m corr_ros.demo [options]``. The processes are started with :mod:`corr_ros.launcher`
 (the launcher the tests use); this module imports neither rclpy nor torch at import time, so
@@ -64,6 +68,26 @@ def ensure_checkpoint(checkpoint: str | None, out: Path, train_iters: int) -> Pa
     return train_from_config(cfg, out / "train", recipe)
 
 
+def crossview_checkpoint(value: str | None) -> Path | None:
+    """``--crossview``: None (off), the shipped PCC model (``shipped``) or a user's checkpoint path.
+
+    Raises:
+        CorrError: the shipped model is missing, or the given file does not exist.
+    """
+    if value is None:
+        return None
+    if value == "shipped":
+        shipped = find_resource("corr_core", "assets", "checkpoints", "pcc_resnet18_l2.safetensors")
+        if shipped is None:
+            raise CorrError("--crossview: the PCC model pcc_resnet18_l2.safetensors is not shipped with this "
+                            "install; pass --crossview PATH (e.g. runs/pcc_cpu/iter_2/model.safetensors)")
+        return shipped
+    path = Path(value)
+    if not path.is_file():
+        raise CorrError(f"--crossview: checkpoint {path} does not exist")
+    return path
+
+
 def play_through_node(
     episode_bag: Path,
     masks: list[Path],
@@ -72,8 +96,13 @@ def play_through_node(
     num_frames: int,
     timeout: float,
     input_scale: float = 1.0,
+    crossview: Path | None = None,
 ) -> dict[str, Any]:
     """Runs player -> corr_node -> recorder; returns timing; the outputs land in ``out/outputs``.
+
+    With ``crossview`` (a PCC checkpoint) only the first camera's mask is given (the node's
+    ``initial_masks``; the player publishes none) and corr_node's cross-view mode finds its objects
+    in the other cameras.
 
     Raises:
         CorrError: a process exited early or timed out (with the tail of its log).
@@ -85,6 +114,9 @@ def play_through_node(
     cams = "[" + ",".join(CAMERAS) + "]"
     node_args = (["--params-file", str(node_cfg)] if node_cfg else []) + [
         "-p", f"cameras:={cams}", "-p", f"checkpoint:={checkpoint}", "-p", f"input_scale:={float(input_scale)}"]
+    if crossview is not None:
+        node_args += ["-p", f"crossview_checkpoint:={crossview}", "-p", f"anchor_camera:={CAMERAS[0]}",
+                      "-p", "initial_masks:=[" + ",".join([f"'{masks[0]}'"] + ["''"] * (len(CAMERAS) - 1)) + "]"]
     topics = [f"{c}/{kind}:sensor_msgs/msg/Image" for c in CAMERAS for kind in ("labels", "overlay")]
     logs = out / "logs"
     ready = logs / "recorder.ready"
@@ -94,6 +126,8 @@ def play_through_node(
     play_args = ["-p", f"bag:={episode_bag}", "-p", f"cameras:={cams}", "-p", "wait_for_labels:=true",
                  "-p", "masks:=[" + ",".join(f"'{m}'" for m in masks) + "]", "-p", "rate:=30.0",
                  "-p", "wait_for_subscribers:=60.0", "-p", "labels_timeout:=60.0"]
+    if crossview is not None:
+        play_args += ["-p", "publish_masks:=false"]
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[RosProcess] = []
     try:
@@ -143,11 +177,21 @@ def run(args: argparse.Namespace) -> int:
     masks = [sim_root / c / "Annotations" / res / SEQUENCE / "00000.png" for c in CAMERAS]
 
     checkpoint = ensure_checkpoint(args.checkpoint, out, args.train_iters)
+    crossview = crossview_checkpoint(args.crossview)
     log.info("serving %s through corr_node", checkpoint)
     timing = play_through_node(episode_bag, masks, checkpoint, out, len(stamps), args.timeout, args.input_scale)
     outputs = read_recorded_images(out / "outputs")
     per_cam = score_cameras(outputs["labels"], sim_root, SEQUENCE, stamps, CAMERAS)
     write_overlays({c: outputs["overlay"].get(c, {}) for c in CAMERAS}, stamps, out / "overlays")
+    xv_cam: dict[str, Any] = {}
+    if crossview is not None:
+        log.info("cross-view run: masks on %s only, %s through corr_node's cross-view mode", CAMERAS[0], crossview)
+        xv_out = out / "crossview"
+        play_through_node(episode_bag, masks, checkpoint, xv_out, len(stamps), args.timeout, args.input_scale,
+                          crossview=crossview)
+        xv_outputs = read_recorded_images(xv_out / "outputs")
+        xv_cam = score_cameras(xv_outputs["labels"], sim_root, SEQUENCE, stamps, CAMERAS)
+        write_overlays({c: xv_outputs["overlay"].get(c, {}) for c in CAMERAS}, stamps, xv_out / "overlays")
     fps = len(stamps) / timing["wall_s"]
     metrics = {
         "episode": {"seed": args.seed, "frames": len(stamps), "size": [w, h], "objects": args.objects},
@@ -156,8 +200,10 @@ def run(args: argparse.Namespace) -> int:
         "cameras": per_cam,
         "synchronised_sets_per_s": fps,
         "camera_frames_per_s": fps * len(CAMERAS),
-        "total_s": time.time() - t_start,
     }
+    if crossview is not None:
+        metrics["crossview"] = {"checkpoint": str(crossview), "anchor_camera": CAMERAS[0], "cameras": xv_cam}
+    metrics["total_s"] = time.time() - t_start
     (out / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2))
     print(f"\ncorr demo: {len(stamps)} frames x {len(CAMERAS)} cameras through corr_node "
           f"({metrics['synchronised_sets_per_s']:.2f} synchronised sets/s, "
@@ -165,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
     for cam, m in per_cam.items():
         print(f"  {cam:6s} J&F-Mean {m['J&F-Mean']:.3f}   J-Mean {m['J-Mean']:.3f}   F-Mean {m['F-Mean']:.3f}"
               f"   objects {len(m['objects'])}")
+    for cam in CAMERAS[1:] if xv_cam else ():
+        print(f"  {cam:6s} J&F-Mean {xv_cam[cam]['J&F-Mean']:.3f} with masks on {CAMERAS[0]} only (cross-view, "
+              f"{crossview.name}) vs {per_cam[cam]['J&F-Mean']:.3f} hand-anchored")
     print(f"outputs: {out / 'outputs'} (MCAP), overlays: {out / 'overlays'}, metrics: {out / 'metrics.json'}")
     print(f"total {metrics['total_s']:.0f} s")
     return 0
@@ -183,6 +232,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "320x240, so the demo tracks at 2x (about 4x the compute of 1) [2.0]")
     p.add_argument("--train-iters", type=int, default=200,
                    help="iterations of the quick training run used when no checkpoint is shipped [200]")
+    p.add_argument("--crossview", nargs="?", const="shipped", default=None, metavar="PCC_CHECKPOINT",
+                   help="also play the episode with masks on ego only and let corr_node's cross-view mode find "
+                        "the objects in exo1 (the shipped PCC model, or PCC_CHECKPOINT); prints exo1's J&F "
+                        "next to the hand-anchored one")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed for playing the episode [900]")
     p.set_defaults(func=run)
 
