@@ -63,6 +63,23 @@ def soak_verdict(result: dict[str, Any], max_growth_mib: float) -> dict[str, Any
     return {"passed": all(checks.values()), "checks": checks}
 
 
+def node_params(items: list[str]) -> dict[str, str]:
+    """``--param NAME:=VALUE`` items as ``{NAME: VALUE}`` (values as ROS reads them: YAML).
+
+    Raises:
+        ConfigError: an item without ``:=`` or without a name.
+    """
+    from corr_core.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param: expected NAME:=VALUE (as ros2 run -p), got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def run_bench(configs: list[dict[str, Any]], common: dict[str, Any], env: dict[str, str], log: Any = print,
               work_dir: Path | None = None) -> dict[str, Any]:
     """Runs every configuration (a :class:`~corr_ros.loadtest.LoadSpec` each); returns the report.
@@ -202,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     common = {"rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
               "checkpoint": str(args.checkpoint or ""), "random_init_seed": args.random_init,
               "precision": args.precision, "reliable_input": bool(args.soak),
-              "params": {"device": args.device}, "sample_period_s": 1.0 if args.duration > 120 else 0.5}
+              "params": {"device": args.device, **node_params(args.param)}, "sample_period_s": 1.0 if args.duration > 120 else 0.5}
     if not args.checkpoint and args.random_init is None:
         from corr_core.api import packaged_checkpoint
 
@@ -256,6 +273,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds published before measuring (default 5)")
     p.add_argument("--soak", action="store_true", help="soak: one configuration, reliable inputs, checks + memory curve")
     p.add_argument("--max-growth-mib", type=float, default=50.0, help="soak: allowed memory growth (default 50)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="a corr_node parameter for every run, baseline included (repeatable), e.g. the live "
+                        "propagation profile: --param context:=5 --param radius:=8.0")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the run (default: a free one)")
     p.add_argument("--out", type=Path, default=None, help="report .json (default docs/bench/node-<time>.json, "
                    "docs/soak/soak-<time>.json with --soak)")

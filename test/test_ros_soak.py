@@ -74,7 +74,7 @@ def test_bench_node_runs_briefly_and_writes_its_report(ros_env, tmp_path, monkey
     out = tmp_path / "node.json"
     args = _bench_parser().parse_args([
         "bench", "node", "--random-init", "0", "--cameras", "2", "--resolutions", "48x64", "--backends", "onnxruntime",
-        "--baseline", "--rate", "5", "--duration", "3", "--warmup", "2", "--out", str(out),
+        "--baseline", "--rate", "5", "--duration", "3", "--warmup", "2", "--out", str(out), "--param", "context:=3",
         "--domain-id", ros_env["ROS_DOMAIN_ID"]])
     assert args.func(args) == 0
     report = json.loads(out.read_text())
@@ -82,8 +82,20 @@ def test_bench_node_runs_briefly_and_writes_its_report(ros_env, tmp_path, monkey
     assert names == ["2 cams 48x64 torch (before batching)", "2 cams 48x64 onnxruntime"]
     for row in report["results"]:
         assert row["published"] == 15 and row["processed"] + row["dropped"] == row["published"]
+        assert row["processed"] > 0  # labels of one stamp on both cameras (a shifted pairing gives none)
         assert set(row["latency_ms"]) == {"p50", "p95", "p99", "max", "mean"} and row["rss_mib"]["max"] > 0
         assert row["node"]["backend"] == row["config"]["backend"]
+    assert report["settings"]["params"]["context"] == "3"
     assert report["results"][1]["vs_before"] is None or report["results"][1]["vs_before"] > 0
     table = out.with_suffix(".md").read_text()
     assert "| 2 cams 48x64 onnxruntime |" in table and "latency p50 / p95 / p99" in table
+
+
+def test_bench_node_params_must_be_name_value_pairs():
+    from corr_core.errors import ConfigError
+    from corr_ros.bench_node import node_params
+
+    assert node_params(["context:=5", " radius := 8.0"]) == {"context": "5", "radius": "8.0"}
+    for bad in ("context=5", ":=5"):
+        with pytest.raises(ConfigError, match="NAME:=VALUE"):
+            node_params([bad])
