@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from resume_check import resumed_equals_whole
 
 from corr_core.data.clips import ClipPool, Sequence, build_clip_pool
 from corr_core.errors import ConfigError, DataError, TrainingError
@@ -258,44 +259,9 @@ def test_a_few_steps_lower_the_loss_with_and_without_the_cycle(tmp_path):
 
 def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
     """Dropout, jitter and scheduled-sampling coins come from the saved stream; the schedule from the state."""
-
-    class Interrupted(Exception):
-        pass
-
-    class StopAfter:
-        def __init__(self, batches, n):
-            self.batches, self.n = batches, n
-
-        def __next__(self):
-            if self.n == 0:
-                raise Interrupted
-            self.n -= 1
-            return next(self.batches)
-
-        def state_dict(self):
-            return self.batches.state_dict()
-
-        def load_state_dict(self, state):
-            self.batches.load_state_dict(state)
-
-    def run(out, stop_after=None):
-        torch.manual_seed(0)
-        batches = _batches(colour_drop=0.7, jitter=0.5)
-        feed = batches if stop_after is None else StopAfter(batches, stop_after)
-        trainer = Trainer(CorrFlowMethod(), feed, out, _cfg(iters=4))
-        trainer.resume()
-        trainer.fit()
-        return trainer
-
-    whole = run(tmp_path / "whole")
-    with pytest.raises(Interrupted):
-        run(tmp_path / "cut", stop_after=2)  # ckpt_every 2: last.* holds step 2
-    torch.manual_seed(123)
-    resumed = run(tmp_path / "cut")
+    _, resumed = resumed_equals_whole(tmp_path, CorrFlowMethod, lambda: _batches(colour_drop=0.7, jitter=0.5),
+                                      _cfg(iters=4))
     assert float(resumed.method.progress) == 1.0
-    for (k, a), b in zip(whole.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
-
 
 def test_nan_loss_stops_the_run_with_a_message_and_keeps_the_last_good_state(tmp_path):
     class Exploding(CorrFlowMethod):

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from resume_check import resumed_equals_whole
 
 from corr_core.errors import ConfigError, DataError, TrainingError
 from corr_core.io.checkpoint import load_checkpoint
@@ -122,42 +123,7 @@ def test_a_few_steps_lower_the_loss_and_the_target_follows_the_online_network(tm
 
 
 def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
-    class Interrupted(Exception):
-        pass
-
-    class StopAfter:
-        def __init__(self, batches, n):
-            self.batches, self.n = batches, n
-
-        def __next__(self):
-            if self.n == 0:
-                raise Interrupted
-            self.n -= 1
-            return next(self.batches)
-
-        def state_dict(self):
-            return self.batches.state_dict()
-
-        def load_state_dict(self, state):
-            self.batches.load_state_dict(state)
-
-    def run(out, stop_after=None):
-        torch.manual_seed(0)
-        batches = _batches()
-        feed = batches if stop_after is None else StopAfter(batches, stop_after)
-        trainer = Trainer(_method(), feed, out, _cfg(iters=4))
-        trainer.resume()
-        trainer.fit()
-        return trainer
-
-    whole = run(tmp_path / "whole")
-    with pytest.raises(Interrupted):
-        run(tmp_path / "cut", stop_after=2)
-    torch.manual_seed(123)
-    resumed = run(tmp_path / "cut")
-    for (k, a), b in zip(whole.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
-
+    resumed_equals_whole(tmp_path, _method, _batches, _cfg(iters=4))
 
 def test_nan_loss_stops_the_run_with_a_message_and_keeps_the_last_good_state(tmp_path):
     class Exploding(HVCMethod):

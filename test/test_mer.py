@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from resume_check import resumed_equals_whole
 
 from corr_core.api import build_tracker, load_feature_model
 from corr_core.data.flow import frame_motion, normalise_flow
@@ -289,44 +290,8 @@ def test_the_weight_map_schedule_moves_gamma_from_start_to_end():
 
 def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
     """Stopped after step 2 and resumed from last.*: same clips, same bank, same DropKey draws."""
-
-    class Interrupted(Exception):
-        pass
-
-    class StopAfter:
-        def __init__(self, batches, n):
-            self.batches, self.n = batches, n
-
-        def __next__(self):
-            if self.n == 0:
-                raise Interrupted
-            self.n -= 1
-            return next(self.batches)
-
-        def state_dict(self):
-            return self.batches.state_dict()
-
-        def load_state_dict(self, state):
-            self.batches.load_state_dict(state)
-
-    def run(out, stop_after=None):
-        torch.manual_seed(0)
-        batches = _batches()
-        feed = batches if stop_after is None else StopAfter(batches, stop_after)
-        trainer = Trainer(MERMethod(**SMALL), feed, out, _cfg(iters=4))
-        trainer.resume()
-        trainer.fit()
-        return trainer
-
-    whole = run(tmp_path / "whole")
-    with pytest.raises(Interrupted):
-        run(tmp_path / "cut", stop_after=2)
-    torch.manual_seed(123)
-    resumed = run(tmp_path / "cut")
+    whole, _ = resumed_equals_whole(tmp_path, lambda: MERMethod(**SMALL), _batches, _cfg(iters=4))
     assert int((whole.method.bank.video >= 0).sum()) == 8  # the bank took part
-    for (k, a), b in zip(whole.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
-
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_state(tmp_path):
     class Exploding(MERMethod):

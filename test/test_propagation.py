@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
+from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.crw import (
     PropagationConfig,
     downsample_labels,
@@ -20,7 +21,6 @@ from corr_core.propagation.crw import (
     propagate_step,
     upsample_labels,
 )
-from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.memory import FrameMemory, grouped_topk, select_topk
 from corr_core.propagation.tracker import Tracker
 

@@ -27,7 +27,6 @@ from corr_core.errors import ConfigError
 from corr_core.methods.pcc.heatmaps import image_tensor
 from corr_core.proposals.base import Proposer
 
-
 SELECT = ("snap", "proposal")
 
 

@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 
 from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchError
+from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.config import PropagationConfig
 from corr_core.propagation.context import ContextMemory
-from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.objects import ObjectManager
 
 #: Settings that shape the memories: read when masks are next given.

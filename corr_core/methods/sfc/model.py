@@ -29,8 +29,8 @@ from corr_core.methods.fc import FCMethod
 from corr_core.methods.sfc.semantic import SemanticMethod
 from corr_core.methods.sfc.weights import load_semantic_weights
 from corr_core.models import build_backbone
-from corr_core.models.registry import SFC_FUSIONS
 from corr_core.models.fusion import FusedFeatures
+from corr_core.models.registry import SFC_FUSIONS
 
 log = logging.getLogger(__name__)
 
