@@ -9,7 +9,6 @@ as augmentation (colour augmentation hurts fine-grained correspondence, SFC tabl
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -17,6 +16,7 @@ from torch import nn
 from corr_core.methods.fc.loss import LocalCorrespondenceLoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
+from corr_core.train.ema import cosine_momentum, ema_update
 
 
 class DenseHead(nn.Sequential):
@@ -118,15 +118,8 @@ class FCMethod(nn.Module):
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target network with the cosine-scheduled ``tau`` (BYOL)."""
-        self.tau = 1.0 - (1.0 - self.tau_base) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
-        online = list(self.backbone.parameters()) + list(self.projector.parameters())
-        target = list(self.target_backbone.parameters()) + list(self.target_projector.parameters())
-        torch._foreach_mul_(target, self.tau)
-        torch._foreach_add_(target, online, alpha=1.0 - self.tau)
-        for tb, ob in zip(self.target_backbone.buffers(), self.backbone.buffers(), strict=True):
-            tb.copy_(ob)
-        for tb, ob in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
-            tb.copy_(ob)
+        self.tau = cosine_momentum(self.tau_base, step, total_steps)
+        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.tau)
 
     def feature_model(self) -> nn.Module:
         """The network used downstream (label propagation): the online backbone."""

@@ -13,7 +13,6 @@ signals, and the hybrid loss asks for consistency of both the features (static) 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from corr_core.methods.hvc.heads import PseudoDynamicGenerator, ResidualHead
 from corr_core.methods.hvc.loss import HybridCorrespondenceLoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
+from corr_core.train.ema import cosine_momentum, ema_update
 
 
 class HVCMethod(nn.Module):
@@ -114,15 +114,8 @@ class HVCMethod(nn.Module):
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target network with the cosine-scheduled ``tau``."""
-        self.tau = 1.0 - (1.0 - self.tau_base) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
-        online = list(self.backbone.parameters()) + list(self.projector.parameters())
-        target = list(self.target_backbone.parameters()) + list(self.target_projector.parameters())
-        torch._foreach_mul_(target, self.tau)
-        torch._foreach_add_(target, online, alpha=1.0 - self.tau)
-        for tb, ob in zip(self.target_backbone.buffers(), self.backbone.buffers(), strict=True):
-            tb.copy_(ob)
-        for tb, ob in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
-            tb.copy_(ob)
+        self.tau = cosine_momentum(self.tau_base, step, total_steps)
+        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.tau)
 
     def log_values(self) -> dict[str, float]:
         """``feat_erank``: effective rank of the last step's backbone features (collapse warning)."""

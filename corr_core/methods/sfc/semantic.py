@@ -20,7 +20,6 @@ ask for conflicting augmentations and receptive fields, which is why SFC trains 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ from corr_core.methods.sfc.byol import NegativeCosineLoss
 from corr_core.methods.sfc.infonce import InfoNCELoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
+from corr_core.train.ema import cosine_momentum, ema_update
 
 OBJECTIVES = ("moco", "byol")
 
@@ -154,16 +154,8 @@ class SemanticMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the key/target encoder (eq. 2); BYOL raises its coefficient to 1 (cosine)."""
         if self.objective == "byol":
-            frac = (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
-            self.momentum = 1.0 - (1.0 - self.momentum_base) * frac
-        online = list(self.backbone.parameters()) + list(self.projector.parameters())
-        target = list(self.target_backbone.parameters()) + list(self.target_projector.parameters())
-        torch._foreach_mul_(target, self.momentum)
-        torch._foreach_add_(target, online, alpha=1.0 - self.momentum)
-        for tb, ob in zip(self.target_backbone.buffers(), self.backbone.buffers(), strict=True):
-            tb.copy_(ob)
-        for tb, ob in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
-            tb.copy_(ob)
+            self.momentum = cosine_momentum(self.momentum_base, step, total_steps)
+        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.momentum)
 
     def feature_model(self) -> nn.Module:
         """The network kept for SFC: the online backbone (heads and key encoder are dropped)."""
