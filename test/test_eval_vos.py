@@ -179,8 +179,9 @@ def test_cli_tracks_with_the_tracker_from_build_tracker(layout, tmp_path, monkey
     api = pytest.importorskip("corr_core.api")
     built = []
 
-    def fake_build_tracker(checkpoint, propagation=None, device="cpu", random_init_seed=None):
-        built.append((checkpoint, propagation, device, random_init_seed))
+    def fake_build_tracker(checkpoint, propagation=None, device="cpu", random_init_seed=None, backend="auto",
+                           precision="fp32"):
+        built.append((checkpoint, propagation, device, random_init_seed, backend, precision))
         return CopyFirst()
 
     monkeypatch.setattr(api, "build_tracker", fake_build_tracker)
@@ -196,6 +197,12 @@ def test_cli_tracks_with_the_tracker_from_build_tracker(layout, tmp_path, monkey
             "3",
             "--topk",
             "5",
+            "--backend",
+            "torch",
+            "--precision",
+            "bf16",
+            "--match-precision",
+            "bf16",
             "--out",
             str(tmp_path / "cli"),
             "--quiet",
@@ -203,10 +210,11 @@ def test_cli_tracks_with_the_tracker_from_build_tracker(layout, tmp_path, monkey
         ]
     )
     assert rc == 0
-    assert built[0] == (None, {"topk": 5}, "cpu", 3)
+    assert built[0] == (None, {"topk": 5, "dtype": "bfloat16"}, "cpu", 3, "torch", "bf16")
     assert len(built) == 2  # one tracker per sequence (CopyFirst has no reset())
     saved = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert saved["model"]["random_init_seed"] == 3
+    assert (saved["model"]["backend"], saved["model"]["precision"]) == ("torch", "bf16")
     assert "J&F-Mean" in capsys.readouterr().out
 
 

@@ -410,6 +410,28 @@ def test_tracker_follows_objects_and_keeps_ids():
     assert tracker.num_frames == 6
 
 
+def test_bf16_matching_halves_the_memory_and_tracks_as_float32_does():
+    """``match_precision: bf16`` (the node's CPU speed setting): same labels on a moving scene,
+    context features held in bfloat16 (half the bytes); the option maps to ``PropagationConfig.dtype`` and
+    an unknown value is named."""
+    from corr_core.errors import ConfigError
+    from corr_core.options import propagation_settings
+
+    assert propagation_settings({"match_precision": "bf16"}) == {"dtype": "bfloat16"}
+    assert propagation_settings({"match_precision": "fp32"}) == {"dtype": None}
+    with pytest.raises(ConfigError, match="match_precision.*'bf61'"):
+        propagation_settings({"match_precision": "bf61"})
+    trackers = {p: Tracker(ColorCells(), PropagationConfig(topk=5, context=3, radius=4.0,
+                                                           **propagation_settings({"match_precision": p})))
+                for p in ("fp32", "bf16")}
+    for t in range(6):
+        frame, masks = render(64, 96, moving_boxes(t))
+        outs = {p: tr.step(frame, masks if t == 0 else None) for p, tr in trackers.items()}
+        assert np.array_equal(outs["fp32"], outs["bf16"]), f"frame {t}"
+    mem16, mem32 = trackers["bf16"].memory, trackers["fp32"].memory
+    assert mem16.short.keys.dtype == torch.bfloat16 and mem16.short.keys.nbytes * 2 == mem32.short.keys.nbytes
+
+
 def test_tracker_ids_255_and_dtype_follow_first_masks():
     tracker = Tracker(ColorCells(), PropagationConfig(topk=5, context=2, radius=4.0))
     frame, masks = render(64, 96, moving_boxes(0))

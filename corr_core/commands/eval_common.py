@@ -15,8 +15,10 @@ from corr_core.commands.common import add_overwrite_arg, check_output, timestamp
 from corr_core.options import (
     PROPAGATION_OPTIONS,
     ModelSource,
+    add_backend_args,
     add_model_args,
     add_propagation_args,
+    backend_choice,
     model_source,
     propagation_overrides,
 )
@@ -28,15 +30,19 @@ VOS_PROPAGATION_FLAGS = tuple(o.name for o in PROPAGATION_OPTIONS)
 
 
 def add_task_args(
-    p: argparse.ArgumentParser, task: str, propagation: Sequence[str], default_note: str | None = None
+    p: argparse.ArgumentParser, task: str, propagation: Sequence[str], default_note: str | None = None,
+    backend: bool = False,
 ) -> argparse._MutuallyExclusiveGroup:
     """Adds the model flags (``--checkpoint | --random-init [SEED]``, ``--device``), the
-    ``propagation`` flags, ``--out``/``--overwrite`` and ``--quiet``.
+    ``propagation`` flags, ``--out``/``--overwrite`` and ``--quiet``; with ``backend`` also
+    ``--backend``/``--precision`` (tasks that track through :func:`tracker_factory`).
 
     Returns:
         The model-source group, so a task can add another source (``--predictions``).
     """
     source = add_model_args(p, default_help="the shipped checkpoint")
+    if backend:
+        add_backend_args(p)
     add_propagation_args(p, propagation, default_note=default_note)
     add_out_args(p, task)
     p.add_argument("--quiet", action="store_true", help="no per-video progress lines")
@@ -73,13 +79,16 @@ def chosen_model(args: argparse.Namespace, what: str = "") -> ModelSource:
     return model_source(args, default=packaged_checkpoint(), what=what)
 
 
-def model_info(source: ModelSource, propagation: dict[str, Any]) -> dict[str, Any]:
+def model_info(source: ModelSource, propagation: dict[str, Any], backend: str = "auto",
+               precision: str = "fp32") -> dict[str, Any]:
     """The ``model`` entry of a run's ``metrics.json``."""
     return {
         "checkpoint": None if source.checkpoint is None else str(source.checkpoint),
         "random_init_seed": source.random_init_seed,
         "propagation": propagation,
         "device": source.device,
+        "backend": backend,
+        "precision": precision,
     }
 
 
@@ -103,11 +112,14 @@ def tracker_factory(
 
     source = chosen_model(args, "or --predictions DIR" if hasattr(args, "predictions") else "")
     propagation = {**(defaults or {}), **propagation_overrides(args, names)}
+    choice = backend_choice(args)
     kwargs = {
         "checkpoint": None if source.checkpoint is None else str(source.checkpoint),
         "propagation": propagation or None,
         "device": source.device,
         "random_init_seed": source.random_init_seed,
+        "backend": choice.backend,
+        "precision": choice.precision,
     }
     first = build_tracker(**kwargs)  # fail early on a bad checkpoint or settings
     state = {"fresh": first}
@@ -121,7 +133,7 @@ def tracker_factory(
             return first
         return build_tracker(**kwargs)
 
-    return factory, model_info(source, propagation)
+    return factory, model_info(source, propagation, choice.backend, choice.precision)
 
 
 def size_args(p: argparse.ArgumentParser, default: str) -> None:

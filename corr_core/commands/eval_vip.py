@@ -35,7 +35,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
         help="file with one video per line (or a name in ROOT/lists/, e.g. val_videos); default: all videos",
     )
     p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO", help="only these videos")
-    add_task_args(p, "vip", PROPAGATION_FLAGS, default_note="the VIP protocol's, see above")
+    add_task_args(p, "vip", PROPAGATION_FLAGS, default_note="the VIP protocol's, see above", backend=True)
     size_args(p, "560 560, as UVC")
     p.add_argument(
         "--no-first-frame",

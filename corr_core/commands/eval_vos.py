@@ -32,7 +32,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     vos.add_argument("--year", default="2016", help="ImageSets year for split names (default 2016)")
     vos.add_argument("--resolution", default="480p", help="frame/annotation resolution folder (default 480p)")
     vos.add_argument("--sequences", nargs="+", default=None, metavar="SEQ", help="only these sequences")
-    source = add_task_args(vos, "vos", VOS_PROPAGATION_FLAGS)
+    source = add_task_args(vos, "vos", VOS_PROPAGATION_FLAGS, backend=True)
     source.add_argument(
         "--predictions",
         type=Path,
