@@ -5,9 +5,13 @@ plays synthetic cameras into it over real ROS 2 topics at ``--rate`` (:mod:`corr
 throughput (processed synchronised sets per second), latency camera stamp -> labels received
 (p50/p95/p99), dropped sets (published - processed), node CPU (% of one core) and memory. Every
 backend present on the host is run (torch; onnxruntime where installed; tensorrt where installed
-with a CUDA device); ``--baseline`` adds the node as it was before batching (torch, one camera at
-a time: ``batch_cameras: false``), and each row's throughput is given as a ratio to it, measured in
-the same run. Results go to ``--out`` (JSON, with a Markdown table beside it; default
+with a CUDA device), or those of ``--backends``, each ``BACKEND[:PRECISION]`` (``torch:bf16,
+onnxruntime``; ``--precision`` otherwise). ``--param`` sets further node parameters of every row
+(the live profile: ``--param context:=10 --param radius:=8.0 --param match_precision:=bf16``).
+``--baseline`` adds the node as it was before this work (torch fp32, one camera at a time:
+``batch_cameras: false``, and the node's default, offline propagation profile: ``--param`` does
+not apply to it), and each row's throughput is given as a ratio to it, measured in the same run.
+Results go to ``--out`` (JSON, with a Markdown table beside it; default
 ``docs/bench/node-<time>.json``).
 
 ``--soak`` runs one configuration for ``--duration`` seconds (600 for the full soak) with reliable
@@ -17,6 +21,8 @@ set received, and memory bounded (growth under ``--max-growth-mib``); it writes 
 (``.csv`` and ``.svg``) beside the JSON (default ``docs/soak/soak-<time>.json``)::
 
     corr bench node --cameras 2,3 --resolutions 240p,480p --rate 30 --duration 30 --baseline
+    corr bench node --cameras 2 --resolutions 240p --backends torch:bf16,onnxruntime --baseline \
+        --param context:=10 --param radius:=8.0 --param match_precision:=bf16
     corr bench node --soak --cameras 2 --resolutions 240p --rate 30 --duration 600
 
 A plugin of the ``corr`` command (entry point ``bench_node`` of the group ``corr.commands``): it adds
@@ -33,7 +39,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "available_backends", "main", "markdown", "memory_svg", "run", "run_bench", "soak_verdict"]
+__all__ = ["add_parser", "available_backends", "backend_choices", "main", "markdown", "memory_svg", "run", "run_bench",
+           "soak_verdict"]
 
 
 def available_backends(device: str = "cpu") -> list[str]:
@@ -63,6 +70,33 @@ def soak_verdict(result: dict[str, Any], max_growth_mib: float) -> dict[str, Any
     return {"passed": all(checks.values()), "checks": checks}
 
 
+def backend_choices(text: str, precision: str = "fp32", device: str = "cpu") -> list[tuple[str, str]]:
+    """``--backends`` as ``[(backend, precision)]``: comma-separated ``BACKEND[:PRECISION]`` items
+    (``precision`` where an item has none); empty: every backend present, at ``precision``.
+
+    Raises:
+        ConfigError: an unknown backend or precision, naming the item.
+    """
+    from corr_core.errors import ConfigError
+    from corr_core.options import BACKENDS, PRECISIONS
+
+    if not str(text or "").strip():
+        return [(b, precision) for b in available_backends(device)]
+    out = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        backend, _, prec = (part.strip() for part in item.partition(":"))
+        prec = prec or precision
+        if backend not in BACKENDS or backend == "auto":
+            raise ConfigError(f"--backends: unknown backend {backend!r} in {item!r} "
+                              f"(one of {[b for b in BACKENDS if b != 'auto']})")
+        if prec not in PRECISIONS:
+            raise ConfigError(f"--backends: unknown precision {prec!r} in {item!r} (one of {list(PRECISIONS)})")
+        out.append((backend, prec))
+    return out
+
+
 def node_params(items: list[str]) -> dict[str, str]:
     """``--param NAME:=VALUE`` items as ``{NAME: VALUE}`` (values as ROS reads them: YAML).
 
@@ -85,8 +119,9 @@ def run_bench(configs: list[dict[str, Any]], common: dict[str, Any], env: dict[s
     """Runs every configuration (a :class:`~corr_ros.loadtest.LoadSpec` each); returns the report.
 
     Args:
-        configs: ``{"cameras", "resolution", "size", "backend", "baseline"}`` per run.
-        common: the :class:`~corr_ros.loadtest.LoadSpec` fields shared by the runs.
+        configs: ``{"cameras", "resolution", "size", "backend", "precision", "baseline"}`` per run.
+        common: the :class:`~corr_ros.loadtest.LoadSpec` fields shared by the runs (the baseline
+            takes only ``params["device"]`` of its ``params``).
         env: the nodes' environment (:func:`corr_ros.launcher.isolated_env`).
         log: called with progress lines.
         work_dir: where the nodes' logs go (default: temporary).
@@ -96,12 +131,14 @@ def run_bench(configs: list[dict[str, Any]], common: dict[str, Any], env: dict[s
     rows = []
     for cfg in configs:
         params = dict(common.get("params", {}))
+        precision = cfg.get("precision") or common.get("precision", "fp32")
         if cfg.get("baseline"):
+            params = {k: v for k, v in params.items() if k == "device"}
             params["batch_cameras"] = False
         spec = LoadSpec(**{**common, "params": params, "cameras": cfg["cameras"], "size": tuple(cfg["size"]),
-                           "backend": cfg["backend"]})
-        name = f"{cfg['cameras']} cams {cfg['resolution']} {cfg['backend']}" + (" (before batching)" if cfg.get(
-            "baseline") else "")
+                           "backend": cfg["backend"], "precision": precision})
+        name = f"{cfg['cameras']} cams {cfg['resolution']} {cfg['backend']}" + (
+            f" {precision}" if precision != "fp32" else "") + (" (baseline)" if cfg.get("baseline") else "")
         log(f"--- {name}")
         res = run_load(spec, env, None if work_dir is None else work_dir / name.replace(" ", "_"), log=log).to_dict()
         res["name"], res["config"] = name, cfg
@@ -109,7 +146,7 @@ def run_bench(configs: list[dict[str, Any]], common: dict[str, Any], env: dict[s
             f"{res['latency_ms']['p95']}/{res['latency_ms']['p99']} ms, dropped {res['dropped']}/{res['published']}, "
             f"CPU {res['cpu_percent']}%, RSS {res['rss_mib']['max']:.0f} MiB")
         rows.append(res)
-    for row in rows:  # throughput relative to the node before batching, same cameras and size
+    for row in rows:  # throughput relative to the baseline node, same cameras and size
         base = next((r for r in rows if r["config"].get("baseline") and r["config"]["cameras"] == row["config"][
             "cameras"] and r["config"]["resolution"] == row["config"]["resolution"]), None)
         row["vs_before"] = (row["throughput_hz"] / base["throughput_hz"]) if base and base["throughput_hz"] else None
@@ -146,7 +183,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s.get('checkpoint') or 'random init'}; host {h['processor']} ({h['cpu_count']} CPUs), torch {h['torch']}. "
         "Latency: camera stamp to the last camera's labels received. Dropped: published - processed sets.",
         "",
-        "| configuration | sets/s | vs before batching | latency p50 / p95 / p99 ms | dropped / published | CPU % "
+        "| configuration | sets/s | vs baseline | latency p50 / p95 / p99 ms | dropped / published | CPU % "
         "| RSS max MiB |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -200,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     cams = [int(c) for c in str(args.cameras).split(",") if c.strip()]
     if not cams or min(cams) < 1:
         raise ConfigError(f"--cameras: give camera counts like 2,3; got {args.cameras!r}")
-    backends = [b for b in str(args.backends).split(",") if b] if args.backends else available_backends(args.device)
+    backends = backend_choices(args.backends, args.precision, args.device)
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
         raise ConfigError("--rate and --duration must be > 0, --warmup >= 0")
     resolutions = parse_resolutions(args.resolutions)
@@ -211,11 +248,11 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix != ".json":
         raise ConfigError(f"--out must name a .json file, got {out}")
     check_output(out, args.overwrite)
-    configs = [{"cameras": n, "resolution": name, "size": list(size), "backend": b}
-               for n in cams for name, size in resolutions for b in backends]
+    configs = [{"cameras": n, "resolution": name, "size": list(size), "backend": b, "precision": pr}
+               for n in cams for name, size in resolutions for b, pr in backends]
     if args.baseline:
-        configs = [{"cameras": n, "resolution": name, "size": list(size), "backend": "torch", "baseline": True}
-                   for n in cams for name, size in resolutions] + configs
+        configs = [{"cameras": n, "resolution": name, "size": list(size), "backend": "torch", "precision": "fp32",
+                    "baseline": True} for n in cams for name, size in resolutions] + configs
     common = {"rate_hz": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
               "checkpoint": str(args.checkpoint or ""), "random_init_seed": args.random_init,
               "precision": args.precision, "reliable_input": bool(args.soak),
@@ -265,17 +302,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"), help="[fp32]")
     p.add_argument("--cameras", default="2,3", help="camera counts to run (default 2,3)")
     p.add_argument("--resolutions", default="240p,480p", help="frame sizes (default 240p,480p)")
-    p.add_argument("--backends", default="", help="backends to run (default: every backend present)")
+    p.add_argument("--backends", default="", help="backends to run, BACKEND[:PRECISION] comma-separated, e.g. "
+                   "torch:bf16,onnxruntime (default: every backend present, at --precision)")
     p.add_argument("--baseline", action="store_true",
-                   help="also run the node before batching (torch, one camera at a time) and give ratios to it")
+                   help="also run the node as it was before this work (torch fp32, one camera at a time, the "
+                        "default propagation profile; --param does not apply to it) and give ratios to it")
     p.add_argument("--rate", type=float, default=30.0, help="sets per second published (default 30)")
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds per configuration (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds published before measuring (default 5)")
     p.add_argument("--soak", action="store_true", help="soak: one configuration, reliable inputs, checks + memory curve")
     p.add_argument("--max-growth-mib", type=float, default=50.0, help="soak: allowed memory growth (default 50)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
-                   help="a corr_node parameter for every run, baseline included (repeatable), e.g. the live "
-                        "propagation profile: --param context:=5 --param radius:=8.0")
+                   help="a corr_node parameter for every run but the baseline (repeatable), e.g. the live "
+                        "propagation profile: --param context:=10 --param radius:=8.0 --param match_precision:=bf16")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the run (default: a free one)")
     p.add_argument("--out", type=Path, default=None, help="report .json (default docs/bench/node-<time>.json, "
                    "docs/soak/soak-<time>.json with --soak)")

@@ -75,20 +75,37 @@ def test_bench_node_runs_briefly_and_writes_its_report(ros_env, tmp_path, monkey
     args = _bench_parser().parse_args([
         "bench", "node", "--random-init", "0", "--cameras", "2", "--resolutions", "48x64", "--backends", "onnxruntime",
         "--baseline", "--rate", "5", "--duration", "3", "--warmup", "2", "--out", str(out), "--param", "context:=3",
+        "--param", "match_precision:=bf16",
         "--domain-id", ros_env["ROS_DOMAIN_ID"]])
     assert args.func(args) == 0
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
-    assert names == ["2 cams 48x64 torch (before batching)", "2 cams 48x64 onnxruntime"]
+    assert names == ["2 cams 48x64 torch (baseline)", "2 cams 48x64 onnxruntime"]
     for row in report["results"]:
         assert row["published"] == 15 and row["processed"] + row["dropped"] == row["published"]
         assert row["processed"] > 0  # labels of one stamp on both cameras (a shifted pairing gives none)
         assert set(row["latency_ms"]) == {"p50", "p95", "p99", "max", "mean"} and row["rss_mib"]["max"] > 0
         assert row["node"]["backend"] == row["config"]["backend"]
     assert report["settings"]["params"]["context"] == "3"
+    # the baseline is the node before this work: its defaults, one camera at a time; --param is for the others
+    base, new = (r["spec"]["params"] for r in report["results"])
+    assert base == {"device": "cpu", "batch_cameras": False} and new["context"] == "3"
+    assert new["match_precision"] == "bf16"  # the node took it (an undeclared parameter fails its configure)
     assert report["results"][1]["vs_before"] is None or report["results"][1]["vs_before"] > 0
     table = out.with_suffix(".md").read_text()
     assert "| 2 cams 48x64 onnxruntime |" in table and "latency p50 / p95 / p99" in table
+
+
+def test_bench_node_backends_take_a_precision_each():
+    from corr_core.errors import ConfigError
+    from corr_ros.bench_node import backend_choices
+
+    assert backend_choices("torch:bf16, onnxruntime", "fp32") == [("torch", "bf16"), ("onnxruntime", "fp32")]
+    assert backend_choices("", "bf16") == [(b, "bf16") for b in ("torch", "onnxruntime")]
+    with pytest.raises(ConfigError, match="unknown backend 'onnx' in 'onnx:fp32'"):
+        backend_choices("onnx:fp32")
+    with pytest.raises(ConfigError, match="unknown precision 'bf61'"):
+        backend_choices("torch:bf61")
 
 
 def test_bench_node_params_must_be_name_value_pairs():
