@@ -7,7 +7,8 @@ initialised ResNet-18; the shipped FC checkpoint):
 
 * J&F on the DAVIS 2016 480p dev sequences (bear, elephant, tennis: never trained on), the offline
   propagation protocol (``corr eval vos`` defaults);
-* J&F on held-out simulated episodes (seeds never trained on), ego and exo camera;
+* J&F on held-out simulated episodes (seeds never trained on), ego and exo camera (not for the
+  ablations, which are about the dev figure);
 * training speed (samples per second; a sample is the method's unit: an image's two views, a clip)
   and peak memory, from a short probe of each recipe in a fresh process, all in this run;
 * the effective rank of the features on the dev frames (:func:`corr_core.metrics.effective_rank`).
@@ -57,6 +58,7 @@ class Row:
         run: run folder under ``--runs`` (default: the recipe's name).
         checkpoint: the checkpoint inside the run folder.
         versus: the row an ablation is compared with.
+        sim: also score it on the sim episodes (ablations: the dev sequences only).
     """
 
     key: str
@@ -67,6 +69,7 @@ class Row:
     run: str | None = None
     checkpoint: str = "model.safetensors"
     versus: str | None = None
+    sim: bool = True
 
     @property
     def run_name(self) -> str:
@@ -80,18 +83,19 @@ ROWS: tuple[Row, ...] = (
     Row("fc", "FC, shipped (stage 2: 4,200 steps)", "reference"),
     Row("corrflow", "CorrFlow", recipe="training/corrflow_cpu.yaml"),
     Row("corrflow_nocycle", "CorrFlow without cycle consistency", "ablation", "training/corrflow_cpu.yaml",
-        ("model.cycle=false",), run="corrflow_cpu_nocycle", versus="corrflow"),
+        ("model.cycle=false",), run="corrflow_cpu_nocycle", versus="corrflow", sim=False),
     Row("mer", "MER", recipe="training/mer_cpu.yaml", overrides=("train.keep_every=400",)),
-    Row("mer_400", "MER at 400 steps", "ablation", run="mer_cpu", checkpoint="model_0000400.safetensors"),
+    Row("mer_400", "MER at 400 steps", "ablation", run="mer_cpu", checkpoint="model_0000400.safetensors",
+        sim=False),
     Row("mer_nosampler_400", "MER without the Multi-Cluster Sampler, 400 steps", "ablation",
         "training/mer_cpu.yaml", ("model.sampler=false", "train.iters=400"), run="mer_cpu_nosampler",
-        versus="mer_400"),
+        versus="mer_400", sim=False),
     Row("hvc", "HVC", recipe="training/hvc_cpu.yaml"),
     Row("hvc_static", "HVC static only", "ablation", "training/hvc_cpu.yaml", ("model.dynamic=false",),
-        run="hvc_cpu_static", versus="hvc"),
+        run="hvc_cpu_static", versus="hvc", sim=False),
     Row("sfc", "SFC (semantic + FC, fused)", recipe="training/sfc_cpu.yaml"),
     Row("sfc_fine", "SFC's FC branch alone (= FC stage 1)", "ablation", run="sfc_cpu",
-        checkpoint="branches/fine_grained.safetensors", versus="sfc"),
+        checkpoint="branches/fine_grained.safetensors", versus="sfc", sim=False),
 )
 DEV_SEQUENCES = ("bear", "elephant", "tennis")
 
@@ -133,7 +137,7 @@ def _jf(folder: Path) -> dict[str, Any] | None:
 def _evaluate(row: Row, model: list[str], davis: Path, sim: Path | None, evals: Path, log: Any) -> dict[str, Any]:
     """Dev and sim J&F of a row (eval folders reused when present)."""
     jobs = {"dev": (evals / f"dev480p_{row.key}", ["--davis", str(davis), "--split", "dev480p"])}
-    if sim is not None:
+    if sim is not None and row.sim:
         for cam in ("ego", "exo1"):
             jobs[f"sim_{cam}"] = (evals / f"sim_{cam}_{row.key}",
                                   ["--davis", str(sim / cam), "--split", "val", "--resolution", "240p"])
