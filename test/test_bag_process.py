@@ -203,7 +203,7 @@ def test_corr_train_from_a_bag_exports_its_cameras_once_and_trains(tmp_path, cap
     assert json.loads((run / "last.json").read_text())["step"] == 3
     assert sorted(Path(folders[0]).rglob("*.jpg"))[0].stat().st_mtime_ns == first
     # other cameras chosen: exported anew, and only those train
-    assert corr_main([*_tiny_hvc(run), "train.iters=4", "--bag", str(bag), "--topics", "ego=/ego/image_raw"]) == 0
+    assert corr_main([*_tiny_hvc(run), "--bag", str(bag), "--topics", "ego=/ego/image_raw", "train.iters=4"]) == 0
     folders = yaml.safe_load((run / "config.yaml").read_text())["data"]["folders"]
     assert [Path(f).name for f in folders] == ["ego"]
     assert sorted(Path(folders[0]).rglob("*.jpg"))[0].stat().st_mtime_ns != first

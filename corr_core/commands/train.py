@@ -137,6 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bag", action="append", default=[], metavar="PATH",
                    help="train on this rosbag2 recording too (repeatable): its cameras' frames join data.folders "
                         "(exported once into <out>/cache/bags), or data.bags for PCC")
-    p.add_argument("--topics", nargs="+", default=None, metavar="CAM=/TOPIC",
-                   help="cameras of the --bag recordings (default: every /<cam>/image_raw topic)")
+    p.add_argument("--topics", action="append", default=None, metavar="CAM=/TOPIC[,CAM=/TOPIC]",
+                   help="cameras of the --bag recordings, as corr bag export takes them (default: every "
+                        "/<cam>/image_raw topic)")
     p.set_defaults(func=run)
