@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from resume_check import resumed_equals_whole
 
 from corr_core.api import build_tracker, load_feature_model
+from corr_core.data.clips import ClipPool, Sequence, build_clip_pool
 from corr_core.data.flow import frame_motion, normalise_flow
 from corr_core.errors import ConfigError, DataError, ShapeMismatchError, TrainingError
 from corr_core.io.checkpoint import load_checkpoint
@@ -27,7 +28,7 @@ from corr_core.methods.mer import (
     ValueExtractionNetwork,
     WeightMapLoss,
 )
-from corr_core.methods.mer.data import ClipBatches, ClipPool, Sequence, build_clip_pool, rgb_to_lab
+from corr_core.methods.mer.data import ClipBatches, rgb_to_lab
 from corr_core.train.trainer import Trainer
 
 SMALL = {"bank_size": 16, "bank_points": 8, "neg_frames": 4, "window": 2}
@@ -92,29 +93,29 @@ def test_clip_batches_give_frames_flows_colours_and_video_ids():
 
 def test_a_missing_empty_or_unreadable_video_source_is_named(tmp_path):
     with pytest.raises(ConfigError, match=str(tmp_path / "nowhere")):
-        build_clip_pool({"folders": [str(tmp_path / "nowhere")]}, tmp_path, min_frames=4)
+        build_clip_pool({"folders": [str(tmp_path / "nowhere")]}, tmp_path, span=4)
     stills = tmp_path / "stills"
     stills.mkdir()
     for name in ("cat.png", "dog.png"):  # unnumbered images: stills, not a video
         cv2.imwrite(str(stills / name), np.zeros((40, 40, 3), np.uint8))
-    with pytest.raises(ConfigError, match=r"no video sequence.*stills.*2 still images"):
-        build_clip_pool({"folders": [str(stills)]}, tmp_path, min_frames=4)
+    with pytest.raises(ConfigError, match=r"stills holds no frame sequence or video \(only still images"):
+        build_clip_pool({"folders": [str(stills)]}, tmp_path, span=4)
     short = tmp_path / "short"
     short.mkdir()
     for i in range(3):
         cv2.imwrite(str(short / f"{i:05d}.png"), np.zeros((40, 40, 3), np.uint8))
-    with pytest.raises(ConfigError, match=r"short.*shorter than 4 frames"):
-        build_clip_pool({"folders": [str(short)]}, tmp_path, min_frames=4)
+    with pytest.raises(ConfigError, match=r"no sequence has the 4 frames a clip needs: data.folders .*short"):
+        build_clip_pool({"folders": [str(short)]}, tmp_path, span=4)
     with pytest.raises(ConfigError, match="no data source set"):
-        build_clip_pool({}, tmp_path, min_frames=4)
-    with pytest.raises(ConfigError, match=rf"no video sequence.*{tmp_path / 'davis'}: not found"):
-        build_clip_pool({"davis": [{"root": str(tmp_path / "davis")}]}, tmp_path, min_frames=4)
+        build_clip_pool({}, tmp_path, span=4)
+    with pytest.raises(ConfigError, match=rf"no sequence has the 4 frames.*{tmp_path / 'davis'}: not found"):
+        build_clip_pool({"davis": [{"root": str(tmp_path / "davis")}]}, tmp_path, span=4)
     broken = tmp_path / "broken"
     broken.mkdir()
     for i, frame in enumerate(_video(0, n=5)):
         cv2.imwrite(str(broken / f"{i:05d}.png"), frame)
     (broken / "00003.png").write_bytes(b"not a png")
-    pool = build_clip_pool({"folders": [str(broken)]}, tmp_path, min_frames=4)
+    pool = build_clip_pool({"folders": [str(broken)]}, tmp_path, span=4)
     batches = ClipBatches(pool, 8, 32, (0.5, 1.0), refs=2, gap=(1, 1), flow_gap=1, seed=0)
     with pytest.raises(DataError, match="00003.png"):
         for _ in range(5):
@@ -122,7 +123,7 @@ def test_a_missing_empty_or_unreadable_video_source_is_named(tmp_path):
     video = tmp_path / "bad.mp4"
     video.write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match="bad.mp4"):
-        build_clip_pool({"videos": [str(video)]}, tmp_path, min_frames=4)
+        build_clip_pool({"videos": [str(video)]}, tmp_path, span=4)
 
 
 # ----------------------------------------------------------------------------- engine and sampler

