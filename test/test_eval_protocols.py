@@ -315,8 +315,9 @@ def test_cli_vip_builds_the_tracker_with_vip_settings(vip_root, tmp_path, monkey
     api = pytest.importorskip("corr_core.api")
     built = []
 
-    def fake_build_tracker(checkpoint, propagation=None, device="cpu", random_init_seed=None):
-        built.append((checkpoint, propagation, random_init_seed))
+    def fake_build_tracker(checkpoint, propagation=None, device="cpu", random_init_seed=None, backend="auto",
+                           precision="fp32"):
+        built.append((checkpoint, propagation, random_init_seed, backend, precision))
         return Tracker(PaletteCells(), PropagationConfig(**propagation))
 
     monkeypatch.setattr(api, "build_tracker", fake_build_tracker)
@@ -332,9 +333,12 @@ def test_cli_vip_builds_the_tracker_with_vip_settings(vip_root, tmp_path, monkey
         "--random-init",
         "--radius",
         "20",
+        "--backend",
+        "onnxruntime",
     ]
     assert corr_main([*argv, "--native-size", "--out", str(out), "--quiet"]) == 0
-    assert built[0] == (None, {"topk": 10, "context": 8, "radius": 20.0, "temperature": 0.05}, 0)
+    assert built[0] == (None, {"topk": 10, "context": 8, "radius": 20.0, "temperature": 0.05}, 0, "onnxruntime",
+                        "fp32")
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["global"]["mIoU"] == 1.0 and saved["counts"]["videos"] == 2
     assert "mIoU" in capsys.readouterr().out
