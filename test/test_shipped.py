@@ -17,7 +17,7 @@ FEATURE_NETWORKS = sorted(p.stem for p in SHIPPED.glob("*.safetensors") if not p
 
 def test_every_temporal_method_that_trained_here_ships_its_network():
     methods = {json.loads((SHIPPED / f"{name}.json").read_text())["method"] for name in FEATURE_NETWORKS}
-    assert {"fc", "hvc", "corrflow"} <= methods
+    assert {"fc", "corrflow", "mer", "hvc", "sfc"} <= methods
 
 
 @pytest.mark.parametrize("name", FEATURE_NETWORKS)
