@@ -41,7 +41,7 @@ from corr_core.errors import ConfigError, DataError
 __all__ = ["ROWS", "Row", "add_parser", "markdown", "run_methods"]
 
 _CLI = "import sys; from corr_core.cli import main; sys.exit(main(sys.argv[1:]))"
-_PROBE = ("import json, resource, sys; from corr_core.cli import main; rc = main(sys.argv[1:]); "
+_PROBE = ("import resource, sys; from corr_core.cli import main; rc = main(sys.argv[1:]); "
           "print('PEAK_RSS_MIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0); sys.exit(rc)")
 
 
@@ -59,6 +59,7 @@ class Row:
         checkpoint: the checkpoint inside the run folder.
         versus: the row an ablation is compared with.
         sim: also score it on the sim episodes (ablations: the dev sequences only).
+        branch: the checkpoint is this branch of the run's fused SFC network (split out when absent).
     """
 
     key: str
@@ -70,6 +71,7 @@ class Row:
     checkpoint: str = "model.safetensors"
     versus: str | None = None
     sim: bool = True
+    branch: str | None = None
 
     @property
     def run_name(self) -> str:
@@ -95,7 +97,7 @@ ROWS: tuple[Row, ...] = (
         run="hvc_cpu_static", versus="hvc", sim=False),
     Row("sfc", "SFC (semantic + FC, fused)", recipe="training/sfc_cpu.yaml"),
     Row("sfc_fine", "SFC's FC branch alone (= FC stage 1)", "ablation", run="sfc_cpu",
-        checkpoint="branches/fine_grained.safetensors", versus="sfc", sim=False),
+        checkpoint="branches/fine_grained.safetensors", versus="sfc", sim=False, branch="fine_grained"),
 )
 DEV_SEQUENCES = ("bear", "elephant", "tennis")
 
@@ -112,7 +114,7 @@ def _checkpoint(row: Row, runs: Path, train: bool, log: Any) -> Path | None:
     """The row's checkpoint (trained first with ``train`` when its run is missing), or None."""
     run = runs / row.run_name
     path = run / row.checkpoint
-    if not path.is_file() and row.key == "sfc_fine" and (run / "model.safetensors").is_file():
+    if not path.is_file() and row.branch and (run / "model.safetensors").is_file():
         from corr_core.methods.sfc import split_fused
 
         split_fused(run / "model", run / "branches")
@@ -136,19 +138,18 @@ def _jf(folder: Path) -> dict[str, Any] | None:
 
 def _evaluate(row: Row, model: list[str], davis: Path, sim: Path | None, evals: Path, log: Any) -> dict[str, Any]:
     """Dev and sim J&F of a row (eval folders reused when present)."""
-    jobs = {"dev": (evals / f"dev480p_{row.key}", ["--davis", str(davis), "--split", "dev480p"])}
+    jobs = {"dev": (evals / f"dev480p_{row.key}", davis, "dev480p", "480p")}
     if sim is not None and row.sim:
         for cam in ("ego", "exo1"):
-            jobs[f"sim_{cam}"] = (evals / f"sim_{cam}_{row.key}",
-                                  ["--davis", str(sim / cam), "--split", "val", "--resolution", "240p"])
+            jobs[f"sim_{cam}"] = (evals / f"sim_{cam}_{row.key}", sim / cam, "val", "240p")
     out = {}
-    for name, (folder, data) in jobs.items():
+    for name, (folder, root, split, resolution) in jobs.items():
         if _jf(folder) is None:
-            if row.key == "copy_first":
-                _copy_first(data, folder)
+            if not model:  # no network: the copy-first-frame reference
+                _copy_first(root, split, resolution, folder)
             else:
-                _corr(["eval", "vos", *data, *model, "--no-overlays", "--quiet", "--out", str(folder),
-                       "--overwrite"], log)
+                _corr(["eval", "vos", "--davis", str(root), "--split", split, "--resolution", resolution, *model,
+                       "--no-overlays", "--quiet", "--out", str(folder), "--overwrite"], log)
         out[name] = _jf(folder)
     return out
 
@@ -165,12 +166,11 @@ class CopyFirstFrame:
         return self.first
 
 
-def _copy_first(data: list[str], folder: Path) -> None:
+def _copy_first(root: Path, split: str, resolution: str, folder: Path) -> None:
     from corr_core.data.davis import DavisDataset
     from corr_core.evaluation.vos import run_vos
 
-    opts = dict(zip(data[::2], data[1::2], strict=True))
-    dataset = DavisDataset(opts["--davis"], resolution=opts.get("--resolution", "480p"), split=opts["--split"])
+    dataset = DavisDataset(root, resolution=resolution, split=split)
     run_vos(CopyFirstFrame, dataset, folder, overlays=False, progress=False, extra={"model": "copy first frame"})
 
 
