@@ -105,6 +105,9 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     Option("device", str, "cpu", "torch device: cpu, cuda or cuda:N"),
 )
 
+#: ``match_precision`` -> :attr:`PropagationConfig.dtype <corr_core.propagation.config.PropagationConfig.dtype>`.
+MATCH_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
 #: Label propagation settings (:class:`~corr_core.propagation.config.PropagationConfig` fields).
 PROPAGATION_OPTIONS: tuple[Option, ...] = (
     Option("topk", int, _P.topk, "context positions kept per target position", range=(1, 100000), live=True),
@@ -125,11 +128,8 @@ PROPAGATION_OPTIONS: tuple[Option, ...] = (
            "size)", range=(0.125, 8.0)),
     Option("match_precision", str, "fp32", "precision of the stored context features and their dot products: "
            "fp32, or bf16 (half the memory; 1.4x faster matching on CPUs with AVX512-BF16 and on GPUs); "
-           "top-k and softmax stay float32", choices=("fp32", "bf16", "fp16")),
+           "top-k and softmax stay float32", choices=tuple(MATCH_DTYPES)),
 )
-
-#: ``match_precision`` -> :attr:`PropagationConfig.dtype <corr_core.propagation.config.PropagationConfig.dtype>`.
-MATCH_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 #: Inference backends (:mod:`corr_core.runtime.backends`); ``auto``: onnxruntime for a ``.onnx``
 #: checkpoint, tensorrt for a ``.engine`` file, torch otherwise.
