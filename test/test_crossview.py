@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from corr_core.crossview.base import MatchResult, check_inputs, network_size
-from corr_core.crossview.baseline import FeatureMatcher
+from corr_core.crossview.baseline import ColourStatsMatcher, FeatureMatcher
 from corr_core.crossview.matcher import CrossViewMatcher
 from corr_core.errors import ConfigError, DataError, ShapeMismatchError
 from corr_core.evaluation.crossview import evaluate_crossview, write_report
@@ -59,19 +59,26 @@ def test_inputs_are_checked_and_empty_sources_find_nothing():
     assert network_size(240, 320, 320) == (240, 320) and network_size(100, 333, 320, 16) == (96, 320)
 
 
-def test_feature_baseline_finds_each_object_by_its_features_and_keeps_ids():
+BASELINES = {
+    "features": lambda threshold: FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=threshold),
+    "colour statistics": lambda threshold: ColourStatsMatcher(build_proposer("graph"), threshold=threshold),
+}
+
+
+@pytest.mark.parametrize("baseline", sorted(BASELINES))
+def test_nearest_neighbour_baselines_find_each_object_and_keep_ids(baseline):
     src, src_labels = boxes_view([(10, 10), (60, 40), (20, 100)], seed=1)
     tgt, tgt_labels = boxes_view([(70, 110), (15, 20), (90, 30)], seed=2)  # the objects moved
     src_labels = np.where(src_labels > 0, src_labels + 40, 0).astype(np.uint16)  # ids 41..43
-    matcher = FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=0.5)
+    matcher = BASELINES[baseline](0.5)
     res = matcher.match(src, src_labels, tgt)
     assert res.labels.shape == tgt.shape[:2] and res.labels.dtype == np.uint16
     assert res.found == [41, 42, 43]
     for k in (1, 2, 3):
         pred, truth = res.labels == 40 + k, tgt_labels == k
         assert (pred & truth).sum() / (pred | truth).sum() > 0.8
-    assert all(0.75 < c <= 1.0 for c in res.confidence.values())  # (1 + cos) / 2 with cos > 0.5
-    strict = FeatureMatcher(ColourFeatures(), build_proposer("graph"), threshold=1.5)
+    assert all(0.75 < c <= 1.0 + 1e-6 for c in res.confidence.values())  # (1 + cos) / 2 with cos > 0.5
+    strict = BASELINES[baseline](1.5)
     assert strict.match(src, src_labels, tgt).found == []  # below the threshold: not visible
 
 

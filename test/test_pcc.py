@@ -103,6 +103,94 @@ def test_cycle_matches_keep_only_pairs_that_agree_both_ways():
         cycle_matches(s12, s21[:2])
 
 
+def test_cycle_matches_drop_matches_that_do_not_stand_out():
+    """Lowe's test as a difference: a match whose row or column holds a near-equal runner-up (a patch
+    of repetitive texture) is dropped; a clear one is kept."""
+    s = np.array([[0.9, 0.2, 0.1], [0.3, 0.80, 0.78], [0.1, 0.2, 0.95]])
+    assert [(i, j) for i, j, _, _ in cycle_matches(s, s.T)] == [(0, 0), (1, 1), (2, 2)]
+    kept = [(i, j) for i, j, _, _ in cycle_matches(s, s.T, min_margin=0.1)]
+    assert kept == [(0, 0), (2, 2)]  # (1, 1) leads its row's runner-up (1, 2) by 0.02 only
+    single = np.array([[0.7]])
+    assert [(i, j) for i, j, _, _ in cycle_matches(single, single, min_margin=0.5)] == [(0, 0)]
+
+
+def test_colour_statistics_match_an_object_across_a_change_of_view_and_light():
+    """The weight-free first-stage similarity: the same object seen warped and darker is closer
+    than another object; empty masks are similar to nothing."""
+    from corr_core.methods.pcc.appearance import ColourStatsSimilarity, colour_descriptors
+    from corr_core.methods.pcc.colorize import random_warp, warp
+    from corr_core.proposals.base import Proposals
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(120, 6, (*SIZE, 3)), 0, 255).astype(np.uint8)
+    masks = np.zeros((3, *SIZE), bool)
+    for k, (colour, (y, x)) in enumerate(zip([(200, 40, 40), (40, 180, 60), (60, 60, 200)],
+                                             [(20, 20), (60, 90), (30, 110)], strict=True)):
+        img[y : y + 24, x : x + 30] = np.clip(rng.normal(colour, 8, (24, 30, 3)), 0, 255)
+        masks[k, y : y + 24, x : x + 30] = True
+    matrix = random_warp(SIZE, np.random.default_rng(1))
+    other = (warp(img, matrix).astype(np.float32) * 0.8).astype(np.uint8)
+    other_masks = np.stack([warp(m, matrix, nearest=True) for m in masks])
+    s = ColourStatsSimilarity().similarity(img, Proposals(masks, np.ones(3)), other,
+                                           Proposals(other_masks, np.ones(3)))
+    assert s.shape == (3, 3) and list(s.argmax(1)) == [0, 1, 2] and list(s.argmax(0)) == [0, 1, 2]
+    assert [(i, j) for i, j, _, _ in cycle_matches(s, s.T, min_margin=0.1)] == [(0, 0), (1, 1), (2, 2)]
+    d = colour_descriptors(img, np.zeros((1, *SIZE), bool))
+    assert not d.any()
+    with pytest.raises(ValueError, match="do not match the image"):
+        colour_descriptors(img, masks[:, :10])
+
+
+def test_colour_prior_back_projects_the_source_object_across_a_change_of_light():
+    """The back-projected map is high on the object's colours in the target, also when that view is
+    darker (chromaticity), and low on colours the source shows around the object."""
+    from corr_core.methods.pcc.colour_prior import back_project
+
+    src = torch.full((1, 3, 32, 40), 0.5)
+    src[:, :, :, 20:] = torch.tensor([0.2, 0.5, 0.2]).view(1, 3, 1, 1)  # a green half: background
+    src[:, :, 8:16, 4:12] = torch.tensor([0.9, 0.2, 0.2]).view(1, 3, 1, 1)  # the red object
+    mask = torch.zeros(1, 1, 32, 40)
+    mask[:, :, 8:16, 4:12] = 1
+    tgt = torch.full((1, 3, 24, 30), 0.5 * 0.7)
+    tgt[:, :, 2:10, 15:29] = torch.tensor([0.2, 0.5, 0.2]).view(1, 3, 1, 1) * 0.7
+    tgt[:, :, 14:20, 3:9] = torch.tensor([0.9, 0.2, 0.2]).view(1, 3, 1, 1) * 0.7  # the object, moved, darker
+    prior = back_project(src, mask, tgt)
+    assert prior.shape == (1, 1, 24, 30) and 0 <= prior.min() and prior.max() <= 1
+    assert prior[0, 0, 14:20, 3:9].min() > 0.9 and prior[0, 0, 2:10, 15:29].max() < 0.1
+    with pytest.raises(ValueError, match="does not fit"):
+        back_project(src, mask[:, :, :16], tgt)
+
+
+def test_colour_prior_network_starts_as_the_network_it_extends(tmp_path):
+    """``pcc_tiny_prior`` starts from a ``pcc_tiny`` checkpoint: the added layers begin at zero, so
+    its predictions equal the base network's; it refuses other architectures and a call without
+    the source images."""
+    from corr_core.errors import ConfigError
+    from corr_core.io.checkpoint import save_checkpoint
+    from corr_core.methods.pcc.correspond import CorrespondMethod
+    from corr_core.methods.pcc.pipeline import init_correspondence
+
+    torch.manual_seed(0)
+    base = CorrespondMethod("pcc_tiny")
+    save_checkpoint(tmp_path / "base", {f"backbone.{k}": v for k, v in base.model.state_dict().items()},
+                    {"arch": "pcc_tiny", "method": "pcc_colorize"})
+    prior = CorrespondMethod("pcc_tiny_prior")
+    init_correspondence(prior, tmp_path / "base.safetensors")
+    src, tgt = torch.rand(2, 3, *SIZE), torch.rand(2, 3, *SIZE)
+    mask = torch.zeros(2, 1, *SIZE)
+    mask[:, :, 20:60, 30:90] = 1
+    with torch.no_grad():
+        a, ea = base.model.eval().correspond(src, mask, tgt)
+        b, eb = prior.model.eval().correspond(src, mask, tgt)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ea, eb, atol=1e-5)
+    with pytest.raises(ConfigError, match="needs the source images"):
+        prior.model.correspond_features(prior.model.encode(src), mask, prior.model.encode(tgt), tgt)
+    save_checkpoint(tmp_path / "other", {f"backbone.{k}": v for k, v in build_pcc_model("pcc_resnet18_l2").state_dict().items()},
+                    {"arch": "pcc_resnet18_l2", "method": "pcc_colorize"})
+    with pytest.raises(CheckpointError, match="cannot initialise"):
+        init_correspondence(prior, tmp_path / "other.safetensors")
+
+
 def test_recolouring_changes_only_the_object():
     rgb = np.full((32, 32, 3), 100, np.uint8)
     rgb[8:16, 8:16] = (200, 40, 40)
@@ -161,6 +249,18 @@ def test_pseudolabel_precision_is_measured_against_ground_truth(sim_root, tmp_pa
         read_pseudolabels(tmp_path / "bad.jsonl")
 
 
+def test_accumulated_pseudolabels_let_a_later_round_correct_an_earlier_pairing():
+    from corr_core.methods.pcc.pseudolabel import merge_pseudolabels
+
+    a, b, c = View("s", "ego", 0), View("s", "exo1", 0), View("s", "ego", 10)
+    round0 = [{"src": a, "tgt": b, "matches": [(0, 0), (1, 1), (2, 5)]}, {"src": a, "tgt": c, "matches": [(3, 3)]}]
+    round1 = [{"src": a, "tgt": b, "matches": [(2, 2), (4, 1)]}, {"src": b, "tgt": c, "matches": []}]
+    merged = {(r["src"], r["tgt"]): sorted(r["matches"]) for r in merge_pseudolabels([round0, round1])}
+    # (2, 5) and (1, 1) share a proposal with the later (2, 2) and (4, 1): replaced; (0, 0) kept
+    assert merged == {(a, b): [(0, 0), (2, 2), (4, 1)], (a, c): [(3, 3)], (b, c): []}
+    assert round0[0]["matches"] == [(0, 0), (1, 1), (2, 5)]  # the inputs are not changed
+
+
 def test_pair_sampler_draws_cross_view_and_time_gap_pairs(sim_root):
     scenes = sim_scenes(sim_root, resolution="128p")
     sampler = PairSampler(scenes, cross_view=0.5, gap=(2, 3), seed=0)
@@ -186,13 +286,19 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     cfg["score"] = {"episodes": 1, "seed": 2000, "frames": 2, "hidden_per_camera": 1, "every": 1}
     report = iterate(cfg, tmp_path, scenes, score=pcc_scorer(cfg, tmp_path / "cache"))
     scores = report["iterations"][1]["scores"]
-    assert set(scores) == {"ego->exo1", "exo1->ego"} and 0 <= scores["ego->exo1"]["iou"] <= 1
+    assert set(scores) == {"ego->exo1", "exo1->ego", "existence_threshold"} and 0 <= scores["ego->exo1"]["iou"] <= 1
     log = [float(r.split(",")[3]) for r in (tmp_path / "pretrain" / "log.csv").read_text().splitlines()[1:]]
     assert log[-1] < log[0]
     assert len(report["iterations"]) == 2
     for k in (1, 2):
         model, meta = load_pcc_model(tmp_path / f"iter_{k}" / "model")
         assert meta["method"] == "pcc_correspond" and (tmp_path / f"pseudo_{k - 1}" / "summary.json").is_file()
+        # the scorer calibrated the existence threshold and stored it where the node's matcher finds it
+        thresh = report["iterations"][k - 1]["scores"]["existence_threshold"]
+        assert meta["existence_threshold"] == thresh and "seeds 2000" in meta["existence_calibrated_on"]
+        assert CrossViewMatcher.from_checkpoint(tmp_path / f"iter_{k}" / "model").existence_threshold == thresh
+        assert CrossViewMatcher.from_checkpoint(tmp_path / f"iter_{k}" / "model",
+                                                existence_threshold=0.9).existence_threshold == 0.9
     colouriser = tmp_path / "pretrain" / "model"
     with pytest.raises(CheckpointError, match="no trained correspondence heads"):
         CrossViewMatcher.from_checkpoint(colouriser)
@@ -203,6 +309,27 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     v1, v2 = View(scenes[0].name, "ego", 0), View(scenes[0].name, "exo1", 0)
     s = heat.similarity(store.rgb(v1), store.proposals(v1), store.rgb(v2), store.proposals(v2))
     assert s.shape == (len(store.proposals(v1)), len(store.proposals(v2))) and np.all((0 <= s) & (s <= 1))
+
+
+def test_the_first_pseudolabels_can_come_from_colour_statistics(sim_root, tiny_cfg, tmp_path):
+    """``pseudolabel.first: colour_stats``: iteration 0 needs no colouriser heatmaps; the summary says
+    where the labels came from; an unknown first stage is named."""
+    from corr_core.errors import ConfigError
+    from corr_core.methods.pcc.pipeline import iterate, pseudolabel, view_store
+
+    scenes = sim_scenes(sim_root, resolution="128p")
+    cfg = json.loads(json.dumps(tiny_cfg))
+    cfg["pseudolabel"].update(first="colour_stats", min_margin=0.02)
+    cfg["iterations"] = 1
+    store = view_store(cfg, scenes, tmp_path, proposer=build_proposer("oracle"))
+    summary = pseudolabel(cfg, None, tmp_path / "pseudo_0", store, scenes)
+    assert summary["model"] == "colour_stats" and summary["pairs"] > 0 and summary["matches"] > 0
+    assert summary["precision"] > 0.5  # ground-truth masks of distinct objects: colour tells most apart
+    report = iterate(cfg, tmp_path, scenes)
+    assert report["first_pseudolabels"] == "colour_stats" and (tmp_path / "iter_1" / "model.safetensors").is_file()
+    cfg["pseudolabel"]["first"] = "colour_stat"
+    with pytest.raises(ConfigError, match="pseudolabel.first"):
+        iterate(cfg, tmp_path / "again", scenes)
 
 
 def test_foreign_checkpoints_are_refused(tmp_path):

@@ -55,13 +55,17 @@ def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
 
         return (CrossViewMatcher.from_checkpoint(args.pcc, args.device, proposer=proposer, select=args.select),
                 f"pcc:{args.pcc}")
+    if proposer is None:
+        raise ConfigError("the nearest-neighbour baselines need a proposer (--proposer graph or sam)")
+    if args.colour_stats:
+        from corr_core.crossview.baseline import ColourStatsMatcher
+
+        return ColourStatsMatcher(proposer), "nn:colour statistics"
     from corr_core.api import load_feature_model
     from corr_core.crossview.baseline import FeatureMatcher
 
-    src = model_source(args, what="or --pcc CKPT")
+    src = model_source(args, what="or --pcc CKPT or --colour-stats")
     model, _ = load_feature_model(src.checkpoint, device=src.device, random_init_seed=src.random_init_seed)
-    if proposer is None:
-        raise ConfigError("the feature baseline needs a proposer (--proposer graph or sam)")
     return FeatureMatcher(model, proposer, src.device), f"nn:{src.describe()}"
 
 
@@ -93,7 +97,8 @@ def run_crossview(args: argparse.Namespace) -> int:
     if args.calibrate is not None:
         tune = sim_scenes(args.calibrate, resolution=args.resolution)
         conf_thresh, acc = calibrate_existence(matcher, tune, directions, args.every, args.min_pixels)
-        settings.update(calibrated_on=str(args.calibrate), calibrated_balanced_accuracy=acc)
+        settings.update(calibrated_on=str(args.calibrate), calibrated_balanced_accuracy=acc,
+                        existence_threshold=conf_thresh)
         print(f"existence threshold {conf_thresh:.4f} (balanced accuracy {acc:.3f} on {args.calibrate})")
     result = evaluate_crossview(matcher, scenes, directions, args.every, args.min_pixels,
                                 overlays=None if args.no_overlays else out / "overlays",
@@ -113,6 +118,8 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--directions", default="", help="SRC:TGT,... (default: ego to each exo camera and back)")
     src = add_model_args(p, default_help="the feature baseline needs one")
     src.add_argument("--pcc", type=Path, default=None, help="a PCC correspondence model (RUN/iter_N/model)")
+    src.add_argument("--colour-stats", action="store_true",
+                     help="the weight-free baseline: nearest neighbour of colour statistics (PCC's first pseudo-labels)")
     p.add_argument("--proposer", default="graph", choices=("graph", "sam", "none"),
                    help="target proposals: the baseline picks one, PCC snaps to them (default graph)")
     p.add_argument("--select", default="proposal", choices=("proposal", "snap"),

@@ -1,8 +1,8 @@
 """Cross-view object correspondence: find the objects of one camera in another.
 
-:class:`~corr_core.crossview.matcher.CrossViewMatcher` (PCC's correspondence model) and
-:class:`~corr_core.crossview.baseline.FeatureMatcher` (nearest neighbour of mask-pooled features
-over object proposals, the baseline) share one protocol, :class:`~corr_core.crossview.base.Matcher`:
+:class:`~corr_core.crossview.matcher.CrossViewMatcher` (PCC's correspondence model) and the
+nearest-neighbour baselines of :mod:`~corr_core.crossview.baseline` (mask-pooled features or colour
+statistics over object proposals) share one protocol, :class:`~corr_core.crossview.base.Matcher`:
 
     result = matcher.match(src_rgb, src_labels, tgt_rgb)
     result.labels       # (H2, W2) ids of src_labels, found in the target (0 elsewhere)
@@ -15,4 +15,8 @@ Numpy at the edges (``(H, W, 3) uint8`` RGB, ``(H, W)`` integer label maps), ids
 
 from corr_core.crossview.base import Matcher, MatchResult
 
-__all__ = ["MatchResult", "Matcher"]
+#: The PCC correspondence model the package ships (``corr_core/assets/checkpoints/<name>``),
+#: trained by ``training/pcc_cpu.yaml``; ``corr demo --crossview`` uses it.
+SHIPPED_PCC = "pcc_resnet18_l2_prior"
+
+__all__ = ["SHIPPED_PCC", "MatchResult", "Matcher"]

@@ -1,4 +1,5 @@
-"""The baseline matcher: nearest neighbour of mask-pooled features over target proposals.
+"""The baseline matchers: nearest neighbour of mask-pooled features (or colour statistics) over
+target proposals.
 
 The representation-matching approach PCC compares against (its Table 1: DINO, DINOv2, SiamMAE
 "+SAM"): the source object's dense features are averaged over its mask; each target proposal's
@@ -29,34 +30,25 @@ from corr_core.methods.pcc.heatmaps import image_tensor, masks_at
 from corr_core.proposals.base import Proposer
 
 
-class FeatureMatcher:
-    """Nearest-neighbour matching of mask-pooled features (see the module docstring).
+class NearestProposalMatcher:
+    """Matches each source object to the target proposal of most similar descriptor.
 
-    Args:
-        model: feature network, ``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, C, h, w)``.
-        proposer: target proposals (required: the baseline picks one of them).
-        device: torch device.
-        threshold: cosine similarity above which an object counts as visible.
-        max_side: the longer image side the network sees.
+    Subclasses give ``similarity(src_rgb, queries, tgt_rgb, candidates) -> (Q, P)`` cosines of the
+    query masks ``(Q, H1, W1)`` and the candidate masks ``(P, H2, W2)`` (bool, each at its image's
+    size). The match is the best candidate; the object counts as visible when the cosine exceeds
+    ``threshold``; the confidence is ``(1 + cos) / 2``.
     """
 
-    def __init__(self, model: torch.nn.Module, proposer: Proposer, device: str | torch.device = "cpu",
-                 threshold: float = 0.5, max_side: int = 320) -> None:
+    def __init__(self, proposer: Proposer, threshold: float = 0.5) -> None:
         if proposer is None:
-            raise ConfigError("FeatureMatcher needs a proposer (it matches the source object to target proposals)")
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+            raise ConfigError(f"{type(self).__name__} needs a proposer (it matches the source object to target proposals)")
         self.proposer = proposer
-        self.threshold, self.max_side = float(threshold), int(max_side)
+        self.threshold = float(threshold)
 
-    @torch.inference_mode()
-    def _pooled(self, feat: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
-        """``(N, C)`` unit vectors: ``feat`` ``(1, C, h, w)`` averaged over each mask's area at ``h x w``."""
-        weights = masks_at(masks, tuple(feat.shape[-2:]), self.device).flatten(1)  # (N, hw)
-        pooled = weights @ feat[0].flatten(1).t() / weights.sum(1, keepdim=True).clamp_min(1e-6)
-        return F.normalize(pooled, dim=1)
+    def similarity(self, src_rgb: np.ndarray, queries: np.ndarray, tgt_rgb: np.ndarray,
+                   candidates: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    @torch.inference_mode()
     def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
         """See :class:`~corr_core.crossview.base.Matcher`; no proposal in the target: nothing found."""
         ids = check_inputs(src_rgb, src_labels, tgt_rgb)
@@ -69,13 +61,7 @@ class FeatureMatcher:
             for i in ids:
                 result.existence[i], result.confidence[i], result.masks[i] = False, 0.0, np.zeros(size, bool)
             return result
-        src_net = network_size(*src_rgb.shape[:2], self.max_side)
-        tgt_net = network_size(*size, self.max_side)
-        f_src = self.model(image_tensor(resize_rgb(src_rgb, src_net), self.device)).float()
-        f_tgt = self.model(image_tensor(resize_rgb(tgt_rgb, tgt_net), self.device)).float()
-        queries = np.stack([resize_mask(src_labels == i, src_net) for i in ids])
-        cands = np.stack([resize_mask(m, tgt_net) for m in props.masks])
-        sim = (self._pooled(f_src, queries) @ self._pooled(f_tgt, cands).t()).cpu().numpy()  # (ids, props)
+        sim = self.similarity(src_rgb, np.stack([src_labels == i for i in ids]), tgt_rgb, props.masks)
         priority = {}
         for row, i in enumerate(ids):
             best = int(np.argmax(sim[row]))
@@ -86,3 +72,62 @@ class FeatureMatcher:
             priority[i] = cos
         result.labels = compose(result.masks, priority, result.existence, size, result.labels.dtype)
         return result
+
+
+class FeatureMatcher(NearestProposalMatcher):
+    """Nearest-neighbour matching of mask-pooled features (see the module docstring).
+
+    Args:
+        model: feature network, ``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, C, h, w)``.
+        proposer: target proposals (required: the baseline picks one of them).
+        device: torch device.
+        threshold: cosine similarity above which an object counts as visible.
+        max_side: the longer image side the network sees.
+    """
+
+    def __init__(self, model: torch.nn.Module, proposer: Proposer, device: str | torch.device = "cpu",
+                 threshold: float = 0.5, max_side: int = 320) -> None:
+        super().__init__(proposer, threshold)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.max_side = int(max_side)
+
+    @torch.inference_mode()
+    def _pooled(self, feat: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+        """``(N, C)`` unit vectors: ``feat`` ``(1, C, h, w)`` averaged over each mask's area at ``h x w``."""
+        weights = masks_at(masks, tuple(feat.shape[-2:]), self.device).flatten(1)  # (N, hw)
+        pooled = weights @ feat[0].flatten(1).t() / weights.sum(1, keepdim=True).clamp_min(1e-6)
+        return F.normalize(pooled, dim=1)
+
+    @torch.inference_mode()
+    def similarity(self, src_rgb: np.ndarray, queries: np.ndarray, tgt_rgb: np.ndarray,
+                   candidates: np.ndarray) -> np.ndarray:
+        """Cosines of mask-pooled network features, ``(Q, P)``."""
+        src_net = network_size(*src_rgb.shape[:2], self.max_side)
+        tgt_net = network_size(*tgt_rgb.shape[:2], self.max_side)
+        f_src = self.model(image_tensor(resize_rgb(src_rgb, src_net), self.device)).float()
+        f_tgt = self.model(image_tensor(resize_rgb(tgt_rgb, tgt_net), self.device)).float()
+        q = np.stack([resize_mask(m, src_net) for m in queries])
+        c = np.stack([resize_mask(m, tgt_net) for m in candidates])
+        return (self._pooled(f_src, q) @ self._pooled(f_tgt, c).t()).cpu().numpy()
+
+
+class ColourStatsMatcher(NearestProposalMatcher):
+    """Nearest-neighbour matching of colour statistics (:mod:`corr_core.methods.pcc.appearance`):
+    the weight-free similarity PCC's CPU recipe takes its first pseudo-labels from, as a matcher.
+
+    Args:
+        proposer: target proposals.
+        threshold: cosine above which an object counts as visible.
+    """
+
+    def __init__(self, proposer: Proposer, threshold: float = 0.5) -> None:
+        from corr_core.methods.pcc.appearance import colour_descriptors
+
+        super().__init__(proposer, threshold)
+        self._describe = colour_descriptors
+
+    def similarity(self, src_rgb: np.ndarray, queries: np.ndarray, tgt_rgb: np.ndarray,
+                   candidates: np.ndarray) -> np.ndarray:
+        """Cosines of the masks' colour descriptors, ``(Q, P)``."""
+        return self._describe(src_rgb, queries) @ self._describe(tgt_rgb, candidates).T

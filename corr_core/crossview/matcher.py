@@ -42,25 +42,31 @@ class CrossViewMatcher:
         select: ``"snap"``: threshold the predicted mask, then replace it by the proposal it overlaps
             most; ``"proposal"``: the proposal of highest soft IoU with the predicted probability map
             (seed 000's Sim(H, O) with a size normalisation), whenever the map has any mass.
-        threshold: existence probability above which an object counts as visible, and mask
-            probability above which a pixel belongs to it.
+        threshold: mask probability above which a pixel belongs to the object (and existence
+            probability above which it counts as visible, unless ``existence_threshold`` is given).
+        existence_threshold: existence probability above which an object counts as visible
+            (:meth:`from_checkpoint` takes the one calibrated on tuning episodes and stored in the
+            checkpoint, ``corr pcc score``).
         max_side: the longer image side the network sees (images are resized to it, to multiples
             of the network's stride; masks come back at each image's own size).
         min_pixels: source objects smaller than this (at the network size) are reported not found.
         batch: source objects decoded at a time.
 
     Example:
-        >>> matcher = CrossViewMatcher.from_checkpoint("pcc_resnet18_l2")  # doctest: +SKIP
+        >>> matcher = CrossViewMatcher.from_checkpoint("corr_core/assets/checkpoints/pcc_resnet18_l2_prior")  # doctest: +SKIP
         >>> result = matcher.match(ego_rgb, ego_labels, exo_rgb)  # doctest: +SKIP
         >>> result.labels, result.existence, result.confidence  # doctest: +SKIP
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
                  snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
-                 batch: int = 16, select: str = "proposal") -> None:
+                 batch: int = 16, select: str = "proposal", existence_threshold: float | None = None) -> None:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
             raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
                               f"{threshold}, {snap_iou}")
+        if existence_threshold is not None and not 0.0 <= existence_threshold < 1.0:
+            raise ConfigError(f"CrossViewMatcher: existence_threshold must be in [0, 1), got {existence_threshold}")
+        self.existence_threshold = float(threshold if existence_threshold is None else existence_threshold)
         if select not in SELECT:
             raise ConfigError(f"CrossViewMatcher: select must be one of {SELECT}, got {select!r}")
         self.select = select
@@ -72,7 +78,8 @@ class CrossViewMatcher:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", **kwargs: object) -> CrossViewMatcher:
-        """A matcher on a PCC correspondence checkpoint.
+        """A matcher on a PCC correspondence checkpoint; its existence threshold is the one stored in
+        the checkpoint by ``corr pcc score`` (calibrated on tuning episodes) unless given.
 
         Raises:
             CheckpointError: missing or foreign checkpoint; a colouriser (no trained mask head).
@@ -86,6 +93,8 @@ class CrossViewMatcher:
                 f"{checkpoint}: a {meta.get('method')!r} checkpoint has no trained correspondence heads; give a "
                 "model trained by `corr pcc train` or `corr pcc iterate` (RUN/iter_N/model.safetensors)"
             )
+        if kwargs.get("existence_threshold") is None and meta.get("existence_threshold") is not None:
+            kwargs["existence_threshold"] = float(meta["existence_threshold"])
         return cls(model, device, **kwargs)  # type: ignore[arg-type]
 
     @torch.inference_mode()
@@ -121,7 +130,8 @@ class CrossViewMatcher:
             k = len(chunk)
             masks = torch.from_numpy(np.stack([m for _, m in chunk])).to(self.device)[:, None].float()
             logits, ex = model.correspond_features(src_feat.expand(k, -1, -1, -1), masks,
-                                                   tgt_feat.expand(k, -1, -1, -1), tgt_t.expand(k, -1, -1, -1))
+                                                   tgt_feat.expand(k, -1, -1, -1), tgt_t.expand(k, -1, -1, -1),
+                                                   src_t.expand(k, -1, -1, -1))
             probs.append(torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[:, 0])
             exist.append(torch.sigmoid(ex))
         prob = torch.cat(probs).cpu().numpy()
@@ -136,7 +146,7 @@ class CrossViewMatcher:
                 mask = self._snap(mask, props.masks)
             result.masks[i] = mask
             result.confidence[i] = float(c)
-            result.existence[i] = bool(c > self.threshold)
+            result.existence[i] = bool(c > self.existence_threshold)
             priority[i] = float(c) * float(p[mask].mean()) if mask.any() else 0.0
         result.labels = compose(result.masks, priority, result.existence, size, dtype)
         return result

@@ -52,6 +52,26 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     return weights
 
 
+def update_checkpoint_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Adds ``fields`` to a checkpoint's metadata (its ``.json``, rewritten atomically); returns it.
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint` for the metadata file.
+    """
+    _, meta = checkpoint_paths(path)
+    try:
+        metadata = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta}: unreadable checkpoint metadata ({exc})") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{meta}: not a corr checkpoint's metadata")
+    metadata.update(fields)
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    tmp.replace(meta)
+    return metadata
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Reads a checkpoint written by :func:`save_checkpoint`.
 

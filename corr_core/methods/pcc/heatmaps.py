@@ -157,7 +157,7 @@ class ModelHeatmaps:
             k = len(idx)
             mk = torch.from_numpy(masks[idx.start : idx.stop]).to(self.device)[:, None].float()
             logits, ex = m.correspond_features(src_feat.expand(k, -1, -1, -1), mk, tgt_feat.expand(k, -1, -1, -1),
-                                               tgt_t.expand(k, -1, -1, -1))
+                                               tgt_t.expand(k, -1, -1, -1), src_t.expand(k, -1, -1, -1))
             probs.append(torch.sigmoid(logits[:, 0]))
             exist.append(torch.sigmoid(ex))
         if not probs:

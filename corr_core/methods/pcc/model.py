@@ -4,7 +4,9 @@
   ``I2`` from the colour source view and the grey target view;
 * correspondence: ``D(E(I1) + embed(mask in I1), E(I2))`` predicts the mask of the same object in
   ``I2`` (the source mask is patchified and added to the source tokens) and whether the object is
-  visible in ``I2`` at all (existence head).
+  visible in ``I2`` at all (existence head). With ``colour_prior`` the target tokens also get the
+  source object's colours back-projected into ``I2`` (:mod:`.colour_prior`), and so do the mask
+  logits, both through zero-initialised layers.
 
 Architectures are built by name from :data:`PCC_MODELS` (a checkpoint stores the name).
 Inputs are float RGB in [0, 1], ``(B, 3, H, W)``, with H and W multiples of the encoder stride.
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from corr_core.errors import ConfigError, ShapeMismatchError
+from corr_core.methods.pcc.colour_prior import back_project
 from corr_core.methods.pcc.decoder import CrossViewDecoder, init_weights
 from corr_core.methods.pcc.encoder import build_encoder
 
@@ -95,10 +98,17 @@ class PCCNet(nn.Module):
             when it is coarser than the encoder's (attention cost falls with the square of the
             token count; the heads still see the encoder's finer features).
         name: the architecture name stored in checkpoints.
+        colour_prior: feed the back-projected source colours to the correspondence path.
+        base_arch: the architecture this one extends (the same weights plus the colour prior's
+            layers): its checkpoints (a colouriser) can start this one.
     """
 
+    #: the layers ``colour_prior`` adds (absent from a ``base_arch`` checkpoint)
+    PRIOR_LAYERS = ("prior_embed.", "prior_logit.")
+
     def __init__(self, encoder: str = "resnet18_s8", dim: int = 192, depth: int = 4, src_depth: int = 2,
-                 heads: int = 6, token_stride: int | None = None, name: str = "") -> None:
+                 heads: int = 6, token_stride: int | None = None, name: str = "", colour_prior: bool = False,
+                 base_arch: str | None = None) -> None:
         super().__init__()
         self.arch = name or f"pcc_{encoder}"
         self.encoder = build_encoder(encoder)
@@ -115,8 +125,17 @@ class PCCNet(nn.Module):
         self.exist_head = ExistenceHead(dim)
         for mod in (self.decoder, self.exist_head):
             init_weights(mod)
-        nn.init.zeros_(self.mask_embed.weight)
-        nn.init.zeros_(self.mask_embed.bias)
+        zero = [self.mask_embed]
+        self.colour_prior, self.base_arch = bool(colour_prior), base_arch
+        if self.colour_prior:
+            # the prior arrives at the heads' resolution; one token covers stride / HEAD_STRIDE of it
+            k = self.stride // HEAD_STRIDE
+            self.prior_embed = nn.Conv2d(1, dim, kernel_size=k, stride=k)
+            self.prior_logit = nn.Conv2d(1, 1, 3, padding=1)
+            zero += [self.prior_embed, self.prior_logit]
+        for mod in zero:
+            nn.init.zeros_(mod.weight)
+            nn.init.zeros_(mod.bias)
 
     # ------------------------------------------------------------------ pieces
     def check_size(self, x: torch.Tensor) -> None:
@@ -149,11 +168,15 @@ class PCCNet(nn.Module):
             extra = emb.flatten(2).transpose(1, 2)
         return self.decoder.source(feat, extra)
 
-    def decode(self, tgt_feat: torch.Tensor, src_tokens: torch.Tensor) -> torch.Tensor:
-        """Decoded target tokens as a map ``(B, D, h, w)`` (``tgt_feat``: encoder features)."""
+    def decode(self, tgt_feat: torch.Tensor, src_tokens: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded target tokens as a map ``(B, D, h, w)`` (``tgt_feat``: encoder features;
+        ``extra``: ``(B, D, h, w)`` added to the target tokens before decoding)."""
         tgt_feat = self.tokens_grid(tgt_feat)
         b, _, h, w = tgt_feat.shape
-        x = self.decoder(self.decoder.target(tgt_feat), src_tokens)
+        tgt_tokens = self.decoder.target(tgt_feat)
+        if extra is not None:
+            tgt_tokens = tgt_tokens + extra.flatten(2).transpose(1, 2)
+        x = self.decoder(tgt_tokens, src_tokens)
         return x.transpose(1, 2).reshape(b, -1, h, w)
 
     # ------------------------------------------------------------------ tasks
@@ -172,15 +195,30 @@ class PCCNet(nn.Module):
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits ``(B, 1, H/4, W/4)`` of the source object in the target (upsample them for
         a full-size mask), and existence logits ``(B,)``."""
-        return self.correspond_features(self.encode(src_rgb), src_mask, self.encode(tgt_rgb), tgt_rgb)
+        return self.correspond_features(self.encode(src_rgb), src_mask, self.encode(tgt_rgb), tgt_rgb, src_rgb)
 
     def correspond_features(self, src_feat: torch.Tensor, src_mask: torch.Tensor, tgt_feat: torch.Tensor,
-                            tgt_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                            tgt_rgb: torch.Tensor, src_rgb: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`correspond` from encoder features (several masks of one image share them: pass
-        ``src_feat``/``tgt_feat``/``tgt_rgb`` expanded to the batch of masks)."""
-        tokens = self.decode(tgt_feat, self.source_tokens(src_feat, src_mask))
+        ``src_feat``/``tgt_feat``/``tgt_rgb``/``src_rgb`` expanded to the batch of masks).
+        ``src_rgb`` is needed by networks with a colour prior only.
+
+        Raises:
+            ConfigError: a colour-prior network without ``src_rgb``.
+        """
+        tgt_small = head_size(tgt_rgb)
+        extra = prior = None
+        if self.colour_prior:
+            if src_rgb is None:
+                raise ConfigError(f"{self.arch}: the colour prior needs the source images (src_rgb)")
+            prior = back_project(head_size(src_rgb), head_size(src_mask.to(src_rgb.dtype)), tgt_small)
+            extra = self.prior_embed(prior)
+        tokens = self.decode(tgt_feat, self.source_tokens(src_feat, src_mask), extra)
         coarse = self.mask_coarse(tokens)
-        logits = self.mask_head(torch.cat([tokens, coarse], dim=1), tgt_feat, head_size(tgt_rgb))
+        logits = self.mask_head(torch.cat([tokens, coarse], dim=1), tgt_feat, tgt_small)
+        if prior is not None:
+            logits = logits + self.prior_logit(prior)
         exist = self.exist_head(tokens.flatten(2).transpose(1, 2), coarse.flatten(1))
         return logits, exist
 
@@ -208,6 +246,14 @@ def pcc_resnet18_l2() -> PCCNet:
     return PCCNet("resnet18_s8_l2", dim=192, depth=4, src_depth=2, heads=6, token_stride=16, name="pcc_resnet18_l2")
 
 
+@register_pcc_model("pcc_resnet18_l2_prior")
+def pcc_resnet18_l2_prior() -> PCCNet:
+    """``pcc_resnet18_l2`` with the colour prior (:mod:`.colour_prior`): the CPU recipe's
+    correspondence model. Starts from a ``pcc_resnet18_l2`` colouriser."""
+    return PCCNet("resnet18_s8_l2", dim=192, depth=4, src_depth=2, heads=6, token_stride=16,
+                  name="pcc_resnet18_l2_prior", colour_prior=True, base_arch="pcc_resnet18_l2")
+
+
 @register_pcc_model("pcc_vit_b16")
 def pcc_vit_b16() -> PCCNet:
     """The paper's scale: ViT-B/16 encoder, decoder width 512, 8 blocks (CroCo's decoder)."""
@@ -218,6 +264,13 @@ def pcc_vit_b16() -> PCCNet:
 def pcc_tiny() -> PCCNet:
     """A tiny network for tests (three-convolution encoder, width 32, one block of each kind)."""
     return PCCNet("tiny_conv_s8", dim=32, depth=1, src_depth=1, heads=2, token_stride=16, name="pcc_tiny")
+
+
+@register_pcc_model("pcc_tiny_prior")
+def pcc_tiny_prior() -> PCCNet:
+    """``pcc_tiny`` with the colour prior, for tests."""
+    return PCCNet("tiny_conv_s8", dim=32, depth=1, src_depth=1, heads=2, token_stride=16, name="pcc_tiny_prior",
+                  colour_prior=True, base_arch="pcc_tiny")
 
 
 def build_pcc_model(name: str, **kwargs: Any) -> PCCNet:

@@ -126,57 +126,107 @@ def view_store(cfg: dict[str, Any], scenes: list[Scene], run_dir: Path, proposer
     return ViewStore(scenes, tuple(cfg.get("data", {}).get("size", (240, 320))), proposer, run_dir / "proposals")
 
 
-def pseudolabel(cfg: dict[str, Any], model_path: Path, out: Path, store: Any, scenes: list[Scene],
+FIRST_STAGE = ("colouriser", "colour_stats")
+
+
+def pseudolabel(cfg: dict[str, Any], model_path: Path | None, out: Path, store: Any, scenes: list[Scene],
                 device: str = "cpu") -> dict[str, Any]:
-    """Stage 2 (and the iterations): pseudo-labels from a colouriser (``pcc_colorize``) or a
-    correspondence model (``pcc_correspond``) checkpoint into ``out``; returns the summary."""
-    from corr_core.methods.pcc import load_pcc_model
-    from corr_core.methods.pcc.heatmaps import ColourHeatmaps, ModelHeatmaps
+    """Stage 2 (and the iterations): pseudo-labels into ``out``; returns the summary.
+
+    The similarity comes from ``model_path``: a colouriser (``pcc_colorize``: recolouring heatmaps,
+    seed 000's iteration 0) or a correspondence model (``pcc_correspond``: IoU of its predicted
+    masks). ``model_path=None`` uses the weight-free colour statistics of :mod:`.appearance`
+    (``pseudolabel.first: colour_stats``). Thresholds: ``min_sim_colour``, ``min_sim_stats`` and
+    ``min_sim_iou`` per kind, ``min_margin`` (distinctiveness) for all.
+    """
     from corr_core.methods.pcc.pseudolabel import label_pairs, pairs_for_labelling
 
     plc = cfg.get("pseudolabel", {})
-    model, meta = load_pcc_model(model_path, device)
-    if meta.get("method") == "pcc_colorize":
-        heat = ColourHeatmaps(model, device, margin=plc.get("margin", 48))
-        min_sim = float(plc.get("min_sim_colour", 0.05))
+    if model_path is None:
+        from corr_core.methods.pcc.appearance import ColourStatsSimilarity
+
+        similarity, what = ColourStatsSimilarity().similarity, "colour_stats"
+        min_sim = float(plc.get("min_sim_stats", 0.0))
     else:
-        heat = ModelHeatmaps(model, device)
-        min_sim = float(plc.get("min_sim_iou", 0.3))
+        from corr_core.methods.pcc import load_pcc_model
+        from corr_core.methods.pcc.heatmaps import ColourHeatmaps, ModelHeatmaps
+
+        model, meta = load_pcc_model(model_path, device)
+        what = str(meta.get("method"))
+        if what == "pcc_colorize":
+            similarity = ColourHeatmaps(model, device, margin=plc.get("margin", 48)).similarity
+            min_sim = float(plc.get("min_sim_colour", 0.05))
+        else:
+            similarity = ModelHeatmaps(model, device).similarity
+            min_sim = float(plc.get("min_sim_iou", 0.3))
     n = int(plc.get("scenes", 0) or 0)
     pairs = pairs_for_labelling(scenes[:n] if n > 0 else scenes, int(plc.get("every", 5)), int(plc.get("gap", 10)),
                                 bool(plc.get("temporal", True)))
-    log.info("pseudo-labelling %d pairs with %s (%s)", len(pairs), model_path, meta.get("method"))
-    summary = label_pairs(pairs, store, heat.similarity, out, min_sim, plc.get("max_proposals"))
-    summary["model"] = str(model_path)
+    log.info("pseudo-labelling %d pairs with %s (%s)", len(pairs), model_path or "colour statistics", what)
+    summary = label_pairs(pairs, store, similarity, out, min_sim, plc.get("max_proposals"),
+                          float(plc.get("min_margin", 0.0)))
+    summary["model"] = str(model_path) if model_path is not None else what
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path, init: Path, out: Path, store: Any,
+def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path | list[Path], init: Path, out: Path, store: Any,
                          device: str = "cpu", resume: bool = True) -> Path:
-    """Stage 3: the correspondence model, started from ``init`` (colouriser or previous iteration)."""
+    """Stage 3: the correspondence model, started from ``init`` (colouriser or previous iteration),
+    trained on one pseudo-label folder or on several merged (oldest first, ``merge_pseudolabels``)."""
     import torch
 
     from corr_core.methods.pcc.correspond import CorrespondenceBatches, CorrespondMethod
-    from corr_core.methods.pcc.pseudolabel import read_pseudolabels
-    from corr_core.train.init import init_from_checkpoint
+    from corr_core.methods.pcc.pseudolabel import merge_pseudolabels, read_pseudolabels
     from corr_core.train.trainer import Trainer
 
     scfg = stage_config(cfg, "correspond")
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     ccfg = cfg.get("correspond", {})
-    batches = CorrespondenceBatches(read_pseudolabels(pseudo_dir), store, int(scfg["train"]["batch_size"]),
+    dirs = pseudo_dir if isinstance(pseudo_dir, list) else [pseudo_dir]
+    records = merge_pseudolabels([read_pseudolabels(d) for d in dirs]) if len(dirs) > 1 else read_pseudolabels(dirs[0])
+    batches = CorrespondenceBatches(records, store, int(scfg["train"]["batch_size"]),
                                     float(ccfg.get("cross_view", 0.7)), float(ccfg.get("erase_prob", 0.15)),
                                     float(ccfg.get("elsewhere_prob", 0.1)),
                                     bool(cfg.get("data", {}).get("jitter", True)), seed=seed + 2,
                                     synthetic=float(ccfg.get("synthetic", 0.0)))
-    method = CorrespondMethod(cfg.get("model", {}).get("arch", "pcc_resnet18_l2"),
-                              float(ccfg.get("existence_weight", 0.5)))
+    arch = ccfg.get("arch") or cfg.get("model", {}).get("arch", "pcc_resnet18_l2")
+    method = CorrespondMethod(arch, float(ccfg.get("existence_weight", 0.5)))
     trainer = Trainer(method, batches, out, scfg, device=device)
     if not (resume and trainer.resume()):
-        init_from_checkpoint(method, init)
+        init_correspondence(method, init)
     return trainer.fit()
+
+
+def init_correspondence(method: Any, checkpoint: Path) -> None:
+    """Starts the correspondence model from ``checkpoint``: one of its own architecture (the
+    previous iteration), or of the architecture it extends (a ``pcc_resnet18_l2`` colouriser for
+    ``pcc_resnet18_l2_prior``), whose weights fill all but the added layers (those keep their
+    zero start, so the network begins as the one it extends).
+
+    Raises:
+        CheckpointError: another architecture, or weights that do not fit.
+    """
+    from corr_core.errors import CheckpointError
+    from corr_core.io.checkpoint import check_feature_checkpoint, load_checkpoint
+    from corr_core.train.init import init_from_checkpoint
+
+    net = method.feature_model()
+    tensors, meta = load_checkpoint(checkpoint)
+    if meta.get("arch") == method.arch or meta.get("arch") != getattr(net, "base_arch", None):
+        init_from_checkpoint(method, checkpoint)
+        return
+    check_feature_checkpoint(meta, checkpoint)
+    state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{checkpoint}: weights do not fit {method.arch} ({str(exc).splitlines()[0]})") from exc
+    stray = [k for k in missing if not k.startswith(net.PRIOR_LAYERS)] + list(unexpected)
+    if stray:
+        raise CheckpointError(f"{checkpoint}: weights do not fit {method.arch} (e.g. {stray[:3]})")
+    log.info("initialised %s from %s (%s, %s)", method.arch, checkpoint, meta.get("arch"), meta.get("method", "?"))
 
 
 def iterate(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = "cpu", resume: bool = True,
@@ -198,20 +248,26 @@ def iterate(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = "
     if not (resume and colouriser.is_file() and (out / "pretrain" / "DONE").is_file()):
         colouriser = pretrain(cfg, out / "pretrain", scenes, device, resume)
         (out / "pretrain" / "DONE").write_text("")
+    first = str(cfg.get("pseudolabel", {}).get("first", "colouriser"))
+    if first not in FIRST_STAGE:
+        raise ConfigError(f"PCC: pseudolabel.first must be one of {FIRST_STAGE}, got {first!r}")
+    accumulate = bool(cfg.get("pseudolabel", {}).get("accumulate", False))
     store = view_store(cfg, scenes, out)
-    report: dict[str, Any] = {"colouriser": str(colouriser), "iterations": []}
+    report: dict[str, Any] = {"colouriser": str(colouriser), "first_pseudolabels": first, "iterations": []}
     model = colouriser
     for k in range(n):
         pseudo = out / f"pseudo_{k}"
         if resume and (pseudo / "summary.json").is_file():
             summary = json.loads((pseudo / "summary.json").read_text())
         else:
-            summary = pseudolabel(cfg, model, pseudo, store, scenes, device)
+            source = None if (k == 0 and first == "colour_stats") else model
+            summary = pseudolabel(cfg, source, pseudo, store, scenes, device)
         run = out / f"iter_{k + 1}"
         if resume and (run / "DONE").is_file():
             model = run / "model.safetensors"
         else:
-            model = train_correspondence(cfg, pseudo, model, run, store, device, resume)
+            rounds = [out / f"pseudo_{r}" for r in range(k + 1)] if accumulate else pseudo
+            model = train_correspondence(cfg, rounds, model, run, store, device, resume)
             (run / "DONE").write_text("")
         entry = {"iteration": k + 1, "pseudolabels": summary, "model": str(model)}
         if score is not None:

@@ -37,13 +37,16 @@ log = logging.getLogger(__name__)
 Similarity = Callable[[np.ndarray, Proposals, np.ndarray, Proposals], np.ndarray]
 
 
-def cycle_matches(s12: np.ndarray, s21: np.ndarray, min_sim: float = 0.0) -> list[tuple[int, int, float, float]]:
+def cycle_matches(s12: np.ndarray, s21: np.ndarray, min_sim: float = 0.0,
+                  min_margin: float = 0.0) -> list[tuple[int, int, float, float]]:
     """Cycle-consistent pairs ``(i, j, S12[i, j], S21[j, i])`` (module docstring).
 
     Args:
         s12: ``(N1, N2)`` similarities of the source heatmaps to the target proposals.
         s21: ``(N2, N1)`` similarities of the target heatmaps to the source proposals.
         min_sim: both similarities must reach it.
+        min_margin: least lead of each similarity over the runner-up of its row and column
+            (0: no distinctiveness test).
     """
     n1, n2 = s12.shape
     if s21.shape != (n2, n1):
@@ -56,8 +59,16 @@ def cycle_matches(s12: np.ndarray, s21: np.ndarray, min_sim: float = 0.0) -> lis
     for j in range(n2):
         i = int(best_src_for[j])
         if int(best_tgt_for[i]) == j and s12[i, j] >= min_sim and s21[j, i] >= min_sim:
+            if min_margin > 0 and min(_lead(s12, i, j), _lead(s21, j, i)) < min_margin:
+                continue
             out.append((i, j, float(s12[i, j]), float(s21[j, i])))
     return out
+
+
+def _lead(s: np.ndarray, r: int, c: int) -> float:
+    """How far ``s[r, c]`` exceeds every other entry of its row and column (inf when alone)."""
+    others = np.concatenate([np.delete(s[r], c), np.delete(s[:, c], r)])
+    return float(s[r, c] - others.max()) if len(others) else float("inf")
 
 
 def dominant_ids(props: Proposals, labels: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
@@ -151,7 +162,7 @@ def _view_dict(v: View) -> dict[str, Any]:
 
 
 def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity, out_dir: str | Path,
-                min_sim: float = 0.0, max_proposals: int | None = None) -> dict[str, Any]:
+                min_sim: float = 0.0, max_proposals: int | None = None, min_margin: float = 0.0) -> dict[str, Any]:
     """Pseudo-labels every pair; writes ``pseudolabels.jsonl`` and ``summary.json`` into ``out_dir``.
 
     Args:
@@ -161,6 +172,7 @@ def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity,
         out_dir: output folder.
         min_sim: least similarity in both directions.
         max_proposals: only the best-scored proposals of each view take part.
+        min_margin: least lead of a match over the runner-ups (``cycle_matches``).
 
     Returns:
         The summary (pairs, matches, and precision where ground truth exists).
@@ -180,7 +192,7 @@ def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity,
             rgb = [store.rgb(v) for v in (pair.src, pair.tgt)]
             s12 = similarity(rgb[0], props[0], rgb[1], props[1])
             s21 = similarity(rgb[1], props[1], rgb[0], props[0])
-            matches = cycle_matches(s12, s21, min_sim)
+            matches = cycle_matches(s12, s21, min_sim, min_margin)
             # indices into the full (cached) proposal lists of the two views
             record: dict[str, Any] = {"src": _view_dict(pair.src), "tgt": _view_dict(pair.tgt), "matches": [
                 [int(order[0][i]), int(order[1][j]), round(a, 5), round(b, 5)] for i, j, a, b in matches]}
@@ -232,3 +244,24 @@ def read_pseudolabels(path: str | Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}:{n}: not a pseudo-label record ({exc})") from exc
         records.append(rec)
     return records
+
+
+def merge_pseudolabels(rounds: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The records of several pseudo-labelling rounds as one set, oldest round first.
+
+    Records of the same view pair are merged: a match of a later round replaces the earlier matches
+    that share either of its proposals (a later model corrects an earlier pairing), the others are
+    kept. Used with ``pseudolabel.accumulate``: iteration ``k`` trains on rounds ``0 .. k-1``.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for records in rounds:
+        for rec in records:
+            key = (rec["src"].key(), rec["tgt"].key())
+            if key not in merged:
+                merged[key] = {"src": rec["src"], "tgt": rec["tgt"], "matches": list(rec["matches"])}
+                continue
+            new = list(rec["matches"])
+            taken_i, taken_j = {i for i, _ in new}, {j for _, j in new}
+            kept = [(i, j) for i, j in merged[key]["matches"] if i not in taken_i and j not in taken_j]
+            merged[key]["matches"] = kept + new
+    return list(merged.values())
