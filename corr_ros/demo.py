@@ -77,9 +77,11 @@ def crossview_checkpoint(value: str | None) -> Path | None:
     if value is None:
         return None
     if value == "shipped":
-        shipped = find_resource("corr_core", "assets", "checkpoints", "pcc_resnet18_l2.safetensors")
+        from corr_core.crossview import SHIPPED_PCC
+
+        shipped = find_resource("corr_core", "assets", "checkpoints", f"{SHIPPED_PCC}.safetensors")
         if shipped is None:
-            raise CorrError("--crossview: the PCC model pcc_resnet18_l2.safetensors is not shipped with this "
+            raise CorrError(f"--crossview: the PCC model {SHIPPED_PCC}.safetensors is not shipped with this "
                             "install; pass --crossview PATH (e.g. runs/pcc_cpu/iter_2/model.safetensors)")
         return shipped
     path = Path(value)

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from ros_driver import STEP_S, Driver
 
+from corr_core.crossview import SHIPPED_PCC
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PCC = REPO_ROOT / "corr_core" / "assets" / "checkpoints" / "pcc_resnet18_l2"
+PCC = REPO_ROOT / "corr_core" / "assets" / "checkpoints" / SHIPPED_PCC
 SEED = 7  # the episode (held-out evaluation seeds are < 1000)
 
 
@@ -66,6 +68,9 @@ def test_masks_on_ego_only_reach_exo_with_the_same_ids_and_a_hidden_object_is_re
     assert set(np.unique(ego).tolist()) - {0} == given  # the anchor camera tracks its given masks
     found = set(np.unique(exo).tolist()) - {0}
     assert found and found <= given  # exo1 received ids of the ego masks, nothing else
+    # and on the objects they name: the shipped model finds some of them well (not all: docs/results.md)
+    ious = {i: np.sum((exo == i) & (truth["exo1"] == i)) / np.sum((exo == i) | (truth["exo1"] == i)) for i in found}
+    assert max(ious.values()) > 0.5, ious
     hidden = episode["hidden"]["exo1"][0]
     assert hidden in given
     summary = drv.probe.wait_for(
