@@ -12,8 +12,10 @@ import pytest
 
 from corr_ros.launcher import ProcessError, RosProcess, isolated_env, wait_for_file, wait_until
 
+# SIGINT is blocked before the ready file is written and taken with sigwait: with write-then-pause(),
+# a SIGINT arriving between the two left the process in pause() for good (seen once in CI under load)
 STAND_IN = '''
-import pathlib, signal, sys
+import os, pathlib, signal, sys
 args = sys.argv[1:]
 print("args", args, flush=True)
 mode = args[args.index("--ros-args") + 1]
@@ -22,8 +24,14 @@ if mode == "exit":
     sys.exit(3)
 if mode == "stubborn":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pathlib.Path(args[-1]).write_text("ready")
+    signal.pause()  # only SIGTERM (default action) ends it
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 pathlib.Path(args[-1]).write_text("ready")
-signal.pause()
+signal.sigwait({signal.SIGINT})
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+os.kill(os.getpid(), signal.SIGINT)  # end by the signal itself, as a real node does
 '''
 
 
