@@ -168,14 +168,14 @@ def test_colour_prior_network_starts_as_the_network_it_extends(tmp_path):
     from corr_core.errors import ConfigError
     from corr_core.io.checkpoint import save_checkpoint
     from corr_core.methods.pcc.correspond import CorrespondMethod
-    from corr_core.methods.pcc.pipeline import init_correspondence
+    from corr_core.train.init import init_from_checkpoint
 
     torch.manual_seed(0)
     base = CorrespondMethod("pcc_tiny")
     save_checkpoint(tmp_path / "base", {f"backbone.{k}": v for k, v in base.model.state_dict().items()},
                     {"arch": "pcc_tiny", "method": "pcc_colorize"})
     prior = CorrespondMethod("pcc_tiny_prior")
-    init_correspondence(prior, tmp_path / "base.safetensors")
+    init_from_checkpoint(prior, tmp_path / "base.safetensors")
     src, tgt = torch.rand(2, 3, *SIZE), torch.rand(2, 3, *SIZE)
     mask = torch.zeros(2, 1, *SIZE)
     mask[:, :, 20:60, 30:90] = 1
@@ -188,7 +188,7 @@ def test_colour_prior_network_starts_as_the_network_it_extends(tmp_path):
     save_checkpoint(tmp_path / "other", {f"backbone.{k}": v for k, v in build_pcc_model("pcc_resnet18_l2").state_dict().items()},
                     {"arch": "pcc_resnet18_l2", "method": "pcc_colorize"})
     with pytest.raises(CheckpointError, match="cannot initialise"):
-        init_correspondence(prior, tmp_path / "other.safetensors")
+        init_from_checkpoint(prior, tmp_path / "other.safetensors")
 
 
 def test_recolouring_changes_only_the_object():

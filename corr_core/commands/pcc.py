@@ -73,8 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
     from corr_core.methods.pcc.pipeline import train_correspondence, view_store
 
     cfg, out, scenes, device = _setup(args)
-    pseudo = [Path(p) for p in args.pseudo]
-    model = train_correspondence(cfg, pseudo if len(pseudo) > 1 else pseudo[0], Path(args.init), out / args.name,
+    model = train_correspondence(cfg, [Path(p) for p in args.pseudo], Path(args.init), out / args.name,
                                  view_store(cfg, scenes, out), device, resume=not args.no_resume)
     print(f"correspondence model: {model}")
     return 0

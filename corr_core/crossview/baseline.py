@@ -26,6 +26,7 @@ from corr_core.crossview.base import (
     resize_rgb,
 )
 from corr_core.errors import ConfigError
+from corr_core.methods.pcc.appearance import colour_similarity
 from corr_core.methods.pcc.heatmaps import image_tensor, masks_at
 from corr_core.proposals.base import Proposer
 
@@ -121,13 +122,7 @@ class ColourStatsMatcher(NearestProposalMatcher):
         threshold: cosine above which an object counts as visible.
     """
 
-    def __init__(self, proposer: Proposer, threshold: float = 0.5) -> None:
-        from corr_core.methods.pcc.appearance import colour_descriptors
-
-        super().__init__(proposer, threshold)
-        self._describe = colour_descriptors
-
     def similarity(self, src_rgb: np.ndarray, queries: np.ndarray, tgt_rgb: np.ndarray,
                    candidates: np.ndarray) -> np.ndarray:
         """Cosines of the masks' colour descriptors, ``(Q, P)``."""
-        return self._describe(src_rgb, queries) @ self._describe(tgt_rgb, candidates).T
+        return colour_similarity(src_rgb, queries, tgt_rgb, candidates)

@@ -46,7 +46,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     tmp_w, tmp_m = weights.with_suffix(".safetensors.tmp"), meta.with_suffix(".json.tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT, "arch": str(metadata.get("arch", ""))})
-    tmp_m.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+    tmp_m.write_text(_metadata_text(metadata))
     tmp_w.replace(weights)
     tmp_m.replace(meta)
     return weights
@@ -59,16 +59,31 @@ def update_checkpoint_metadata(path: str | Path, **fields: Any) -> dict[str, Any
         CheckpointError: as :func:`load_checkpoint` for the metadata file.
     """
     _, meta = checkpoint_paths(path)
+    metadata = {**_read_metadata(meta), **fields}
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(_metadata_text(metadata))
+    tmp.replace(meta)
+    return metadata
+
+
+def _metadata_text(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, indent=2, sort_keys=True, default=str)
+
+
+def _read_metadata(meta: Path) -> dict[str, Any]:
+    """A checkpoint's ``.json`` metadata, checked to be corr's (CheckpointError otherwise)."""
+    if not meta.is_file():
+        raise CheckpointError(
+            f"checkpoint metadata not found: {meta} (a corr checkpoint is a .safetensors file "
+            f"with a .json file of the same name beside it)"
+        )
     try:
         metadata = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{meta}: unreadable checkpoint metadata ({exc})") from exc
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{meta}: not a corr checkpoint's metadata")
-    metadata.update(fields)
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
-    tmp.replace(meta)
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise CheckpointError(f"{meta}: not a corr checkpoint (format {found!r}, expected {FORMAT!r})")
     return metadata
 
 
@@ -84,18 +99,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     weights, meta = checkpoint_paths(path)
     if not weights.is_file():
         raise CheckpointError(f"checkpoint weights not found: {weights}")
-    if not meta.is_file():
-        raise CheckpointError(
-            f"checkpoint metadata not found: {meta} (a corr checkpoint is a .safetensors file "
-            f"with a .json file of the same name beside it)"
-        )
-    try:
-        metadata = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta}: unreadable checkpoint metadata ({exc})") from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
-        raise CheckpointError(f"{meta}: not a corr checkpoint (format {found!r}, expected {FORMAT!r})")
+    metadata = _read_metadata(meta)
     try:
         tensors = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -103,8 +107,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, metadata
 
 
-def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: str) -> None:
-    """Loads the tensors under ``prefix`` into ``module``, strictly.
+def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: str,
+                      allow_missing: tuple[str, ...] = ()) -> None:
+    """Loads the tensors under ``prefix`` into ``module``, strictly except that parameters whose
+    names start with one of ``allow_missing`` may be absent (they keep their initial values).
 
     Raises:
         CheckpointError: when keys or shapes differ (a checkpoint for another architecture).
@@ -112,6 +118,9 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not state:
         raise CheckpointError(f"{source}: holds no tensors under {prefix!r}; it is not a checkpoint for this model")
+    if allow_missing:
+        kept = {k: v for k, v in module.state_dict().items() if k.startswith(allow_missing) and k not in state}
+        state = {**state, **kept}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -52,6 +52,13 @@ def colour_descriptors(rgb: np.ndarray, masks: np.ndarray, bins: tuple[int, int,
     return out / np.maximum(norm, 1e-12)
 
 
+def colour_similarity(src: np.ndarray, src_masks: np.ndarray, tgt: np.ndarray, tgt_masks: np.ndarray,
+                      bins: tuple[int, int, int] = (6, 10, 10)) -> np.ndarray:
+    """``(N1, N2)`` cosine similarities of the colour descriptors of ``src_masks`` in ``src`` and
+    ``tgt_masks`` in ``tgt``."""
+    return colour_descriptors(src, src_masks, bins) @ colour_descriptors(tgt, tgt_masks, bins).T
+
+
 class ColourStatsSimilarity:
     """``similarity(src, src_props, tgt, tgt_props) -> S[i, j]`` of colour descriptors (module docstring).
 
@@ -66,6 +73,4 @@ class ColourStatsSimilarity:
 
     def similarity(self, src: np.ndarray, src_props: Proposals, tgt: np.ndarray, tgt_props: Proposals) -> np.ndarray:
         """``(N1, N2)`` cosine similarities of the proposals' colour descriptors."""
-        a = colour_descriptors(src, src_props.masks, self.bins)
-        b = colour_descriptors(tgt, tgt_props.masks, self.bins)
-        return a @ b.T
+        return colour_similarity(src, src_props.masks, tgt, tgt_props.masks, self.bins)

@@ -127,6 +127,7 @@ class PCCNet(nn.Module):
             init_weights(mod)
         zero = [self.mask_embed]
         self.colour_prior, self.base_arch = bool(colour_prior), base_arch
+        self.extension_layers = self.PRIOR_LAYERS if self.colour_prior else ()
         if self.colour_prior:
             # the prior arrives at the heads' resolution; one token covers stride / HEAD_STRIDE of it
             k = self.stride // HEAD_STRIDE

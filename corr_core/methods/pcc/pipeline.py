@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,22 +171,23 @@ def pseudolabel(cfg: dict[str, Any], model_path: Path | None, out: Path, store: 
     return summary
 
 
-def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path | list[Path], init: Path, out: Path, store: Any,
+def train_correspondence(cfg: dict[str, Any], pseudo_dirs: Sequence[Path], init: Path, out: Path, store: Any,
                          device: str = "cpu", resume: bool = True) -> Path:
     """Stage 3: the correspondence model, started from ``init`` (colouriser or previous iteration),
-    trained on one pseudo-label folder or on several merged (oldest first, ``merge_pseudolabels``)."""
+    trained on the pseudo-labels of ``pseudo_dirs`` (several: merged oldest first, ``merge_pseudolabels``)."""
     import torch
 
     from corr_core.methods.pcc.correspond import CorrespondenceBatches, CorrespondMethod
     from corr_core.methods.pcc.pseudolabel import merge_pseudolabels, read_pseudolabels
+    from corr_core.train.init import init_from_checkpoint
     from corr_core.train.trainer import Trainer
 
     scfg = stage_config(cfg, "correspond")
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     ccfg = cfg.get("correspond", {})
-    dirs = pseudo_dir if isinstance(pseudo_dir, list) else [pseudo_dir]
-    records = merge_pseudolabels([read_pseudolabels(d) for d in dirs]) if len(dirs) > 1 else read_pseudolabels(dirs[0])
+    rounds = [read_pseudolabels(d) for d in pseudo_dirs]
+    records = rounds[0] if len(rounds) == 1 else merge_pseudolabels(rounds)
     batches = CorrespondenceBatches(records, store, int(scfg["train"]["batch_size"]),
                                     float(ccfg.get("cross_view", 0.7)), float(ccfg.get("erase_prob", 0.15)),
                                     float(ccfg.get("elsewhere_prob", 0.1)),
@@ -195,38 +197,8 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dir: Path | list[Path], ini
     method = CorrespondMethod(arch, float(ccfg.get("existence_weight", 0.5)))
     trainer = Trainer(method, batches, out, scfg, device=device)
     if not (resume and trainer.resume()):
-        init_correspondence(method, init)
+        init_from_checkpoint(method, init)  # a colouriser of the architecture it extends, or the last iteration
     return trainer.fit()
-
-
-def init_correspondence(method: Any, checkpoint: Path) -> None:
-    """Starts the correspondence model from ``checkpoint``: one of its own architecture (the
-    previous iteration), or of the architecture it extends (a ``pcc_resnet18_l2`` colouriser for
-    ``pcc_resnet18_l2_prior``), whose weights fill all but the added layers (those keep their
-    zero start, so the network begins as the one it extends).
-
-    Raises:
-        CheckpointError: another architecture, or weights that do not fit.
-    """
-    from corr_core.errors import CheckpointError
-    from corr_core.io.checkpoint import check_feature_checkpoint, load_checkpoint
-    from corr_core.train.init import init_from_checkpoint
-
-    net = method.feature_model()
-    tensors, meta = load_checkpoint(checkpoint)
-    if meta.get("arch") == method.arch or meta.get("arch") != getattr(net, "base_arch", None):
-        init_from_checkpoint(method, checkpoint)
-        return
-    check_feature_checkpoint(meta, checkpoint)
-    state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{checkpoint}: weights do not fit {method.arch} ({str(exc).splitlines()[0]})") from exc
-    stray = [k for k in missing if not k.startswith(net.PRIOR_LAYERS)] + list(unexpected)
-    if stray:
-        raise CheckpointError(f"{checkpoint}: weights do not fit {method.arch} (e.g. {stray[:3]})")
-    log.info("initialised %s from %s (%s, %s)", method.arch, checkpoint, meta.get("arch"), meta.get("method", "?"))
 
 
 def iterate(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = "cpu", resume: bool = True,
@@ -266,7 +238,7 @@ def iterate(cfg: dict[str, Any], out: Path, scenes: list[Scene], device: str = "
         if resume and (run / "DONE").is_file():
             model = run / "model.safetensors"
         else:
-            rounds = [out / f"pseudo_{r}" for r in range(k + 1)] if accumulate else pseudo
+            rounds = [out / f"pseudo_{r}" for r in range(k + 1)] if accumulate else [pseudo]
             model = train_correspondence(cfg, rounds, model, run, store, device, resume)
             (run / "DONE").write_text("")
         entry = {"iteration": k + 1, "pseudolabels": summary, "model": str(model)}
