@@ -110,11 +110,41 @@ def test_proposal_selection_takes_the_proposal_the_predicted_map_covers_not_the_
     props[2, 6:9, 6:9] = True  # another object
     prob = np.zeros((10, 10), np.float32)
     prob[2:5, 2:5] = 0.3  # below any threshold: "snap" would find no mask to snap
-    assert np.array_equal(CrossViewMatcher._best_proposal(prob, props), props[1])
+    assert CrossViewMatcher._soft_iou(prob[None], props).argmax() == 1
     prob[6:9, 6:9] = 0.6
-    assert np.array_equal(CrossViewMatcher._best_proposal(prob, props), props[2])
+    assert CrossViewMatcher._soft_iou(prob[None], props).argmax() == 2
     with pytest.raises(ConfigError, match="select"):
         CrossViewMatcher(build_pcc_model("pcc_tiny"), select="nearest")
+    with pytest.raises(ConfigError, match="verify"):
+        CrossViewMatcher(build_pcc_model("pcc_tiny"), verify="shape")
+
+
+def test_one_to_one_gives_two_objects_that_want_one_proposal_different_ones():
+    """Two source objects prefer proposal 0; one-to-one keeps the stronger claim there and sends the
+    other to its next choice, where each object alone would take proposal 0."""
+    score = np.array([[0.9, 0.2, 0.1], [0.8, 0.6, 0.0]])
+    free = CrossViewMatcher(build_pcc_model("pcc_tiny"), one_to_one=False)
+    assert free._assign(score).tolist() == [0, 0]
+    paired = CrossViewMatcher(build_pcc_model("pcc_tiny"), one_to_one=True)
+    assert paired._assign(score).tolist() == [0, 1]
+    assert paired._assign(np.array([[0.9, 0.2], [0.8, 0.6], [0.7, 0.1]])).tolist() == [0, 1, 0]  # more objects
+
+
+def test_colour_verification_lowers_the_confidence_of_a_match_whose_colours_disagree():
+    """verify="colour": the same network and target, once holding the source object's colours and once
+    the object in other colours; the confidence drops only in the second."""
+    torch.manual_seed(0)
+    src, src_labels = boxes_view([(10, 10), (60, 40), (20, 100)], seed=1)
+    src_labels[src_labels > 1] = 0  # one query: box 1
+    same = src.copy()
+    other = src.copy()
+    other[src_labels == 1] = 255 - other[src_labels == 1]  # the same shape, other colours
+    plain = CrossViewMatcher(build_pcc_model("pcc_tiny"), proposer=build_proposer("graph"), max_side=160,
+                             verify="none")
+    checked = CrossViewMatcher(plain.model, proposer=build_proposer("graph"), max_side=160, verify="colour")
+    for tgt in (same, other):
+        assert plain.match(src, src_labels, tgt).confidence[1] >= checked.match(src, src_labels, tgt).confidence[1]
+    assert checked.match(src, src_labels, same).confidence[1] > 2 * checked.match(src, src_labels, other).confidence[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corr_core.errors import CheckpointError, DataError, ShapeMismatchError
+from corr_core.errors import CheckpointError, ConfigError, DataError, ShapeMismatchError
 from corr_core.methods.pcc import load_pcc_model
 from corr_core.methods.pcc.heatmaps import ColourHeatmaps, ModelHeatmaps, recolour
 from corr_core.methods.pcc.loss_mask import CorrespondenceLoss, dice_loss
@@ -165,7 +165,6 @@ def test_colour_prior_network_starts_as_the_network_it_extends(tmp_path):
     """``pcc_tiny_prior`` starts from a ``pcc_tiny`` checkpoint: the added layers begin at zero, so
     its predictions equal the base network's; it refuses other architectures and a call without
     the source images."""
-    from corr_core.errors import ConfigError
     from corr_core.io.checkpoint import save_checkpoint
     from corr_core.methods.pcc.correspond import CorrespondMethod
     from corr_core.train.init import init_from_checkpoint
@@ -275,8 +274,9 @@ def test_pair_sampler_draws_cross_view_and_time_gap_pairs(sim_root):
 
 def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     """Pretraining lowers the colour loss; each stage writes its model; the loop resumes."""
-    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.crossview.matcher import CALIBRATED_SETTINGS, LEGACY_SETTINGS, CrossViewMatcher
     from corr_core.evaluation.crossview import pcc_scorer
+    from corr_core.io.checkpoint import update_checkpoint_metadata
     from corr_core.methods.pcc.pipeline import iterate
 
     scenes = sim_scenes(sim_root, resolution="128p")
@@ -299,6 +299,17 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
         assert CrossViewMatcher.from_checkpoint(tmp_path / f"iter_{k}" / "model").existence_threshold == thresh
         assert CrossViewMatcher.from_checkpoint(tmp_path / f"iter_{k}" / "model",
                                                 existence_threshold=0.9).existence_threshold == 0.9
+    # with the threshold, the matcher settings it was calibrated for; a later scoring replaces both
+    assert meta["matcher"] == CALIBRATED_SETTINGS
+    plain = tmp_path / "iter_2" / "model.safetensors"
+    pcc_scorer(cfg, tmp_path / "cache", verify="none", one_to_one=False)(plain, "plain")
+    matcher = CrossViewMatcher.from_checkpoint(plain)
+    assert (matcher.verify, matcher.one_to_one) == ("none", False)
+    assert load_pcc_model(plain)[1]["matcher"] == {"verify": "none", "one_to_one": False}
+    # a threshold stored before the settings were (older checkpoints) holds for the network alone
+    update_checkpoint_metadata(plain, matcher=None)
+    matcher = CrossViewMatcher.from_checkpoint(plain)
+    assert (matcher.verify, matcher.one_to_one) == (LEGACY_SETTINGS["verify"], LEGACY_SETTINGS["one_to_one"])
     colouriser = tmp_path / "pretrain" / "model"
     with pytest.raises(CheckpointError, match="no trained correspondence heads"):
         CrossViewMatcher.from_checkpoint(colouriser)
@@ -314,7 +325,6 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
 def test_the_first_pseudolabels_can_come_from_colour_statistics(sim_root, tiny_cfg, tmp_path):
     """``pseudolabel.first: colour_stats``: iteration 0 needs no colouriser heatmaps; the summary says
     where the labels came from; an unknown first stage is named."""
-    from corr_core.errors import ConfigError
     from corr_core.methods.pcc.pipeline import iterate, pseudolabel, view_store
 
     scenes = sim_scenes(sim_root, resolution="128p")
@@ -404,3 +414,72 @@ def test_synthetic_correspondence_items_warp_a_view_and_its_mask(sim_root):
     for k in synthetic:
         assert any(torch.equal(batch["src"][k], views[v]) for v in views)
         assert batch["tgt_mask"][k].sum() >= 0.5 * batch["src_mask"][k].sum() > 0
+
+
+def test_paste_copy_moves_an_object_onto_another_place_and_cuts_what_leaves_the_image():
+    from corr_core.methods.pcc.correspond import paste_copy
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    mask = np.zeros((40, 60), bool)
+    mask[5:9, 5:9] = True
+    rgb[mask] = (200, 10, 10)
+    place = np.zeros_like(mask)
+    place[20:30, 40:50] = True  # centre (24.5, 44.5): the 4x4 square (centre (6.5, 6.5)) moves by (18, 38)
+    out = paste_copy(rgb, rgb, mask, place)
+    assert (out[23:27, 43:47] == (200, 10, 10)).all() and (out[mask] == (200, 10, 10)).all()
+    assert (out.reshape(-1, 3).any(1)).sum() == 2 * mask.sum()  # the copy and nothing else
+    edge = np.zeros_like(mask)
+    edge[38:40, 58:60] = True  # centre (38.5, 58.5): the copy would cover rows 37-40, columns 57-60
+    out = paste_copy(np.zeros_like(rgb), rgb, mask, edge)
+    assert (out[37:40, 57:60] == (200, 10, 10)).all() and (out.reshape(-1, 3).any(1)).sum() == 9
+
+
+def _cross_view_batches(sim_root, **kwargs):
+    from corr_core.methods.pcc.correspond import CorrespondenceBatches
+
+    scenes = sim_scenes(sim_root, resolution="128p")
+    store = ViewStore(scenes, SIZE, build_proposer("oracle"), None)
+    src, tgt = View(scenes[0].name, "ego", 0), View(scenes[0].name, "exo1", 0)
+    assert min(len(store.proposals(v)) for v in (src, tgt)) >= 2  # an object and another place to paste it on
+    records = [{"src": src, "tgt": tgt, "matches": [(0, 0)]}]
+    batches = CorrespondenceBatches(records, store, 16, cross_view=1.0, erase_prob=0.0, elsewhere_prob=0.0,
+                                    jitter=False, seed=5, **kwargs)
+    return next(batches), store, src, tgt
+
+
+def _target_of(batch, k, store, views):
+    """The stored target view of item ``k`` (a pseudo-label is used both ways): its image and the
+    mask of the matched object (proposal 0)."""
+    images = {v: torch.from_numpy(store.rgb(v)).permute(2, 0, 1).float() / 255 for v in views}
+    src = next(v for v in views if torch.equal(batch["src"][k], images[v]))
+    tgt = next(v for v in views if v != src)
+    return images[tgt], torch.from_numpy(store.proposals(tgt).masks[0])
+
+
+def test_decoy_items_paste_a_look_alike_and_either_keep_or_move_the_object(sim_root):
+    batch, store, src, tgt = _cross_view_batches(sim_root, decoy_prob=1.0)
+    kept = batch["exists"] == 1
+    assert kept.any() and (~kept).any()  # both kinds, about half each
+    for k in range(16):
+        rgb, obj = _target_of(batch, k, store, (src, tgt))
+        t = batch["tgt"][k]
+        assert not torch.equal(t, rgb)  # a copy was pasted
+        if kept[k]:  # the object where it was, its mask the label
+            assert torch.equal(batch["tgt_mask"][k, 0].bool(), obj) and torch.equal(t[:, obj], rgb[:, obj])
+        else:  # moved: painted out where it was, no mask
+            assert batch["tgt_mask"][k].sum() == 0 and not torch.equal(t[:, obj], rgb[:, obj])
+
+
+def test_smudges_paint_out_another_object_and_leave_the_matched_one_and_its_label(sim_root):
+    batch, store, src, tgt = _cross_view_batches(sim_root, smudge_prob=1.0)
+    assert torch.all(batch["exists"] == 1)
+    for k in range(16):
+        rgb, obj = _target_of(batch, k, store, (src, tgt))
+        assert torch.equal(batch["tgt_mask"][k, 0].bool(), obj)
+        assert torch.equal(batch["tgt"][k][:, obj], rgb[:, obj]) and not torch.equal(batch["tgt"][k], rgb)
+
+
+@pytest.mark.parametrize("kwargs", [{"decoy_prob": 1.5}, {"smudge_prob": -0.1}])
+def test_decoy_and_smudge_probabilities_are_checked(sim_root, kwargs):
+    with pytest.raises(ConfigError, match="must be a probability"):
+        _cross_view_batches(sim_root, **kwargs)

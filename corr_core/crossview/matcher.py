@@ -4,6 +4,19 @@ For each id of the source labels the network predicts its mask in the target and
 that it is visible there at all. With a proposer, a predicted mask is *snapped* to the target
 proposal it overlaps most (when their IoU reaches ``snap_iou``): proposals follow object edges
 better than a mask predicted at a quarter of the image size.
+
+Two choices made on tuning episodes (``corr pcc score`` stores them in the checkpoint with the
+existence threshold calibrated for them, so a node uses what was calibrated):
+
+* ``verify="colour"``: the colour statistics of the source object
+  (:func:`~corr_core.methods.pcc.appearance.colour_similarity`, cosine c in [-1, 1]) check what the
+  network found. A proposal's score becomes soft IoU x max(c, 0)^2, and the confidence becomes
+  existence probability x max(c, 0) of the chosen mask: an object hidden from the target sends the
+  network to some other thing, whose colours rarely agree.
+* ``one_to_one``: the objects of one source view take different target proposals (an assignment
+  maximising the summed score), since two objects cannot be the same pixels. Where a look-alike
+  pair competes for one proposal, the weaker claim moves to its next choice, and its confidence
+  drops with its colour agreement.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from corr_core.crossview.base import (
     MatchResult,
@@ -24,10 +38,17 @@ from corr_core.crossview.base import (
     resize_rgb,
 )
 from corr_core.errors import ConfigError
+from corr_core.methods.pcc.appearance import colour_descriptors, colour_similarity
 from corr_core.methods.pcc.heatmaps import image_tensor
 from corr_core.proposals.base import Proposer
 
 SELECT = ("snap", "proposal")
+VERIFY = ("none", "colour")
+#: the matcher settings a calibrated existence threshold depends on (stored with it in the
+#: checkpoint), at their defaults
+CALIBRATED_SETTINGS = {"verify": "colour", "one_to_one": True}
+#: what a threshold stored without settings was calibrated with (checkpoints scored before them)
+LEGACY_SETTINGS = {"verify": "none", "one_to_one": False}
 
 
 class CrossViewMatcher:
@@ -51,6 +72,9 @@ class CrossViewMatcher:
             of the network's stride; masks come back at each image's own size).
         min_pixels: source objects smaller than this (at the network size) are reported not found.
         batch: source objects decoded at a time.
+        verify: ``"colour"``: check the network's choice with colour statistics (module docstring);
+            ``"none"``: the network alone.
+        one_to_one: objects of one source view take different target proposals (``select="proposal"``).
 
     Example:
         >>> matcher = CrossViewMatcher.from_checkpoint("corr_core/assets/checkpoints/pcc_resnet18_l2_prior")  # doctest: +SKIP
@@ -60,7 +84,8 @@ class CrossViewMatcher:
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
                  snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
-                 batch: int = 16, select: str = "proposal", existence_threshold: float | None = None) -> None:
+                 batch: int = 16, select: str = "proposal", existence_threshold: float | None = None,
+                 verify: str = "colour", one_to_one: bool = True) -> None:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
             raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
                               f"{threshold}, {snap_iou}")
@@ -70,6 +95,9 @@ class CrossViewMatcher:
         if select not in SELECT:
             raise ConfigError(f"CrossViewMatcher: select must be one of {SELECT}, got {select!r}")
         self.select = select
+        if verify not in VERIFY:
+            raise ConfigError(f"CrossViewMatcher: verify must be one of {VERIFY}, got {verify!r}")
+        self.verify, self.one_to_one = verify, bool(one_to_one)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.proposer = proposer
@@ -78,8 +106,10 @@ class CrossViewMatcher:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", **kwargs: object) -> CrossViewMatcher:
-        """A matcher on a PCC correspondence checkpoint; its existence threshold is the one stored in
-        the checkpoint by ``corr pcc score`` (calibrated on tuning episodes) unless given.
+        """A matcher on a PCC correspondence checkpoint; its existence threshold, and the settings of
+        :data:`CALIBRATED_SETTINGS` it was calibrated with, are the ones ``corr pcc score`` stored in
+        the checkpoint (calibrated on tuning episodes) unless given. A threshold stored without
+        settings was calibrated on the network alone (``verify="none"``, ``one_to_one=False``).
 
         Raises:
             CheckpointError: missing or foreign checkpoint; a colouriser (no trained mask head).
@@ -95,6 +125,10 @@ class CrossViewMatcher:
             )
         if kwargs.get("existence_threshold") is None and meta.get("existence_threshold") is not None:
             kwargs["existence_threshold"] = float(meta["existence_threshold"])
+            stored = meta.get("matcher") or LEGACY_SETTINGS
+            for key in CALIBRATED_SETTINGS:
+                if key in stored:
+                    kwargs.setdefault(key, stored[key])
         return cls(model, device, **kwargs)  # type: ignore[arg-type]
 
     @torch.inference_mode()
@@ -137,14 +171,22 @@ class CrossViewMatcher:
         prob = torch.cat(probs).cpu().numpy()
         conf = torch.cat(exist).cpu().numpy()
         props = self.proposer.propose(tgt_rgb) if self.proposer is not None else None
+        src_masks = np.stack([src_labels == i for i, _ in queries])
+        if props is not None and len(props) and self.select == "proposal":
+            score = self._soft_iou(prob, props.masks)
+            if self.verify == "colour":
+                score = score * np.clip(colour_similarity(src_rgb, src_masks, tgt_rgb, props.masks), 0, 1) ** 2
+            masks = props.masks[self._assign(score)]
+        else:
+            masks = prob > self.threshold
+            if props is not None and len(props):
+                masks = np.stack([self._snap(m, props.masks) if m.any() else m for m in masks])
+        if self.verify == "colour":
+            agree = (colour_descriptors(src_rgb, src_masks) * colour_descriptors(tgt_rgb, masks)).sum(1)
+            conf = conf * np.clip(agree, 0, 1)
         priority = {}
-        for (i, _), p, c in zip(queries, prob, conf, strict=True):
-            mask = p > self.threshold
-            if props is not None and len(props) and self.select == "proposal":
-                mask = self._best_proposal(p, props.masks)
-            elif props is not None and len(props) and mask.any():
-                mask = self._snap(mask, props.masks)
-            result.masks[i] = mask
+        for (i, _), p, c, mask in zip(queries, prob, conf, masks, strict=True):
+            result.masks[i] = mask.copy()
             result.confidence[i] = float(c)
             result.existence[i] = bool(c > self.existence_threshold)
             priority[i] = float(c) * float(p[mask].mean()) if mask.any() else 0.0
@@ -162,10 +204,19 @@ class CrossViewMatcher:
         return proposals[best].copy() if iou[best] >= self.snap_iou else mask
 
     @staticmethod
-    def _best_proposal(prob: np.ndarray, proposals: np.ndarray) -> np.ndarray:
-        """The proposal of highest soft IoU with the probability map ``prob`` (H, W) in [0, 1]."""
+    def _soft_iou(prob: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+        """``(Q, N)`` soft IoU of the probability maps ``prob`` ``(Q, H, W)`` in [0, 1] with the
+        proposals ``(N, H, W)`` bool."""
         flat = proposals.reshape(len(proposals), -1).astype(np.float32)
-        p = prob.reshape(-1).astype(np.float32)
-        inter = flat @ p
-        iou = inter / np.maximum(flat.sum(1) + p.sum() - inter, 1e-6)
-        return proposals[int(np.argmax(iou))].copy()
+        p = prob.reshape(len(prob), -1).astype(np.float32)
+        inter = p @ flat.T
+        return inter / np.maximum(flat.sum(1)[None] + p.sum(1)[:, None] - inter, 1e-6)
+
+    def _assign(self, score: np.ndarray) -> np.ndarray:
+        """A proposal index per query: the best one, or with ``one_to_one`` an assignment maximising
+        the summed score (queries left over when proposals run out take their best one)."""
+        choice = score.argmax(1)
+        if self.one_to_one and len(score) > 1:
+            rows, cols = linear_sum_assignment(score, maximize=True)
+            choice[rows] = cols
+        return choice

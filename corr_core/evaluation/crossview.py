@@ -261,19 +261,20 @@ def write_report(results: dict[str, dict[str, Any]], out: Path) -> str:
     return table
 
 
-def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu") -> Any:
+def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **settings: Any) -> Any:
     """``(checkpoint, name) -> metrics`` on the recipe's ``score`` episodes (rendered once into
     ``cache_dir/score_sim``), or None when ``score.episodes`` is 0: cross-view IoU, location error,
     balanced accuracy and the look-alike test, ego to every exo camera and back.
 
     Each model's existence threshold is calibrated on those episodes first (the balanced accuracy
-    reported is at that threshold) and written into the checkpoint's metadata, where
-    :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so ``corr_node``)
-    finds it."""
+    reported is at that threshold) and written into the checkpoint's metadata with the matcher
+    settings it holds for (``settings``: ``verify``, ``one_to_one``; None or absent: the matcher's
+    defaults), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
+    ``corr_node``) finds them."""
     sc = cfg.get("score") or {}
     if int(sc.get("episodes", 0) or 0) <= 0:
         return None
-    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.crossview.matcher import CALIBRATED_SETTINGS, CrossViewMatcher
     from corr_core.data.sim import generate_dataset
     from corr_core.io.checkpoint import update_checkpoint_metadata
     from corr_core.methods.pcc.scenes import sim_scenes
@@ -290,11 +291,13 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu") -> Any
     every = int(sc.get("every", 5))
 
     def score(checkpoint: Path, name: str) -> dict[str, Any]:
-        matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=build_proposer("graph"))
+        chosen = {k: settings[k] if settings.get(k) is not None else v for k, v in CALIBRATED_SETTINGS.items()}
+        matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=build_proposer("graph"), **chosen)
         thresh, _ = calibrate_existence(matcher, scenes, directions, every)
         update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_calibrated_on=(
             f"seeds {int(sc.get('seed', 2000))}+{int(sc['episodes'])} episodes, hidden_per_camera "
-            f"{int(sc.get('hidden_per_camera', 1))}, every {every}"))
+            f"{int(sc.get('hidden_per_camera', 1))}, every {every}"),
+            matcher=chosen)
         res = evaluate_crossview(matcher, scenes, directions, every, resamples=200, conf_thresh=thresh)
         keys = ("iou", "location_error", "balanced_accuracy", "contour_accuracy", "distractor")
         out = {d: {k: res[d][k] for k in keys} for d in res if "->" in d}

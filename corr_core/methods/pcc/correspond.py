@@ -13,6 +13,18 @@ existence head need no labels either:
 With ``synthetic`` > 0 some positives are made from one view and a random perspective warp of it
 (the proposal's mask warped with it): correspondence known by construction, so the model learns to
 find a masked thing again under a change of view even where the pseudo-labels are few.
+
+Two more edits of a cross-view target teach what colour cannot (both need no labels):
+
+* *smudge* (``smudge_prob``): another proposal of the target is painted out, in positives and
+  negatives alike. Without it, inpainting marks only the *erased* negatives, and the existence head
+  learns to look for the smudge instead of the object: on held-out episodes, where a hidden object
+  leaves no smudge, it called nearly every hidden object visible.
+* *decoy* (``decoy_prob``): a copy of the matched object is pasted onto the place of another
+  proposal of the target, a look-alike by construction. Half of these items keep the object where
+  it is (positive: find the one that sits where the source's context says), half move it (the
+  object is painted out and only the copy remains: negative, the look-alike of a hidden object).
+  Only the layout around the object tells the two apart, which is what look-alikes need.
 """
 
 from __future__ import annotations
@@ -42,6 +54,20 @@ def erase(rgb: np.ndarray, mask: np.ndarray, grow: int = 3) -> np.ndarray:
     return cv2.inpaint(np.ascontiguousarray(rgb), m, 5, cv2.INPAINT_TELEA)
 
 
+def paste_copy(canvas: np.ndarray, rgb: np.ndarray, mask: np.ndarray, place: np.ndarray) -> np.ndarray:
+    """``canvas`` with the pixels of ``mask`` in ``rgb`` pasted so that their centre lands on the
+    centre of ``place`` (a mask of the same size; what falls outside the image is cut off)."""
+    h, w = mask.shape
+    (y0, x0), (y1, x1) = np.argwhere(mask).mean(0), np.argwhere(place).mean(0)
+    dy, dx = int(round(y1 - y0)), int(round(x1 - x0))
+    ys, xs = np.nonzero(mask)
+    ty, tx = ys + dy, xs + dx
+    keep = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+    out = canvas.copy()
+    out[ty[keep], tx[keep]] = rgb[ys[keep], xs[keep]]
+    return out
+
+
 class CorrespondenceBatches(RandomStream):
     """Endless batches of (source, source mask, target, target mask, exists) from pseudo-labels.
 
@@ -59,6 +85,8 @@ class CorrespondenceBatches(RandomStream):
         seed: random seed.
         synthetic: share of items made from one pseudo-labelled view and a random warp of it.
         synthetic_top: a synthetic item's mask is one of the view's ``synthetic_top`` best proposals.
+        smudge_prob: probability that another proposal of a cross-view target is painted out.
+        decoy_prob: probability of a *decoy* item (a copy of the object pasted elsewhere).
 
     Raises:
         DataError: no record holds a match.
@@ -66,7 +94,8 @@ class CorrespondenceBatches(RandomStream):
 
     def __init__(self, records: Sequence[dict[str, Any]], store: ViewStore, batch_size: int,
                  cross_view: float = 0.7, erase_prob: float = 0.15, elsewhere_prob: float = 0.1,
-                 jitter: bool = True, seed: int = 0, synthetic: float = 0.0, synthetic_top: int = 12) -> None:
+                 jitter: bool = True, seed: int = 0, synthetic: float = 0.0, synthetic_top: int = 12,
+                 smudge_prob: float = 0.0, decoy_prob: float = 0.0) -> None:
         usable = [r for r in records if r["matches"]]
         if not usable:
             raise DataError("PCC: the pseudo-labels hold no match to train on")
@@ -82,6 +111,10 @@ class CorrespondenceBatches(RandomStream):
         if not 0.0 <= synthetic < 1.0:
             raise ConfigError(f"PCC batches: synthetic must be a share in [0, 1), got {synthetic}")
         self.synthetic, self.synthetic_top = float(synthetic), int(synthetic_top)
+        for name, value in (("smudge_prob", smudge_prob), ("decoy_prob", decoy_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"PCC batches: {name} must be a probability in [0, 1], got {value}")
+        self.smudge_prob, self.decoy_prob = float(smudge_prob), float(decoy_prob)
         self.labelled = sorted({r[k] for r in usable for k in ("src", "tgt")}, key=View.key)
         self.rng = np.random.default_rng(seed)
 
@@ -118,7 +151,22 @@ class CorrespondenceBatches(RandomStream):
             src, tgt, i, j = tgt, src, j, i
         src_rgb, tgt_rgb = self.store.rgb(src), self.store.rgb(tgt)
         src_mask = self.store.proposals(src).masks[i]
-        tgt_mask = self.store.proposals(tgt).masks[j]
+        tgt_props = self.store.proposals(tgt).masks
+        tgt_mask = tgt_props[j]
+        if src.cam != tgt.cam:  # the views are synchronised: the layout is the same in both
+            others = [k for k in range(len(tgt_props)) if k != j and not (tgt_props[k] & tgt_mask).any()]
+            if others and self.rng.random() < self.decoy_prob:
+                place = tgt_props[others[int(self.rng.integers(len(others)))]]
+                if self.rng.random() < 0.5:  # moved: only the copy is left
+                    return src_rgb, src_mask, paste_copy(erase(tgt_rgb, tgt_mask), tgt_rgb, tgt_mask, place), \
+                        np.zeros_like(tgt_mask), 0.0
+                decoy = paste_copy(tgt_rgb, tgt_rgb, tgt_mask, place)
+                decoy[tgt_mask] = tgt_rgb[tgt_mask]  # the copy never covers the object itself
+                return src_rgb, src_mask, decoy, tgt_mask, 1.0
+            if others and self.rng.random() < self.smudge_prob:
+                smudged = erase(tgt_rgb, tgt_props[others[int(self.rng.integers(len(others)))]])
+                smudged[tgt_mask] = tgt_rgb[tgt_mask]
+                tgt_rgb = smudged
         u = self.rng.random()
         if u < self.erase_prob:
             return src_rgb, src_mask, erase(tgt_rgb, tgt_mask), np.zeros_like(tgt_mask), 0.0
