@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from corr_core.errors import ConfigError, DataError
+from corr_core.train.data import read_rgb  # noqa: F401  (re-exported: the PCC modules read frames through here)
 
 log = logging.getLogger(__name__)
 
@@ -217,18 +218,6 @@ class PairSampler:
 
     def frame_path(self, view: View) -> Path:
         return self.by_name[view.scene].frames[view.cam][view.t]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3) uint8`` RGB of an image file.
-
-    Raises:
-        DataError: unreadable file.
-    """
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def fit_size(img: np.ndarray, size: tuple[int, int], rng: np.random.Generator | None = None,
