@@ -390,3 +390,29 @@ def test_an_interrupted_and_resumed_run_ends_with_the_weights_of_the_uninterrupt
     resumed = run(tmp_path / "cut")
     for (k, a), b in zip(whole.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("build", ["fc", "hvc", "semantic_byol", "semantic_moco"])
+def test_every_momentum_method_keeps_its_target_frozen_apart_and_moving_towards_the_online_network(build):
+    """The shared online/target contract (``corr_core.train.ema.OnlineTarget``): the optimiser never
+    sees the target; an update moves it part of the way to the online weights; a sync copies them."""
+    from corr_core.methods.hvc.model import HVCMethod
+    from corr_core.methods.sfc.semantic import SemanticMethod
+
+    method = {"fc": lambda: FCMethod(hidden_dim=16, out_dim=8), "hvc": lambda: HVCMethod(hidden_dim=16, out_dim=8),
+              "semantic_byol": lambda: SemanticMethod(objective="byol", hidden_dim=16, out_dim=8),
+              "semantic_moco": lambda: SemanticMethod(hidden_dim=16, out_dim=8, queue_size=8)}[build]()
+    online, target = list(method.online_parameters()), list(method.target_parameters())
+    assert not {id(p) for p in online} & {id(p) for p in target}
+    assert all(p.requires_grad for p in online) and not any(p.requires_grad for p in target)
+    with torch.no_grad():
+        for p in method.backbone.parameters():
+            p.add_(1.0)
+    first = next(method.backbone.parameters())
+    before = next(method.target_backbone.parameters()).clone()
+    method.update_target(0.75)
+    after = next(method.target_backbone.parameters())
+    assert torch.allclose(after, 0.75 * before + 0.25 * first)
+    method.sync_target()
+    assert torch.equal(next(method.target_backbone.parameters()), first)
+    assert method.feature_model() is method.backbone

@@ -8,15 +8,13 @@ as augmentation (colour augmentation hurts fine-grained correspondence, SFC tabl
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from corr_core.methods.fc.loss import LocalCorrespondenceLoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
-from corr_core.train.ema import cosine_momentum, ema_update
+from corr_core.train.ema import OnlineTarget, cosine_momentum
 
 
 class DenseHead(nn.Sequential):
@@ -31,7 +29,7 @@ class DenseHead(nn.Sequential):
         )
 
 
-class FCMethod(nn.Module):
+class FCMethod(OnlineTarget):
     """The FC objective wrapped as a trainable method for :class:`corr_core.train.Trainer`.
 
     Args:
@@ -59,22 +57,11 @@ class FCMethod(nn.Module):
         c = self.backbone.out_channels
         self.projector = DenseHead(c, hidden_dim, out_dim)
         self.predictor = DenseHead(out_dim, hidden_dim, out_dim)
-        self.target_backbone = copy.deepcopy(self.backbone)
-        self.target_projector = copy.deepcopy(self.projector)
-        for p in self.target_parameters():
-            p.requires_grad_(False)
+        self.make_target()
         self.loss_fn = LocalCorrespondenceLoss(radius)
         self.tau_base = float(tau_base)
         self.symmetric = bool(symmetric)
         self.tau = self.tau_base
-
-    def target_parameters(self):
-        yield from self.target_backbone.parameters()
-        yield from self.target_projector.parameters()
-
-    def online_parameters(self):
-        for mod in (self.backbone, self.projector, self.predictor):
-            yield from mod.parameters()
 
     def _online(self, x: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.projector(self.backbone(x)))
@@ -119,14 +106,4 @@ class FCMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target network with the cosine-scheduled ``tau`` (BYOL)."""
         self.tau = cosine_momentum(self.tau_base, step, total_steps)
-        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.tau)
-
-    def feature_model(self) -> nn.Module:
-        """The network used downstream (label propagation): the online backbone."""
-        return self.backbone
-
-    @torch.no_grad()
-    def sync_target(self) -> None:
-        """Copies the online backbone and projector into the target (after loading weights)."""
-        self.target_backbone.load_state_dict(self.backbone.state_dict())
-        self.target_projector.load_state_dict(self.projector.state_dict())
+        self.update_target(self.tau)

@@ -12,8 +12,6 @@ signals, and the hybrid loss asks for consistency of both the features (static) 
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,10 +20,10 @@ from corr_core.methods.hvc.heads import PseudoDynamicGenerator, ResidualHead
 from corr_core.methods.hvc.loss import HybridCorrespondenceLoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
-from corr_core.train.ema import cosine_momentum, ema_update
+from corr_core.train.ema import OnlineTarget, cosine_momentum
 
 
-class HVCMethod(nn.Module):
+class HVCMethod(OnlineTarget):
     """The HVC objective wrapped as a trainable method for :class:`corr_core.train.Trainer`.
 
     Args:
@@ -57,23 +55,14 @@ class HVCMethod(nn.Module):
         self.projector = ResidualHead(c, hidden_dim, out_dim)
         self.predictor = ResidualHead(out_dim, hidden_dim, out_dim)
         self.generator = PseudoDynamicGenerator(out_dim, hidden_dim) if dynamic else None
-        self.target_backbone = copy.deepcopy(self.backbone)
-        self.target_projector = copy.deepcopy(self.projector)
-        for p in self.target_parameters():
-            p.requires_grad_(False)
+        self.make_target()
         self.loss_fn = HybridCorrespondenceLoss(radius, dynamic)
         self.tau_base = float(tau_base)
         self.tau = self.tau_base
         self.symmetric = bool(symmetric)
 
-    def target_parameters(self):
-        yield from self.target_backbone.parameters()
-        yield from self.target_projector.parameters()
-
-    def online_parameters(self):
-        mods = [self.backbone, self.projector, self.predictor] + ([self.generator] if self.generator else [])
-        for mod in mods:
-            yield from mod.parameters()
+    def online_modules(self) -> list[nn.Module]:
+        return super().online_modules() + ([self.generator] if self.generator is not None else [])
 
     @torch.no_grad()
     def _target(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,19 +104,9 @@ class HVCMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target network with the cosine-scheduled ``tau``."""
         self.tau = cosine_momentum(self.tau_base, step, total_steps)
-        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.tau)
+        self.update_target(self.tau)
 
     def log_values(self) -> dict[str, float]:
         """``feat_erank``: effective rank of the last step's backbone features (collapse warning)."""
         feats = getattr(self, "_last_features", None)
         return {} if feats is None else {"feat_erank": effective_rank(feats)}
-
-    def feature_model(self) -> nn.Module:
-        """The network used downstream (label propagation): the online backbone."""
-        return self.backbone
-
-    @torch.no_grad()
-    def sync_target(self) -> None:
-        """Copies the online backbone and projector into the target (after loading weights)."""
-        self.target_backbone.load_state_dict(self.backbone.state_dict())
-        self.target_projector.load_state_dict(self.projector.state_dict())

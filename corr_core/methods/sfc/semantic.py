@@ -19,8 +19,6 @@ ask for conflicting augmentations and receptive fields, which is why SFC trains 
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +28,7 @@ from corr_core.methods.sfc.byol import NegativeCosineLoss
 from corr_core.methods.sfc.infonce import InfoNCELoss
 from corr_core.metrics.features import effective_rank
 from corr_core.models import build_backbone
-from corr_core.train.ema import cosine_momentum, ema_update
+from corr_core.train.ema import OnlineTarget, cosine_momentum
 
 OBJECTIVES = ("moco", "byol")
 
@@ -43,7 +41,7 @@ class MLPHead(nn.Sequential):
                          nn.Linear(hidden_dim, out_dim))
 
 
-class SemanticMethod(nn.Module):
+class SemanticMethod(OnlineTarget):
     """Image-level self-supervised training of a ResNet backbone (MoCo v2 or BYOL).
 
     Args:
@@ -73,10 +71,7 @@ class SemanticMethod(nn.Module):
         c = self.backbone.out_channels
         self.projector = MLPHead(c, hidden_dim, out_dim)
         self.predictor = MLPHead(out_dim, hidden_dim, out_dim) if objective == "byol" else None
-        self.target_backbone = copy.deepcopy(self.backbone)
-        self.target_projector = copy.deepcopy(self.projector)
-        for p in self.target_parameters():
-            p.requires_grad_(False)
+        self.make_target()
         self.momentum_base = self.momentum = float(momentum)
         self.key_groups = int(key_groups)
         if objective == "moco":
@@ -85,15 +80,6 @@ class SemanticMethod(nn.Module):
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         else:
             self.loss_fn = NegativeCosineLoss()
-
-    def target_parameters(self):
-        yield from self.target_backbone.parameters()
-        yield from self.target_projector.parameters()
-
-    def online_parameters(self):
-        for mod in (self.backbone, self.projector, self.predictor):
-            if mod is not None:
-                yield from mod.parameters()
 
     def _embed(self, backbone: nn.Module, projector: nn.Module, x: torch.Tensor) -> torch.Tensor:
         feats = backbone(x)
@@ -155,14 +141,4 @@ class SemanticMethod(nn.Module):
         """EMA update of the key/target encoder (eq. 2); BYOL raises its coefficient to 1 (cosine)."""
         if self.objective == "byol":
             self.momentum = cosine_momentum(self.momentum_base, step, total_steps)
-        ema_update([(self.backbone, self.target_backbone), (self.projector, self.target_projector)], self.momentum)
-
-    def feature_model(self) -> nn.Module:
-        """The network kept for SFC: the online backbone (heads and key encoder are dropped)."""
-        return self.backbone
-
-    @torch.no_grad()
-    def sync_target(self) -> None:
-        """Copies the online backbone and projector into the target (after loading weights)."""
-        self.target_backbone.load_state_dict(self.backbone.state_dict())
-        self.target_projector.load_state_dict(self.projector.state_dict())
+        self.update_target(self.momentum)
