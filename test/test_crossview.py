@@ -214,6 +214,33 @@ def test_existence_threshold_is_calibrated_on_tuning_episodes(episodes):
     assert acc == 1.0 and 0.0 <= thr < 1.0
 
 
+def test_scoring_after_calibrating_on_the_same_episodes_matches_each_query_once(episodes):
+    """``ReplayMatcher`` (``corr pcc score``): the second pass is answered from the first one's
+    record, with the same figures as matching again; other inputs go to the matcher."""
+    from corr_core.evaluation.crossview import ReplayMatcher, calibrate_existence
+
+    class Counting(TruthMatcher):
+        calls = 0
+
+        def match(self, *args):
+            Counting.calls += 1
+            return super().match(*args)
+
+    direction = [("ego", "exo1")]
+    replay = ReplayMatcher(Counting(episodes))
+    thr, _ = calibrate_existence(replay, episodes, direction, every=2, min_pixels=1)
+    first = Counting.calls
+    replay.rewind()
+    replayed = evaluate_crossview(replay, episodes, direction, every=2, min_pixels=1, conf_thresh=thr, resamples=10)
+    assert first > 0 and Counting.calls == first  # nothing matched twice
+    fresh = evaluate_crossview(TruthMatcher(episodes), episodes, direction, every=2, min_pixels=1, conf_thresh=thr,
+                               resamples=10)
+    for key in ("iou", "balanced_accuracy", "distractor"):
+        assert replayed["ego->exo1"][key] == fresh["ego->exo1"][key]
+    evaluate_crossview(replay, episodes, [("exo1", "ego")], every=2, min_pixels=1, conf_thresh=thr, resamples=10)
+    assert Counting.calls > first  # queries it never saw are matched
+
+
 # ------------------------------------------------------------------------ multi-camera tracking
 
 

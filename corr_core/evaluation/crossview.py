@@ -16,6 +16,7 @@ more, and ``neither`` when it overlaps none of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from corr_core.crossview.base import Matcher
+from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError
 from corr_core.methods.pcc.scenes import Scene, read_rgb
@@ -201,6 +202,40 @@ def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Se
     return out
 
 
+class ReplayMatcher:
+    """A matcher that remembers its answers, so that a second pass over the same queries (scoring
+    after calibrating on one set) does not match them again. After :meth:`rewind` each call is
+    answered from the record when its inputs are the recorded ones (same images and labels, in
+    the same order), and by the wrapped matcher otherwise."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+        self.record: list[tuple[str, MatchResult]] = []
+        self.position: int | None = None
+
+    @staticmethod
+    def _key(src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> str:
+        h = hashlib.sha1()
+        for a in (src_rgb, src_labels, tgt_rgb):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
+        key = self._key(src_rgb, src_labels, tgt_rgb)
+        if self.position is not None and self.position < len(self.record) and self.record[self.position][0] == key:
+            self.position += 1
+            return self.record[self.position - 1][1]
+        result = self.matcher.match(src_rgb, src_labels, tgt_rgb)
+        if self.position is None:
+            self.record.append((key, result))
+        return result
+
+    def rewind(self) -> None:
+        """Answer the next calls from the record, from its start."""
+        self.position = 0
+
+
 def calibrate_existence(matcher: Matcher, scenes: Sequence[Scene], directions: Sequence[tuple[str, str]],
                         every: int = 5, min_pixels: int = 20) -> tuple[float, float]:
     """The confidence threshold that maximises the balanced accuracy of existence on ``scenes``
@@ -293,12 +328,14 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
     def score(checkpoint: Path, name: str) -> dict[str, Any]:
         chosen = {k: settings[k] if settings.get(k) is not None else v for k, v in CALIBRATED_SETTINGS.items()}
         matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=build_proposer("graph"), **chosen)
-        thresh, _ = calibrate_existence(matcher, scenes, directions, every)
+        replay = ReplayMatcher(matcher)  # calibration and scoring see the same queries: match them once
+        thresh, _ = calibrate_existence(replay, scenes, directions, every)
+        replay.rewind()
         update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_calibrated_on=(
             f"seeds {int(sc.get('seed', 2000))}+{int(sc['episodes'])} episodes, hidden_per_camera "
             f"{int(sc.get('hidden_per_camera', 1))}, every {every}"),
             matcher=chosen)
-        res = evaluate_crossview(matcher, scenes, directions, every, resamples=200, conf_thresh=thresh)
+        res = evaluate_crossview(replay, scenes, directions, every, resamples=200, conf_thresh=thresh)
         keys = ("iou", "location_error", "balanced_accuracy", "contour_accuracy", "distractor")
         out = {d: {k: res[d][k] for k in keys} for d in res if "->" in d}
         out["existence_threshold"] = thresh
