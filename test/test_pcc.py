@@ -274,7 +274,7 @@ def test_pair_sampler_draws_cross_view_and_time_gap_pairs(sim_root):
 
 def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     """Pretraining lowers the colour loss; each stage writes its model; the loop resumes."""
-    from corr_core.crossview.matcher import CALIBRATED_SETTINGS, LEGACY_SETTINGS, CrossViewMatcher
+    from corr_core.crossview.matcher import LEGACY_SETTINGS, CrossViewMatcher
     from corr_core.evaluation.crossview import pcc_scorer
     from corr_core.io.checkpoint import update_checkpoint_metadata
     from corr_core.methods.pcc.pipeline import iterate
@@ -300,7 +300,7 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
         assert CrossViewMatcher.from_checkpoint(tmp_path / f"iter_{k}" / "model",
                                                 existence_threshold=0.9).existence_threshold == 0.9
     # with the threshold, the matcher settings it was calibrated for; a later scoring replaces both
-    assert meta["matcher"] == CALIBRATED_SETTINGS
+    assert meta["matcher"] == {"verify": "colour", "one_to_one": True}  # the matcher's defaults
     plain = tmp_path / "iter_2" / "model.safetensors"
     pcc_scorer(cfg, tmp_path / "cache", verify="none", one_to_one=False)(plain, "plain")
     matcher = CrossViewMatcher.from_checkpoint(plain)
@@ -310,6 +310,9 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     update_checkpoint_metadata(plain, matcher=None)
     matcher = CrossViewMatcher.from_checkpoint(plain)
     assert (matcher.verify, matcher.one_to_one) == (LEGACY_SETTINGS["verify"], LEGACY_SETTINGS["one_to_one"])
+    # a caller that calibrates itself (`corr eval crossview --calibrate`) takes the defaults, not what is stored
+    mine = CrossViewMatcher.from_checkpoint(plain, stored=False)
+    assert (mine.verify, mine.one_to_one, mine.existence_threshold) == ("colour", True, 0.5)
     colouriser = tmp_path / "pretrain" / "model"
     with pytest.raises(CheckpointError, match="no trained correspondence heads"):
         CrossViewMatcher.from_checkpoint(colouriser)

@@ -53,8 +53,11 @@ def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
     if args.pcc is not None:
         from corr_core.crossview.matcher import CrossViewMatcher
 
-        return (CrossViewMatcher.from_checkpoint(args.pcc, args.device, proposer=proposer, select=args.select,
-                                                 verify=args.verify, one_to_one=args.one_to_one),
+        # a threshold calibrated here holds for the settings given or the matcher's defaults; without
+        # --calibrate the checkpoint's stored threshold comes with the settings it was calibrated for
+        given = {k: v for k, v in (("verify", args.verify), ("one_to_one", args.one_to_one)) if v is not None}
+        return (CrossViewMatcher.from_checkpoint(args.pcc, args.device, stored=args.calibrate is None,
+                                                 proposer=proposer, select=args.select, **given),
                 f"pcc:{args.pcc}")
     if proposer is None:
         raise ConfigError("the nearest-neighbour baselines need a proposer (--proposer graph or sam)")
@@ -126,10 +129,12 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--select", default="proposal", choices=("proposal", "snap"),
                    help="PCC with proposals: the proposal the predicted map covers best (soft IoU), or the "
                         "thresholded mask snapped to the proposal it overlaps (default proposal)")
-    p.add_argument("--verify", default="colour", choices=("colour", "none"),
-                   help="PCC: check the network's choice with colour statistics (default colour)")
-    p.add_argument("--one-to-one", action=argparse.BooleanOptionalAction, default=True,
-                   help="PCC: the objects of one source view take different target proposals (default on)")
+    p.add_argument("--verify", default=None, choices=("colour", "none"),
+                   help="PCC: check the network's choice with colour statistics (default: colour with "
+                        "--calibrate, else what the checkpoint's threshold was calibrated with)")
+    p.add_argument("--one-to-one", action=argparse.BooleanOptionalAction, default=None,
+                   help="PCC: the objects of one source view take different target proposals (default: on "
+                        "with --calibrate, else what the checkpoint's threshold was calibrated with)")
     p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM checkpoint for --proposer sam")
     p.add_argument("--calibrate", type=Path, default=None, metavar="SIM",
                    help="choose the existence threshold on these (tuning) episodes; default: confidence > 0.5")

@@ -38,15 +38,14 @@ from corr_core.crossview.base import (
     resize_rgb,
 )
 from corr_core.errors import ConfigError
-from corr_core.methods.pcc.appearance import colour_descriptors, colour_similarity
+from corr_core.methods.pcc.appearance import colour_descriptors
 from corr_core.methods.pcc.heatmaps import image_tensor
 from corr_core.proposals.base import Proposer
 
 SELECT = ("snap", "proposal")
 VERIFY = ("none", "colour")
-#: the matcher settings a calibrated existence threshold depends on (stored with it in the
-#: checkpoint), at their defaults
-CALIBRATED_SETTINGS = {"verify": "colour", "one_to_one": True}
+#: the matcher settings a calibrated existence threshold depends on (stored with it in the checkpoint)
+CALIBRATED_SETTINGS = ("verify", "one_to_one")
 #: what a threshold stored without settings was calibrated with (checkpoints scored before them)
 LEGACY_SETTINGS = {"verify": "none", "one_to_one": False}
 
@@ -105,11 +104,14 @@ class CrossViewMatcher:
         self.max_side, self.min_pixels, self.batch = int(max_side), int(min_pixels), int(batch)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", **kwargs: object) -> CrossViewMatcher:
-        """A matcher on a PCC correspondence checkpoint; its existence threshold, and the settings of
-        :data:`CALIBRATED_SETTINGS` it was calibrated with, are the ones ``corr pcc score`` stored in
-        the checkpoint (calibrated on tuning episodes) unless given. A threshold stored without
-        settings was calibrated on the network alone (``verify="none"``, ``one_to_one=False``).
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", stored: bool = True,
+                        **kwargs: object) -> CrossViewMatcher:
+        """A matcher on a PCC correspondence checkpoint. With ``stored``, its existence threshold and
+        the settings of :data:`CALIBRATED_SETTINGS` it was calibrated with are the ones
+        ``corr pcc score`` stored in the checkpoint (calibrated on tuning episodes), unless given;
+        a threshold stored without settings was calibrated on the network alone
+        (:data:`LEGACY_SETTINGS`). Without ``stored`` (a caller that calibrates itself), the
+        constructor's defaults hold unless given.
 
         Raises:
             CheckpointError: missing or foreign checkpoint; a colouriser (no trained mask head).
@@ -123,7 +125,7 @@ class CrossViewMatcher:
                 f"{checkpoint}: a {meta.get('method')!r} checkpoint has no trained correspondence heads; give a "
                 "model trained by `corr pcc train` or `corr pcc iterate` (RUN/iter_N/model.safetensors)"
             )
-        if kwargs.get("existence_threshold") is None and meta.get("existence_threshold") is not None:
+        if stored and kwargs.get("existence_threshold") is None and meta.get("existence_threshold") is not None:
             kwargs["existence_threshold"] = float(meta["existence_threshold"])
             stored = meta.get("matcher") or LEGACY_SETTINGS
             for key in CALIBRATED_SETTINGS:
@@ -171,18 +173,23 @@ class CrossViewMatcher:
         prob = torch.cat(probs).cpu().numpy()
         conf = torch.cat(exist).cpu().numpy()
         props = self.proposer.propose(tgt_rgb) if self.proposer is not None else None
-        src_masks = np.stack([src_labels == i for i, _ in queries])
+        src_colour = None  # (Q, D) colour descriptors of the queried objects
+        if self.verify == "colour":
+            src_colour = colour_descriptors(src_rgb, np.stack([src_labels == i for i, _ in queries]))
         if props is not None and len(props) and self.select == "proposal":
             score = self._soft_iou(prob, props.masks)
-            if self.verify == "colour":
-                score = score * np.clip(colour_similarity(src_rgb, src_masks, tgt_rgb, props.masks), 0, 1) ** 2
-            masks = props.masks[self._assign(score)]
+            if src_colour is not None:
+                colour = src_colour @ colour_descriptors(tgt_rgb, props.masks).T  # (Q, N) cosines
+                score = score * np.clip(colour, 0, 1) ** 2
+            choice = self._assign(score)
+            masks = props.masks[choice]
+            agree = colour[np.arange(len(choice)), choice] if src_colour is not None else None
         else:
             masks = prob > self.threshold
             if props is not None and len(props):
                 masks = np.stack([self._snap(m, props.masks) if m.any() else m for m in masks])
-        if self.verify == "colour":
-            agree = (colour_descriptors(src_rgb, src_masks) * colour_descriptors(tgt_rgb, masks)).sum(1)
+            agree = (src_colour * colour_descriptors(tgt_rgb, masks)).sum(1) if src_colour is not None else None
+        if agree is not None:
             conf = conf * np.clip(agree, 0, 1)
         priority = {}
         for (i, _), p, c, mask in zip(queries, prob, conf, masks, strict=True):

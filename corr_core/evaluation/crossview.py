@@ -304,7 +304,7 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
     Each model's existence threshold is calibrated on those episodes first (the balanced accuracy
     reported is at that threshold) and written into the checkpoint's metadata with the matcher
     settings it holds for (``settings``: ``verify``, ``one_to_one``; None or absent: the matcher's
-    defaults), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
+    defaults, not those stored by an earlier scoring), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
     ``corr_node``) finds them."""
     sc = cfg.get("score") or {}
     if int(sc.get("episodes", 0) or 0) <= 0:
@@ -326,15 +326,16 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
     every = int(sc.get("every", 5))
 
     def score(checkpoint: Path, name: str) -> dict[str, Any]:
-        chosen = {k: settings[k] if settings.get(k) is not None else v for k, v in CALIBRATED_SETTINGS.items()}
-        matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=build_proposer("graph"), **chosen)
+        given = {k: v for k, v in settings.items() if v is not None}
+        matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, stored=False, proposer=build_proposer("graph"),
+                                                   **given)
         replay = ReplayMatcher(matcher)  # calibration and scoring see the same queries: match them once
         thresh, _ = calibrate_existence(replay, scenes, directions, every)
         replay.rewind()
         update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_calibrated_on=(
             f"seeds {int(sc.get('seed', 2000))}+{int(sc['episodes'])} episodes, hidden_per_camera "
             f"{int(sc.get('hidden_per_camera', 1))}, every {every}"),
-            matcher=chosen)
+            matcher={k: getattr(matcher, k) for k in CALIBRATED_SETTINGS})
         res = evaluate_crossview(replay, scenes, directions, every, resamples=200, conf_thresh=thresh)
         keys = ("iou", "location_error", "balanced_accuracy", "contour_accuracy", "distractor")
         out = {d: {k: res[d][k] for k in keys} for d in res if "->" in d}

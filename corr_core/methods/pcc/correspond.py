@@ -153,7 +153,7 @@ class CorrespondenceBatches(RandomStream):
         src_mask = self.store.proposals(src).masks[i]
         tgt_props = self.store.proposals(tgt).masks
         tgt_mask = tgt_props[j]
-        if src.cam != tgt.cam:  # the views are synchronised: the layout is the same in both
+        if src.cam != tgt.cam and (self.decoy_prob or self.smudge_prob):  # synchronised views: one layout
             others = [k for k in range(len(tgt_props)) if k != j and not (tgt_props[k] & tgt_mask).any()]
             if others and self.rng.random() < self.decoy_prob:
                 place = tgt_props[others[int(self.rng.integers(len(others)))]]

@@ -186,8 +186,7 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dirs: Sequence[Path], init:
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     ccfg = cfg.get("correspond", {})
-    rounds = [read_pseudolabels(d) for d in pseudo_dirs]
-    records = rounds[0] if len(rounds) == 1 else merge_pseudolabels(rounds)
+    records = merge_pseudolabels([read_pseudolabels(d) for d in pseudo_dirs])
     batches = CorrespondenceBatches(records, store, int(scfg["train"]["batch_size"]),
                                     float(ccfg.get("cross_view", 0.7)), float(ccfg.get("erase_prob", 0.15)),
                                     float(ccfg.get("elsewhere_prob", 0.1)),
