@@ -482,7 +482,51 @@ def test_smudges_paint_out_another_object_and_leave_the_matched_one_and_its_labe
         assert torch.equal(batch["tgt"][k][:, obj], rgb[:, obj]) and not torch.equal(batch["tgt"][k], rgb)
 
 
-@pytest.mark.parametrize("kwargs", [{"decoy_prob": 1.5}, {"smudge_prob": -0.1}])
+def test_out_of_view_windows_leave_the_object_out_or_hold_all_of_it():
+    from corr_core.methods.pcc.correspond import out_of_view
+
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    rgb[..., 0] = np.arange(160, dtype=np.uint8)[None]  # a horizontal ramp: where a window came from shows
+    mask = np.zeros((120, 160), bool)
+    mask[50:70, 70:90] = True  # a central object: only windows narrower than its sides can leave it out
+    rgb[mask] = (0, 255, 0)
+    for keep in (False, True):
+        got = [out_of_view(rgb, mask, rng, keep) for _ in range(50)]
+        got = [g for g in got if g is not None]
+        assert len(got) >= 10
+        for window, cut in got:
+            assert window.shape == rgb.shape and cut.shape == mask.shape and cut.dtype == mask.dtype
+            green = window[..., 1] > 128  # the object (edges blend when enlarged)
+            if keep:  # all of it, enlarged, its mask cut and enlarged alike
+                assert cut.sum() > mask.sum() and green[cut].mean() > 0.85
+            else:  # none of it, and no trace of it either
+                assert not cut.any() and not green.any()
+            assert len(np.unique(window[..., 0])) > 20  # a zoomed window of the ramp, not a flat fill
+    whole = np.ones_like(mask)
+    assert out_of_view(rgb, whole, rng, keep=False) is None  # nothing to leave it out of
+    assert out_of_view(rgb, np.zeros_like(mask), rng, keep=True) is None
+
+
+def test_out_of_view_items_are_negatives_without_the_object_or_positives_with_its_cut_mask(sim_root):
+    batch, store, src, tgt = _cross_view_batches(sim_root, crop_prob=1.0)
+    absent = batch["exists"] == 0
+    assert absent.any() and (~absent).any()
+    windows = 0
+    for k in range(16):
+        rgb, obj = _target_of(batch, k, store, (src, tgt))
+        cropped = not torch.equal(batch["tgt"][k], rgb)  # a window, enlarged (or the view as it was, where
+        windows += cropped                               # no window of the drawn size leaves the object out)
+        if absent[k]:
+            assert cropped and batch["tgt_mask"][k].sum() == 0
+        elif cropped:
+            assert batch["tgt_mask"][k].sum() >= obj.sum()
+        else:
+            assert torch.equal(batch["tgt_mask"][k, 0].bool(), obj)
+    assert windows > absent.sum()  # positive windows too: the zoom alone does not say "absent"
+
+
+@pytest.mark.parametrize("kwargs", [{"decoy_prob": 1.5}, {"smudge_prob": -0.1}, {"crop_prob": 2.0}])
 def test_decoy_and_smudge_probabilities_are_checked(sim_root, kwargs):
     with pytest.raises(ConfigError, match="must be a probability"):
         _cross_view_batches(sim_root, **kwargs)

@@ -25,6 +25,12 @@ Two more edits of a cross-view target teach what colour cannot (both need no lab
   it is (positive: find the one that sits where the source's context says), half move it (the
   object is painted out and only the copy remains: negative, the look-alike of a hidden object).
   Only the layout around the object tells the two apart, which is what look-alikes need.
+
+*Out of view* (``crop_prob``): the target becomes a window of itself, enlarged back to the view's
+size, that either leaves the matched object out (negative: the object is outside the camera's field
+of view, the commonest absence on a robot) or holds all of it (positive, its mask cropped alike, so
+that the zoom alone says nothing). Unlike *erased* negatives these leave no painted trace: the
+existence head has to look for the object itself.
 """
 
 from __future__ import annotations
@@ -68,6 +74,35 @@ def paste_copy(canvas: np.ndarray, rgb: np.ndarray, mask: np.ndarray, place: np.
     return out
 
 
+def out_of_view(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, keep: bool,
+                scale: tuple[float, float] = (0.3, 0.75)) -> tuple[np.ndarray, np.ndarray] | None:
+    """A window of ``rgb`` (sides a random share in ``scale`` of the image's, its aspect kept)
+    resized back to the image's size that holds all of the object of ``mask`` (``keep``) or none of
+    it, with the mask cut and resized alike (nearest). None when no window of that size can: an
+    empty mask, or an object too large or too central to leave out."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    s = float(rng.uniform(*scale))
+    ch, cw = max(2, int(round(h * s))), max(2, int(round(w * s)))
+    # ranges of the window's corner (y0, x0): all of the object's box inside, or the window beside it
+    if keep:
+        spans = [((max(0, bottom - ch), min(top, h - ch)), (max(0, right - cw), min(left, w - cw)))]
+    else:
+        rows, cols = (0, h - ch), (0, w - cw)
+        spans = [((0, top - ch), cols), ((bottom, h - ch), cols), (rows, (0, left - cw)), (rows, (right, w - cw))]
+    spans = [sp for sp in spans if sp[0][0] <= sp[0][1] and sp[1][0] <= sp[1][1]]
+    if not spans:
+        return None
+    (ya, yb), (xa, xb) = spans[int(rng.integers(len(spans)))]
+    y0, x0 = int(rng.integers(ya, yb + 1)), int(rng.integers(xa, xb + 1))
+    window = cv2.resize(np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw]), (w, h), interpolation=cv2.INTER_LINEAR)
+    cut = cv2.resize(mask[y0 : y0 + ch, x0 : x0 + cw].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return window, cut.astype(mask.dtype)
+
+
 class CorrespondenceBatches(RandomStream):
     """Endless batches of (source, source mask, target, target mask, exists) from pseudo-labels.
 
@@ -87,6 +122,8 @@ class CorrespondenceBatches(RandomStream):
         synthetic_top: a synthetic item's mask is one of the view's ``synthetic_top`` best proposals.
         smudge_prob: probability that another proposal of a cross-view target is painted out.
         decoy_prob: probability of a *decoy* item (a copy of the object pasted elsewhere).
+        crop_prob: probability that a pseudo-labelled item's target becomes an *out of view*
+            window (half of them without the object: negatives; half with it: positives).
 
     Raises:
         DataError: no record holds a match.
@@ -95,7 +132,7 @@ class CorrespondenceBatches(RandomStream):
     def __init__(self, records: Sequence[dict[str, Any]], store: ViewStore, batch_size: int,
                  cross_view: float = 0.7, erase_prob: float = 0.15, elsewhere_prob: float = 0.1,
                  jitter: bool = True, seed: int = 0, synthetic: float = 0.0, synthetic_top: int = 12,
-                 smudge_prob: float = 0.0, decoy_prob: float = 0.0) -> None:
+                 smudge_prob: float = 0.0, decoy_prob: float = 0.0, crop_prob: float = 0.0) -> None:
         usable = [r for r in records if r["matches"]]
         if not usable:
             raise DataError("PCC: the pseudo-labels hold no match to train on")
@@ -111,10 +148,10 @@ class CorrespondenceBatches(RandomStream):
         if not 0.0 <= synthetic < 1.0:
             raise ConfigError(f"PCC batches: synthetic must be a share in [0, 1), got {synthetic}")
         self.synthetic, self.synthetic_top = float(synthetic), int(synthetic_top)
-        for name, value in (("smudge_prob", smudge_prob), ("decoy_prob", decoy_prob)):
+        for name, value in (("smudge_prob", smudge_prob), ("decoy_prob", decoy_prob), ("crop_prob", crop_prob)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"PCC batches: {name} must be a probability in [0, 1], got {value}")
-        self.smudge_prob, self.decoy_prob = float(smudge_prob), float(decoy_prob)
+        self.smudge_prob, self.decoy_prob, self.crop_prob = float(smudge_prob), float(decoy_prob), float(crop_prob)
         self.labelled = sorted({r[k] for r in usable for k in ("src", "tgt")}, key=View.key)
         self.rng = np.random.default_rng(seed)
 
@@ -175,6 +212,11 @@ class CorrespondenceBatches(RandomStream):
             if others:
                 other = others[int(self.rng.integers(len(others)))]
                 return src_rgb, src_mask, self.store.rgb(other), np.zeros_like(tgt_mask), 0.0
+        if self.crop_prob and self.rng.random() < self.crop_prob:
+            keep = bool(self.rng.random() < 0.5)
+            window = out_of_view(tgt_rgb, tgt_mask, self.rng, keep)
+            if window is not None:
+                return src_rgb, src_mask, window[0], window[1], float(keep)
         return src_rgb, src_mask, tgt_rgb, tgt_mask, 1.0
 
     def __next__(self) -> dict[str, torch.Tensor]:

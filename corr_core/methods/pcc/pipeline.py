@@ -193,7 +193,8 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dirs: Sequence[Path], init:
                                     bool(cfg.get("data", {}).get("jitter", True)), seed=seed + 2,
                                     synthetic=float(ccfg.get("synthetic", 0.0)),
                                     smudge_prob=float(ccfg.get("smudge_prob", 0.0)),
-                                    decoy_prob=float(ccfg.get("decoy_prob", 0.0)))
+                                    decoy_prob=float(ccfg.get("decoy_prob", 0.0)),
+                                    crop_prob=float(ccfg.get("crop_prob", 0.0)))
     arch = ccfg.get("arch") or cfg.get("model", {}).get("arch", "pcc_resnet18_l2")
     method = CorrespondMethod(arch, float(ccfg.get("existence_weight", 0.5)))
     trainer = Trainer(method, batches, out, scfg, device=device)
