@@ -42,3 +42,21 @@ def test_shipped_network_loads_by_path_tracks_and_exports(name, tmp_path):
     assert ((out == 4) == (masks == 4)).mean() > 0.95
     report = export_checkpoint_onnx(SHIPPED / name, tmp_path / f"{name}.onnx", size=(64, 96))
     assert report["metadata"]["method"] == meta["method"]
+
+
+def test_shipped_pcc_model_is_what_its_recipe_makes_with_the_calibration_it_stores():
+    """The cross-view model ships with the recipe that reproduces it (every setting of the stages
+    that made it) and the existence threshold and matcher settings calibrated for it."""
+    from corr_core.config import load_training_config
+    from corr_core.crossview.matcher import CrossViewMatcher
+
+    name = "pcc_resnet18_l2_prior"
+    meta = json.loads((SHIPPED / f"{name}.json").read_text())
+    cfg = load_training_config(ROOT / "training" / "pcc_cpu.yaml")
+    for key in ("model", "data", "pretrain", "pseudolabel", "correspond", "iterations", "score"):
+        assert meta["config"][key] == cfg[key], f"{name}: its {key!r} settings are not training/pcc_cpu.yaml's"
+    assert meta["method"] == "pcc_correspond" and meta["arch"] == cfg["correspond"]["arch"] == name
+    assert meta["step"] == cfg["correspond"]["train"]["iters"]
+    matcher = CrossViewMatcher.from_checkpoint(SHIPPED / name)
+    assert matcher.existence_threshold == pytest.approx(meta["existence_threshold"])
+    assert {"verify": matcher.verify, "one_to_one": matcher.one_to_one} == meta["matcher"]
