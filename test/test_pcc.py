@@ -527,6 +527,6 @@ def test_out_of_view_items_are_negatives_without_the_object_or_positives_with_it
 
 
 @pytest.mark.parametrize("kwargs", [{"decoy_prob": 1.5}, {"smudge_prob": -0.1}, {"crop_prob": 2.0}])
-def test_decoy_and_smudge_probabilities_are_checked(sim_root, kwargs):
+def test_target_edit_probabilities_are_checked(sim_root, kwargs):
     with pytest.raises(ConfigError, match="must be a probability"):
         _cross_view_batches(sim_root, **kwargs)

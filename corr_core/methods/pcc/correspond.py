@@ -103,6 +103,11 @@ def out_of_view(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, kee
     return window, cut.astype(mask.dtype)
 
 
+#: the probabilities of the target edits (keyword arguments of :class:`CorrespondenceBatches` and
+#: keys of a recipe's ``correspond`` section, all 0 by default)
+EDIT_PROBS = ("smudge_prob", "decoy_prob", "crop_prob")
+
+
 class CorrespondenceBatches(RandomStream):
     """Endless batches of (source, source mask, target, target mask, exists) from pseudo-labels.
 
@@ -148,7 +153,7 @@ class CorrespondenceBatches(RandomStream):
         if not 0.0 <= synthetic < 1.0:
             raise ConfigError(f"PCC batches: synthetic must be a share in [0, 1), got {synthetic}")
         self.synthetic, self.synthetic_top = float(synthetic), int(synthetic_top)
-        for name, value in (("smudge_prob", smudge_prob), ("decoy_prob", decoy_prob), ("crop_prob", crop_prob)):
+        for name, value in zip(EDIT_PROBS, (smudge_prob, decoy_prob, crop_prob), strict=True):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"PCC batches: {name} must be a probability in [0, 1], got {value}")
         self.smudge_prob, self.decoy_prob, self.crop_prob = float(smudge_prob), float(decoy_prob), float(crop_prob)

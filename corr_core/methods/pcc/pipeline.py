@@ -177,7 +177,7 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dirs: Sequence[Path], init:
     trained on the pseudo-labels of ``pseudo_dirs`` (several: merged oldest first, ``merge_pseudolabels``)."""
     import torch
 
-    from corr_core.methods.pcc.correspond import CorrespondenceBatches, CorrespondMethod
+    from corr_core.methods.pcc.correspond import EDIT_PROBS, CorrespondenceBatches, CorrespondMethod
     from corr_core.methods.pcc.pseudolabel import merge_pseudolabels, read_pseudolabels
     from corr_core.train.init import init_from_checkpoint
     from corr_core.train.trainer import Trainer
@@ -192,9 +192,7 @@ def train_correspondence(cfg: dict[str, Any], pseudo_dirs: Sequence[Path], init:
                                     float(ccfg.get("elsewhere_prob", 0.1)),
                                     bool(cfg.get("data", {}).get("jitter", True)), seed=seed + 2,
                                     synthetic=float(ccfg.get("synthetic", 0.0)),
-                                    smudge_prob=float(ccfg.get("smudge_prob", 0.0)),
-                                    decoy_prob=float(ccfg.get("decoy_prob", 0.0)),
-                                    crop_prob=float(ccfg.get("crop_prob", 0.0)))
+                                    **{k: float(ccfg.get(k, 0.0)) for k in EDIT_PROBS})
     arch = ccfg.get("arch") or cfg.get("model", {}).get("arch", "pcc_resnet18_l2")
     method = CorrespondMethod(arch, float(ccfg.get("existence_weight", 0.5)))
     trainer = Trainer(method, batches, out, scfg, device=device)
