@@ -57,25 +57,26 @@ def _matcher(args: argparse.Namespace) -> tuple[Any, str]:
         # --calibrate the checkpoint's stored threshold comes with the settings it was calibrated for
         given = {k: v for k, v in (("verify", args.verify), ("one_to_one", args.one_to_one)) if v is not None}
         return (CrossViewMatcher.from_checkpoint(args.pcc, args.device, stored=args.calibrate is None,
-                                                 proposer=proposer, select=args.select, **given),
+                                                 proposer=proposer, select=args.select,
+                                                 epipolar_sigma=args.epipolar_sigma, **given),
                 f"pcc:{args.pcc}")
     if proposer is None:
         raise ConfigError("the nearest-neighbour baselines need a proposer (--proposer graph or sam)")
     if args.colour_stats:
         from corr_core.crossview.baseline import ColourStatsMatcher
 
-        return ColourStatsMatcher(proposer), "nn:colour statistics"
+        return ColourStatsMatcher(proposer, epipolar_sigma=args.epipolar_sigma), "nn:colour statistics"
     from corr_core.api import load_feature_model
     from corr_core.crossview.baseline import FeatureMatcher
 
     src = model_source(args, what="or --pcc CKPT or --colour-stats")
     model, _ = load_feature_model(src.checkpoint, device=src.device, random_init_seed=src.random_init_seed)
-    return FeatureMatcher(model, proposer, src.device), f"nn:{src.describe()}"
+    return FeatureMatcher(model, proposer, src.device, epipolar_sigma=args.epipolar_sigma), f"nn:{src.describe()}"
 
 
 def run_crossview(args: argparse.Namespace) -> int:
     from corr_core.commands.common import check_output
-    from corr_core.evaluation.crossview import calibrate_existence, evaluate_crossview, write_report
+    from corr_core.evaluation.crossview import SimPoses, calibrate_existence, evaluate_crossview, write_report
     from corr_core.methods.pcc.scenes import sim_scenes
 
     out = Path(args.out)
@@ -97,16 +98,24 @@ def run_crossview(args: argparse.Namespace) -> int:
     matcher, name = _matcher(args)
     settings: dict[str, Any] = {"sim": str(args.sim), "every": args.every, "min_pixels": args.min_pixels,
                                 "proposer": args.proposer, "directions": [f"{a}->{b}" for a, b in directions]}
+    poses = None
+    if args.geometry:
+        if args.pose_error is not None and len(args.pose_error) != 2:
+            raise ConfigError(f"--pose-error takes DEGREES METRES, got {args.pose_error}")
+        poses = SimPoses(*(args.pose_error or (0.0, 0.0)), depth=args.geometry == "depth")
+        settings.update(geometry=poses.describe(), epipolar_sigma=args.epipolar_sigma)
+    elif args.pose_error is not None:
+        raise ConfigError("--pose-error needs --geometry")
     conf_thresh = 0.5
     if args.calibrate is not None:
         tune = sim_scenes(args.calibrate, resolution=args.resolution)
-        conf_thresh, acc = calibrate_existence(matcher, tune, directions, args.every, args.min_pixels)
+        conf_thresh, acc = calibrate_existence(matcher, tune, directions, args.every, args.min_pixels, poses)
         settings.update(calibrated_on=str(args.calibrate), calibrated_balanced_accuracy=acc,
                         existence_threshold=conf_thresh)
         print(f"existence threshold {conf_thresh:.4f} (balanced accuracy {acc:.3f} on {args.calibrate})")
     result = evaluate_crossview(matcher, scenes, directions, args.every, args.min_pixels,
                                 overlays=None if args.no_overlays else out / "overlays",
-                                conf_thresh=conf_thresh)
+                                conf_thresh=conf_thresh, poses=poses)
     result["settings"] = settings
     print(write_report({args.name or name: result}, out))
     return 0
@@ -135,6 +144,14 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--one-to-one", action=argparse.BooleanOptionalAction, default=None,
                    help="PCC: the objects of one source view take different target proposals (default: on "
                         "with --calibrate, else what the checkpoint's threshold was calibrated with)")
+    p.add_argument("--geometry", nargs="?", const="poses", default=None, choices=("poses", "depth"),
+                   help="give the matcher both cameras' calibration (the episodes' metadata, as TF and camera_info "
+                        "would): matches keep to the query's epipolar band; 'depth': the source camera's depth "
+                        "too (RGB-D), which narrows the band to the object's depths")
+    p.add_argument("--epipolar-sigma", type=float, default=0.03,
+                   help="with --geometry: the band's width, a fraction of the target's longer side (default 0.03)")
+    p.add_argument("--pose-error", type=float, nargs="+", default=None, metavar="X",
+                   help="with --geometry: DEGREES METRES of simulated calibration error on the target camera")
     p.add_argument("--sam-checkpoint", type=Path, default=None, help="SAM checkpoint for --proposer sam")
     p.add_argument("--calibrate", type=Path, default=None, metavar="SIM",
                    help="choose the existence threshold on these (tuning) episodes; default: confidence > 0.5")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from corr_core.errors import DataError, ShapeMismatchError
+
+if TYPE_CHECKING:
+    from corr_core.crossview.geometry import ViewGeometry
 
 
 @dataclass
@@ -39,9 +42,34 @@ class MatchResult:
 class Matcher(Protocol):
     """Finds the objects of a labelled source view in a target view."""
 
-    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
-        """``(H1, W1, 3) uint8``, ``(H1, W1)`` ids (0 = background), ``(H2, W2, 3) uint8`` -> result."""
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
+              geometry: ViewGeometry | None = None) -> MatchResult:
+        """``(H1, W1, 3) uint8``, ``(H1, W1)`` ids (0 = background), ``(H2, W2, 3) uint8`` -> result.
+
+        ``geometry``: the two calibrated cameras when known (intrinsics and poses at this instant);
+        matchers then keep to the query's epipolar band (:mod:`corr_core.crossview.geometry`).
+        """
         ...
+
+
+def fit_geometry(geometry: object, src_rgb: np.ndarray, tgt_rgb: np.ndarray) -> ViewGeometry | None:
+    """``geometry`` with its intrinsics rescaled to the images' sizes, or None.
+
+    Raises:
+        DataError: something else than a :class:`~corr_core.crossview.geometry.ViewGeometry`.
+    """
+    from corr_core.crossview.geometry import ViewGeometry
+
+    if geometry is None:
+        return None
+    if not isinstance(geometry, ViewGeometry):
+        raise DataError(f"cross-view match: geometry must be a ViewGeometry (two CameraPose), got {type(geometry).__name__}")
+    depth = geometry.src_depth
+    if depth is not None and depth.shape != src_rgb.shape[:2]:
+        raise ShapeMismatchError(f"cross-view match: source depth {depth.shape[1]}x{depth.shape[0]} does not match the "
+                                 f"source image {src_rgb.shape[1]}x{src_rgb.shape[0]}")
+    return ViewGeometry(geometry.src.at(src_rgb.shape[:2]), geometry.tgt.at(tgt_rgb.shape[:2]), depth,
+                        geometry.depth_tolerance)
 
 
 def check_inputs(src_rgb: object, src_labels: object, tgt_rgb: object) -> list[int]:

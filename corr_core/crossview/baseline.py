@@ -20,11 +20,13 @@ from corr_core.crossview.base import (
     MatchResult,
     check_inputs,
     compose,
+    fit_geometry,
     network_size,
     output_dtype,
     resize_mask,
     resize_rgb,
 )
+from corr_core.crossview.geometry import ViewGeometry, check_epipolar, epipolar_weights
 from corr_core.errors import ConfigError
 from corr_core.methods.pcc.appearance import colour_similarity
 from corr_core.methods.pcc.heatmaps import image_tensor, masks_at
@@ -37,22 +39,29 @@ class NearestProposalMatcher:
     Subclasses give ``similarity(src_rgb, queries, tgt_rgb, candidates) -> (Q, P)`` cosines of the
     query masks ``(Q, H1, W1)`` and the candidate masks ``(P, H2, W2)`` (bool, each at its image's
     size). The match is the best candidate; the object counts as visible when the cosine exceeds
-    ``threshold``; the confidence is ``(1 + cos) / 2``.
+    ``threshold``; the confidence is ``(1 + cos) / 2``. Given the cameras' geometry, both are
+    weighted by how well the candidate lies on the query's epipolar band (``epipolar_sigma``: the
+    band's width, a fraction of the target's longer side; ``depth_range``: metres).
     """
 
-    def __init__(self, proposer: Proposer, threshold: float = 0.5) -> None:
+    def __init__(self, proposer: Proposer, threshold: float = 0.5, epipolar_sigma: float = 0.03,
+                 depth_range: tuple[float, float] = (0.1, 10.0)) -> None:
         if proposer is None:
             raise ConfigError(f"{type(self).__name__} needs a proposer (it matches the source object to target proposals)")
+        check_epipolar(epipolar_sigma, depth_range)
         self.proposer = proposer
         self.threshold = float(threshold)
+        self.epipolar_sigma, self.depth_range = float(epipolar_sigma), tuple(float(d) for d in depth_range)
 
     def similarity(self, src_rgb: np.ndarray, queries: np.ndarray, tgt_rgb: np.ndarray,
                    candidates: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
+              geometry: ViewGeometry | None = None) -> MatchResult:
         """See :class:`~corr_core.crossview.base.Matcher`; no proposal in the target: nothing found."""
         ids = check_inputs(src_rgb, src_labels, tgt_rgb)
+        geometry = fit_geometry(geometry, src_rgb, tgt_rgb)
         size = tgt_rgb.shape[:2]
         result = MatchResult(np.zeros(size, output_dtype(src_labels)))
         props = self.proposer.propose(tgt_rgb)
@@ -62,15 +71,17 @@ class NearestProposalMatcher:
             for i in ids:
                 result.existence[i], result.confidence[i], result.masks[i] = False, 0.0, np.zeros(size, bool)
             return result
-        sim = self.similarity(src_rgb, np.stack([src_labels == i for i in ids]), tgt_rgb, props.masks)
+        queries = np.stack([src_labels == i for i in ids])
+        score = (1.0 + self.similarity(src_rgb, queries, tgt_rgb, props.masks)) / 2.0
+        if geometry is not None:
+            score = score * epipolar_weights(geometry, queries, props.masks, self.epipolar_sigma, self.depth_range)
         priority = {}
         for row, i in enumerate(ids):
-            best = int(np.argmax(sim[row]))
-            cos = float(sim[row, best])
+            best = int(np.argmax(score[row]))
             result.masks[i] = props.masks[best].copy()
-            result.confidence[i] = (1.0 + cos) / 2.0
-            result.existence[i] = cos > self.threshold
-            priority[i] = cos
+            result.confidence[i] = float(score[row, best])
+            result.existence[i] = result.confidence[i] > (1.0 + self.threshold) / 2.0
+            priority[i] = result.confidence[i]
         result.labels = compose(result.masks, priority, result.existence, size, result.labels.dtype)
         return result
 
@@ -84,11 +95,12 @@ class FeatureMatcher(NearestProposalMatcher):
         device: torch device.
         threshold: cosine similarity above which an object counts as visible.
         max_side: the longer image side the network sees.
+        epipolar: ``epipolar_sigma``, ``depth_range`` (see :class:`NearestProposalMatcher`).
     """
 
     def __init__(self, model: torch.nn.Module, proposer: Proposer, device: str | torch.device = "cpu",
-                 threshold: float = 0.5, max_side: int = 320) -> None:
-        super().__init__(proposer, threshold)
+                 threshold: float = 0.5, max_side: int = 320, **epipolar: object) -> None:
+        super().__init__(proposer, threshold, **epipolar)  # type: ignore[arg-type]
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.max_side = int(max_side)

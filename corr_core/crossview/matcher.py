@@ -17,6 +17,10 @@ existence threshold calibrated for them, so a node uses what was calibrated):
   maximising the summed score), since two objects cannot be the same pixels. Where a look-alike
   pair competes for one proposal, the weaker claim moves to its next choice, and its confidence
   drops with its colour agreement.
+
+Given the two cameras' geometry (``match(..., geometry=)``), proposal scores and the confidence are
+weighted by how well the proposal lies on the query's epipolar band
+(:mod:`corr_core.crossview.geometry`): what tells a look-alike from the object.
 """
 
 from __future__ import annotations
@@ -32,10 +36,18 @@ from corr_core.crossview.base import (
     MatchResult,
     check_inputs,
     compose,
+    fit_geometry,
     network_size,
     output_dtype,
     resize_mask,
     resize_rgb,
+)
+from corr_core.crossview.geometry import (
+    ViewGeometry,
+    candidate_weights,
+    check_epipolar,
+    epipolar_maps,
+    map_to,
 )
 from corr_core.errors import ConfigError
 from corr_core.methods.pcc.appearance import colour_descriptors
@@ -74,6 +86,8 @@ class CrossViewMatcher:
         verify: ``"colour"``: check the network's choice with colour statistics (module docstring);
             ``"none"``: the network alone.
         one_to_one: objects of one source view take different target proposals (``select="proposal"``).
+        epipolar_sigma: with geometry, the epipolar band's width (a fraction of the target's longer side).
+        depth_range: with geometry, ``(near, far)`` metres from the source camera where objects can be.
 
     Example:
         >>> matcher = CrossViewMatcher.from_checkpoint("corr_core/assets/checkpoints/pcc_resnet18_l2_prior")  # doctest: +SKIP
@@ -84,7 +98,8 @@ class CrossViewMatcher:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
                  snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
                  batch: int = 16, select: str = "proposal", existence_threshold: float | None = None,
-                 verify: str = "colour", one_to_one: bool = True) -> None:
+                 verify: str = "colour", one_to_one: bool = True, epipolar_sigma: float = 0.03,
+                 depth_range: tuple[float, float] = (0.1, 10.0)) -> None:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
             raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
                               f"{threshold}, {snap_iou}")
@@ -97,6 +112,8 @@ class CrossViewMatcher:
         if verify not in VERIFY:
             raise ConfigError(f"CrossViewMatcher: verify must be one of {VERIFY}, got {verify!r}")
         self.verify, self.one_to_one = verify, bool(one_to_one)
+        check_epipolar(epipolar_sigma, depth_range)
+        self.epipolar_sigma, self.depth_range = float(epipolar_sigma), tuple(float(d) for d in depth_range)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.proposer = proposer
@@ -134,7 +151,8 @@ class CrossViewMatcher:
         return cls(model, device, **kwargs)  # type: ignore[arg-type]
 
     @torch.inference_mode()
-    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
+              geometry: ViewGeometry | None = None) -> MatchResult:
         """See :class:`~corr_core.crossview.base.Matcher`. An empty source (no id) or an object too
         small to see gives an explicit "not found" (existence False, confidence 0), never an error.
 
@@ -142,6 +160,7 @@ class CrossViewMatcher:
             ShapeMismatchError / DataError: malformed inputs (see ``check_inputs``).
         """
         ids = check_inputs(src_rgb, src_labels, tgt_rgb)
+        geometry = fit_geometry(geometry, src_rgb, tgt_rgb)
         size = tgt_rgb.shape[:2]
         dtype = output_dtype(src_labels)
         stride = int(self.model.stride)
@@ -156,41 +175,40 @@ class CrossViewMatcher:
         queries = [(i, m) for i, m in queries if i not in result.existence]
         if not queries:
             return result
-        model = self.model
-        src_t = image_tensor(src_small, self.device)
-        tgt_t = image_tensor(resize_rgb(tgt_rgb, tgt_net), self.device)
-        src_feat, tgt_feat = model.encode(src_t), model.encode(tgt_t)
-        probs, exist = [], []
-        for start in range(0, len(queries), self.batch):
-            chunk = queries[start : start + self.batch]
-            k = len(chunk)
-            masks = torch.from_numpy(np.stack([m for _, m in chunk])).to(self.device)[:, None].float()
-            logits, ex = model.correspond_features(src_feat.expand(k, -1, -1, -1), masks,
-                                                   tgt_feat.expand(k, -1, -1, -1), tgt_t.expand(k, -1, -1, -1),
-                                                   src_t.expand(k, -1, -1, -1))
-            probs.append(torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[:, 0])
-            exist.append(torch.sigmoid(ex))
-        prob = torch.cat(probs).cpu().numpy()
-        conf = torch.cat(exist).cpu().numpy()
+        prob, conf = self._predict(src_small, np.stack([m for _, m in queries]), resize_rgb(tgt_rgb, tgt_net), size)
         props = self.proposer.propose(tgt_rgb) if self.proposer is not None else None
+        full = np.stack([src_labels == i for i, _ in queries])  # (Q, H1, W1) at the source size
         src_colour = None  # (Q, D) colour descriptors of the queried objects
         if self.verify == "colour":
-            src_colour = colour_descriptors(src_rgb, np.stack([src_labels == i for i, _ in queries]))
+            src_colour = colour_descriptors(src_rgb, full)
+        on_band = None  # (Q,) epipolar weight of each chosen mask
+        maps = None if geometry is None else epipolar_maps(geometry, full, self.epipolar_sigma, self.depth_range)
         if props is not None and len(props) and self.select == "proposal":
             score = self._soft_iou(prob, props.masks)
             if src_colour is not None:
                 colour = src_colour @ colour_descriptors(tgt_rgb, props.masks).T  # (Q, N) cosines
                 score = score * np.clip(colour, 0, 1) ** 2
+            if maps is not None:
+                band = candidate_weights(maps, props.masks)
+                score = score * band
             choice = self._assign(score)
             masks = props.masks[choice]
             agree = colour[np.arange(len(choice)), choice] if src_colour is not None else None
+            on_band = band[np.arange(len(choice)), choice] if geometry is not None else None
         else:
+            if maps is not None:  # the network's map kept to the band
+                band = map_to(maps, size)
+                prob = prob * band
             masks = prob > self.threshold
             if props is not None and len(props):
                 masks = np.stack([self._snap(m, props.masks) if m.any() else m for m in masks])
+            if geometry is not None:
+                on_band = np.array([b[m].mean() if m.any() else 0.0 for b, m in zip(band, masks, strict=True)])
             agree = (src_colour * colour_descriptors(tgt_rgb, masks)).sum(1) if src_colour is not None else None
         if agree is not None:
             conf = conf * np.clip(agree, 0, 1)
+        if on_band is not None:
+            conf = conf * on_band
         priority = {}
         for (i, _), p, c, mask in zip(queries, prob, conf, masks, strict=True):
             result.masks[i] = mask.copy()
@@ -199,6 +217,27 @@ class CrossViewMatcher:
             priority[i] = float(c) * float(p[mask].mean()) if mask.any() else 0.0
         result.labels = compose(result.masks, priority, result.existence, size, dtype)
         return result
+
+    @torch.inference_mode()
+    def _predict(self, src: np.ndarray, queries: np.ndarray, tgt: np.ndarray,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The network on images at its size: ``(Q, H, W)`` mask probabilities at ``size`` and
+        ``(Q,)`` existence probabilities of the query masks ``(Q, h, w)``."""
+        model = self.model
+        src_t = image_tensor(src, self.device)
+        tgt_t = image_tensor(tgt, self.device)
+        src_feat, tgt_feat = model.encode(src_t), model.encode(tgt_t)
+        probs, exist = [], []
+        for start in range(0, len(queries), self.batch):
+            chunk = queries[start : start + self.batch]
+            k = len(chunk)
+            masks = torch.from_numpy(chunk).to(self.device)[:, None].float()
+            logits, ex = model.correspond_features(src_feat.expand(k, -1, -1, -1), masks,
+                                                   tgt_feat.expand(k, -1, -1, -1), tgt_t.expand(k, -1, -1, -1),
+                                                   src_t.expand(k, -1, -1, -1))
+            probs.append(torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[:, 0])
+            exist.append(torch.sigmoid(ex))
+        return torch.cat(probs).cpu().numpy(), torch.cat(exist).cpu().numpy()
 
     def _snap(self, mask: np.ndarray, proposals: np.ndarray) -> np.ndarray:
         """The proposal of highest IoU with ``mask`` when it reaches ``snap_iou``, else ``mask``."""

@@ -12,6 +12,10 @@ Distractor test: a query whose target view also shows a *look-alike* of the obje
 size and texture; the episode's metadata lists them) counts as ``right`` when the predicted mask
 overlaps the object more than any visible look-alike, ``lookalike`` when it overlaps a look-alike
 more, and ``neither`` when it overlaps none of them.
+
+With :class:`SimPoses` the matcher also gets both cameras' calibration at each instant (the
+episode's metadata, optionally with a simulated calibration error), as a robot's TF and
+``camera_info`` would give it.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from corr_core.crossview.base import Matcher, MatchResult
+from corr_core.crossview.geometry import CameraPose, ViewGeometry
 from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError
 from corr_core.methods.pcc.scenes import Scene, read_rgb
@@ -96,6 +102,47 @@ class _Items:
                 for k in METRICS}
 
 
+class SimPoses:
+    """The cameras' calibration from a sim episode's metadata, for matchers that use geometry.
+
+    Args:
+        rot_deg, trans_m: a calibration error put on the target camera of each query (a random
+            axis and direction, drawn from ``seed``, the episode, instant and direction, so that
+            calibration and scoring see the same error).
+        depth: also the source camera's depth image (an RGB-D camera).
+    """
+
+    def __init__(self, rot_deg: float = 0.0, trans_m: float = 0.0, seed: int = 0, depth: bool = False) -> None:
+        if rot_deg < 0 or trans_m < 0:
+            raise DataError(f"pose error must be >= 0, got {rot_deg} deg, {trans_m} m")
+        self.rot_deg, self.trans_m, self.seed, self.depth = float(rot_deg), float(trans_m), int(seed), bool(depth)
+
+    def pair(self, scene: Scene, src_cam: str, tgt_cam: str, t: int, size: tuple[int, int] | None = None
+             ) -> ViewGeometry:
+        """Both cameras at frame ``t``; the source depth (if asked) at ``size`` ``(H, W)``, the
+        source frames' size (depth images are written at the episode's native size)."""
+        src = CameraPose.from_sim(scene.meta, src_cam, t)
+        tgt = CameraPose.from_sim(scene.meta, tgt_cam, t)
+        if self.rot_deg or self.trans_m:
+            key = f"{self.seed}/{scene.name}/{src_cam}/{tgt_cam}/{t}".encode()
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha1(key).digest()[:8], "little"))
+            tgt = tgt.perturbed(self.rot_deg, self.trans_m, rng)
+        if not self.depth:
+            return ViewGeometry(src, tgt)
+        if src_cam not in scene.depth:
+            raise DataError(f"scene {scene.name}: no depth images for camera {src_cam!r}")
+        depth = cv2.imread(str(scene.depth[src_cam][t]), cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise DataError(f"{scene.depth[src_cam][t]}: not a readable depth PNG")
+        depth = depth.astype(np.float32) / 1000.0  # millimetres -> metres
+        if size is not None and depth.shape != tuple(size):
+            depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+        return ViewGeometry(src, tgt, depth)
+
+    def describe(self) -> dict[str, Any]:
+        return {"rot_deg": self.rot_deg, "trans_m": self.trans_m, "depth": self.depth}
+
+
 @dataclass
 class Query:
     """The queries of one instant and direction: every object visible in the source view."""
@@ -110,14 +157,23 @@ class Query:
     tgt_truth: np.ndarray
     ids: list[int]
     visible: set[int]  # ids visible in the target view
+    geometry: ViewGeometry | None = None  # both cameras, when poses are given
+
+    def match(self, matcher: Matcher) -> MatchResult:
+        """``matcher``'s answer (with the cameras' geometry when the query has it)."""
+        if self.geometry is None:
+            return matcher.match(self.src_rgb, self.labels, self.tgt_rgb)
+        return matcher.match(self.src_rgb, self.labels, self.tgt_rgb, geometry=self.geometry)
 
 
 def queries(scenes: Sequence[Scene], directions: Sequence[tuple[str, str]], every: int = 5,
-            min_pixels: int = 20) -> Iterator[Query]:
-    """The queries of :func:`evaluate_crossview`, direction by direction.
+            min_pixels: int = 20, poses: SimPoses | None = None) -> Iterator[Query]:
+    """The queries of :func:`evaluate_crossview`, direction by direction (with the cameras'
+    geometry from ``poses`` when given).
 
     Raises:
-        DataError: a scene without ground truth for a camera of ``directions``.
+        DataError: a scene without ground truth for a camera of ``directions``, or without
+            calibration when ``poses`` is given.
     """
     for src_cam, tgt_cam in directions:
         for e, scene in enumerate(scenes):
@@ -135,12 +191,14 @@ def queries(scenes: Sequence[Scene], directions: Sequence[tuple[str, str]], ever
                 visible = {int(i) for i, n in zip(tids, tcounts, strict=True) if i != 0 and n >= min_pixels}
                 yield Query(f"{src_cam}->{tgt_cam}", e, scene, t, read_rgb(scene.frames[src_cam][t]),
                             np.where(np.isin(src_gt, chosen), src_gt, 0), read_rgb(scene.frames[tgt_cam][t]),
-                            tgt_gt, chosen, visible)
+                            tgt_gt, chosen, visible,
+                            poses.pair(scene, src_cam, tgt_cam, t, src_gt.shape) if poses is not None else None)
 
 
 def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Sequence[tuple[str, str]],
                        every: int = 5, min_pixels: int = 20, overlays: Path | None = None,
-                       max_overlays: int = 12, resamples: int = 1000, conf_thresh: float = 0.5) -> dict[str, Any]:
+                       max_overlays: int = 12, resamples: int = 1000, conf_thresh: float = 0.5,
+                       poses: SimPoses | None = None) -> dict[str, Any]:
     """Scores ``matcher`` on simulated ``scenes`` (module docstring).
 
     Args:
@@ -154,6 +212,7 @@ def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Se
         resamples: bootstrap resamples for the intervals.
         conf_thresh: an object counts as predicted visible when its confidence exceeds this (the
             EgoExo4D protocol's 0.5, or one chosen by :func:`calibrate_existence` on tuning data).
+        poses: give the matcher both cameras' calibration (:class:`SimPoses`); None: images only.
 
     Returns:
         ``{"<src>-><tgt>": {metrics, "ci95": {...}, "distractor": {...}, "episodes": n}, ...,
@@ -164,12 +223,12 @@ def evaluate_crossview(matcher: Matcher, scenes: Sequence[Scene], directions: Se
     """
     started = time.time()
     state: dict[str, tuple[EgoExoEvaluator, _Items, dict[str, Any], list[int]]] = {}
-    for q in queries(scenes, directions, every, min_pixels):
+    for q in queries(scenes, directions, every, min_pixels, poses):
         if q.direction not in state:
             state[q.direction] = (EgoExoEvaluator(conf_thresh), _Items(), {"queries": 0, "right": 0, "lookalike": 0, "neither": 0}, [0])
         evaluator, items, distract, pictures = state[q.direction]
         look = _lookalikes(q.scene)
-        res = matcher.match(q.src_rgb, q.labels, q.tgt_rgb)
+        res = q.match(matcher)
         for i in q.ids:
             gt = (q.tgt_truth == i) if i in q.visible else None
             pred = res.masks.get(i)
@@ -214,19 +273,26 @@ class ReplayMatcher:
         self.position: int | None = None
 
     @staticmethod
-    def _key(src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> str:
+    def _key(src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
+             geometry: ViewGeometry | None = None) -> str:
         h = hashlib.sha1()
-        for a in (src_rgb, src_labels, tgt_rgb):
+        arrays = [src_rgb, src_labels, tgt_rgb]
+        if geometry is not None:
+            arrays += [geometry.src.K, geometry.src.T_world_cam, geometry.tgt.K, geometry.tgt.T_world_cam]
+            arrays += [] if geometry.src_depth is None else [geometry.src_depth]
+        for a in arrays:
             h.update(str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
-    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray) -> MatchResult:
-        key = self._key(src_rgb, src_labels, tgt_rgb)
+    def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
+              geometry: ViewGeometry | None = None) -> MatchResult:
+        key = self._key(src_rgb, src_labels, tgt_rgb, geometry)
         if self.position is not None and self.position < len(self.record) and self.record[self.position][0] == key:
             self.position += 1
             return self.record[self.position - 1][1]
-        result = self.matcher.match(src_rgb, src_labels, tgt_rgb)
+        result = (self.matcher.match(src_rgb, src_labels, tgt_rgb) if geometry is None
+                  else self.matcher.match(src_rgb, src_labels, tgt_rgb, geometry=geometry))
         if self.position is None:
             self.record.append((key, result))
         return result
@@ -237,13 +303,13 @@ class ReplayMatcher:
 
 
 def calibrate_existence(matcher: Matcher, scenes: Sequence[Scene], directions: Sequence[tuple[str, str]],
-                        every: int = 5, min_pixels: int = 20) -> tuple[float, float]:
+                        every: int = 5, min_pixels: int = 20, poses: SimPoses | None = None) -> tuple[float, float]:
     """The confidence threshold that maximises the balanced accuracy of existence on ``scenes``
     (a tuning set), and that accuracy. Matchers whose confidence has no natural 0.5 point (the
     feature baseline's cosine) are compared fairly after calibrating each on the same episodes."""
     conf, exists = [], []
-    for q in queries(scenes, directions, every, min_pixels):
-        res = matcher.match(q.src_rgb, q.labels, q.tgt_rgb)
+    for q in queries(scenes, directions, every, min_pixels, poses):
+        res = q.match(matcher)
         for i in q.ids:
             conf.append(res.confidence.get(i, 0.0))
             exists.append(i in q.visible)
