@@ -39,7 +39,7 @@ def episode(tmp_path_factory):
     meta = json.loads(info.meta_path.read_text())
     frames = {c: read_rgb(root / c / "JPEGImages" / "240p" / "ep" / "00000.jpg") for c in ("ego", "exo1")}
     truth = {c: read_label_png(root / c / "Annotations" / "240p" / "ep" / "00000.png") for c in ("ego", "exo1")}
-    return {"root": root, "frames": frames, "truth": truth, "hidden": meta["hidden"]}
+    return {"root": root, "frames": frames, "truth": truth, "hidden": meta["hidden"], "meta": meta}
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,74 @@ def test_masks_on_ego_only_reach_exo_with_the_same_ids_and_a_hidden_object_is_re
         assert report["ego"]["visible"]
         assert 0.0 <= report["exo1"]["confidence"] <= 1.0
         assert report["exo1"]["visible"] == (i in found), (i, report, found)
+
+
+@pytest.fixture(scope="module")
+def rig_node(launch_node, episode, tmp_path_factory):
+    """The same node in another namespace with a camera rig file: both cameras' poses at frame 0 of
+    the episode (intrinsics come over camera_info), re-matching every set."""
+    import yaml
+
+    cams = episode["meta"]["cameras"]
+    rig = tmp_path_factory.mktemp("rig") / "rig.yaml"
+    rig.write_text(yaml.safe_dump({"frame": "world", "cameras": {
+        c: {"T_frame_cam": np.asarray(cams[c]["T_world_cam"][0]).tolist()} for c in ("ego", "exo1")}}))
+    masks = str(episode["root"] / "ego" / "Annotations" / "240p" / "ep" / "00000.png")
+    return launch_node(
+        "corr_ros.nodes.corr_node",
+        "--params-file", str(REPO_ROOT / "config" / "corr_node.yaml"), "-r", "__ns:=/rig",
+        "-p", "random_init:=true", "-p", "camera_timeout:=0.0", "-p", "diagnostics_period:=0.2",
+        "-p", f"crossview_checkpoint:={PCC}.safetensors", "-p", "anchor_camera:=ego",
+        "-p", "crossview_rematch_every:=1", "-p", f"crossview_rig:={rig}",
+        "-p", f"initial_masks:=['{masks}', '']", name="corr_node_rig",
+    )
+
+
+def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node, episode):
+    """With the rig's poses and the cameras' camera_info, exo1 gets the ego objects; with an exo1
+    camera_info whose principal point puts every epipolar band outside the image, it gets none of
+    them, and says so (confidence 0): the node matches with geometry, not images alone."""
+    from sensor_msgs.msg import CameraInfo
+
+    from corr_ros.conversions import camera_info, image_to_labels
+    from corr_ros.qos import reliable_qos
+
+    drv = Driver(ros_probe, ns="/rig")
+    drv.wait_connected(rig_node)
+    images, truth, cams = episode["frames"], episode["truth"], episode["meta"]["cameras"]
+    drv.scenes = {c: (images[c], truth[c]) for c in images}
+    info_pubs = {c: ros_probe.node.create_publisher(CameraInfo, f"/rig/{c}/camera_info", reliable_qos(10))
+                 for c in images}
+    K = {c: np.asarray(cams[c]["K"]) for c in images}
+
+    def summary_where(predicate):
+        for m in reversed(drv.summaries):
+            s = json.loads(m.data)
+            if "exo1" in s["cameras"] and predicate(s):
+                return s
+        return None
+
+    def matched_with(K_exo, predicate, what):
+        """Sends sets (and both camera_infos) until a set after this call, matched with geometry,
+        meets ``predicate``; its summary."""
+        start = drv.stamp_ns
+
+        def check():
+            for c in images:
+                info_pubs[c].publish(camera_info(320, 240, drv.header(c, drv.stamp_ns), K_exo if c == "exo1" else K[c]))
+            return summary_where(lambda s: s["stamp_ns"] > start and s["cameras"]["exo1"].get("geometry") and predicate(s))
+        return drv.send_until(check, what, images=images)
+
+    given = set(np.unique(truth["ego"]).tolist()) - {0}
+    summary = matched_with(K["exo1"], lambda s: True, "a set matched with the rig's geometry")
+    exo = image_to_labels(drv.labels_at("exo1", summary["stamp_ns"]))
+    found = set(np.unique(exo).tolist()) - {0}
+    assert found and found <= given
+    ious = {i: np.sum((exo == i) & (truth["exo1"] == i)) / np.sum((exo == i) | (truth["exo1"] == i)) for i in found}
+    assert max(ious.values()) > 0.5, ious
+    away = K["exo1"].copy()
+    away[0, 2] += 10_000.0  # every band 10000 px to the side of the image
+    summary = matched_with(away, lambda s: all(
+        not s["objects"][str(i)]["exo1"]["visible"] and s["objects"][str(i)]["exo1"]["confidence"] == 0.0
+        for i in given), "exo1 to find none of the ego objects off their bands")
+    assert not image_to_labels(drv.labels_at("exo1", summary["stamp_ns"])).any()

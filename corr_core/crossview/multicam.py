@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from corr_core.crossview.base import Matcher, MatchResult
+from corr_core.crossview.rig import CameraRig
 from corr_core.errors import ConfigError, MissingCameraError
 
 
@@ -34,6 +35,7 @@ class CameraState:
     confidence: dict[int, float] = field(default_factory=dict)  # id -> existence probability
     last_match: int = -(10**9)  # set index of the last match
     given: bool = False  # its tracker was anchored from given masks (not the matcher)
+    geometry: bool = False  # its last match knew both cameras' calibration (epipolar band)
 
 
 @dataclass
@@ -66,16 +68,21 @@ class CrossViewLink:
         rematch_every: re-run the matcher for every camera every n sets (0: only when needed).
         retry_every: sets between two matches of a camera that misses an object.
         min_area: pixels below which an object counts as not visible.
+        rig: the cameras' calibration (:class:`~corr_core.crossview.rig.CameraRig`): matches keep
+            to the epipolar band once both cameras have intrinsics; None: images only.
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
-                 retry_every: int = 10, min_area: int = 1) -> None:
+                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
             raise ConfigError(f"rematch_every must be >= 0 and retry_every >= 1, got {rematch_every}, {retry_every}")
         self.matcher, self.anchor, self.cameras = matcher, anchor, list(cameras)
         self.rematch_every, self.retry_every, self.min_area = int(rematch_every), int(retry_every), int(min_area)
+        if rig is not None:
+            rig.check_cameras(self.cameras)
+        self.rig = rig
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -106,9 +113,15 @@ class CrossViewLink:
         return bool(wanted - have) and since >= self.retry_every
 
     def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray) -> MatchResult:
-        """Runs the matcher for ``camera`` and records its confidences."""
-        res = self.matcher.match(anchor_rgb, anchor_labels, rgb)
-        self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets)
+        """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it) and
+        records its confidences."""
+        geometry = self.rig.pair(self.anchor, camera) if self.rig is not None else None
+        if geometry is None:
+            res = self.matcher.match(anchor_rgb, anchor_labels, rgb)
+        else:
+            res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
+        self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
+                                         geometry=geometry is not None)
         return res
 
     def end_set(self, labels: dict[str, np.ndarray | None], anchor_ids: tuple[int, ...]) -> dict[int, dict[str, dict[str, Any]]]:

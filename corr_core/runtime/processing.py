@@ -218,6 +218,7 @@ class SetProcessor:
                 "stamp_ns": stamp,
                 "reanchored": reanchored,
                 "matched": matched,
+                **({"geometry": link.state[cam].geometry} if link is not None and cam != link.anchor else {}),
                 "objects": objects(labels),
             }
         if link is not None:

@@ -21,8 +21,9 @@ def build_link(param: Callable[[str], Any], cameras: list[str], device: str, log
         logger: has ``info``.
 
     Raises:
-        ConfigError: an anchor camera that is not configured, a single camera. CheckpointError: a
-            missing or foreign checkpoint (a colouriser, an FC network, ...).
+        ConfigError: an anchor camera that is not configured, a single camera, a missing or invalid
+            rig file or one without a camera. CheckpointError: a missing or foreign checkpoint (a
+            colouriser, an FC network, ...).
     """
     checkpoint = str(param("crossview_checkpoint"))
     if not checkpoint:
@@ -39,7 +40,12 @@ def build_link(param: Callable[[str], Any], cameras: list[str], device: str, log
     name = str(param("crossview_proposer"))
     proposer = None if name == "none" else build_proposer(name)
     matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=proposer)
+    rig = None
+    if str(param("crossview_rig")):
+        from corr_core.crossview.rig import CameraRig
+
+        rig = CameraRig.from_yaml(str(param("crossview_rig")))
     logger.info(f"cross-view mode: objects of '{anchor}' matched into {[c for c in cameras if c != anchor]} "
-                f"with {checkpoint} (proposals: {name})")
+                f"with {checkpoint} (proposals: {name}; rig: {rig.source if rig else 'none'})")
     return CrossViewLink(matcher, anchor, cameras, int(param("crossview_rematch_every")),
-                         int(param("crossview_retry_every")))
+                         int(param("crossview_retry_every")), rig=rig)

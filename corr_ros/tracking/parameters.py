@@ -121,6 +121,14 @@ PARAMS: list[ParamSpec] = [
         choices=("graph", "none"),
     ),
     ParamSpec(
+        "crossview_rig",
+        _T.STRING,
+        "",
+        "cross-view mode: a camera rig file (static poses of every camera in one frame, "
+        "corr_core.crossview.rig); with it, intrinsics from <cam>/camera_info and matches kept to "
+        "the epipolar band, which tells look-alikes apart; '' for images only",
+    ),
+    ParamSpec(
         "size_change_frames",
         _T.INTEGER,
         3,

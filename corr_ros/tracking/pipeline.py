@@ -17,7 +17,7 @@ from typing import Any
 
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from corr_core.errors import DataError, UnknownEncodingError
@@ -48,12 +48,14 @@ SUMMARY_TOPIC = "corr/summary"
 
 def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, str]]:
     """A camera's topics, relative to the node's namespace: ``{role: (topic, message type)}`` for
-    ``image`` (in), ``masks`` (in), ``labels`` (out) and ``overlay`` (out). The pipeline subscribes
-    and publishes exactly these; the launch test checks remaps against them."""
+    ``image`` (in), ``masks`` (in), ``camera_info`` (in, in cross-view mode with a camera rig),
+    ``labels`` (out) and ``overlay`` (out). The pipeline subscribes and publishes exactly these; the
+    launch test checks remaps against them."""
     image = ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
     return {
         "image": (f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw", image),
         "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
+        "camera_info": (f"{cam}/camera_info", "sensor_msgs/msg/CameraInfo"),
         "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
         "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
     }
@@ -114,6 +116,12 @@ class CameraPipeline:
                     Image, topics[cam]["masks"][0], lambda msg, cam=cam: self.on_masks(cam, msg), qos["masks"]
                 )
             )
+        rig = getattr(processor.link, "rig", None)
+        if rig is not None:  # the intrinsics the cross-view rig waits for
+            for cam in self.cameras:
+                self._subs.append(node.create_subscription(
+                    CameraInfo, topics[cam]["camera_info"][0], lambda msg, cam=cam: self.on_camera_info(cam, msg),
+                    qos["input"]))
         for cam in self.cameras:
             sub = node.create_subscription(
                 CompressedImage if compressed else Image,
@@ -232,6 +240,14 @@ class CameraPipeline:
                 f"of the new size on {cam}/masks_in",
             )
         self.worker.add(cam, stamp_to_ns(msg.header), Frame(msg.header, rgb, now, verdict.epoch))
+
+    def on_camera_info(self, cam: str, msg: CameraInfo) -> None:
+        """``<cam>/camera_info``: the camera's intrinsics for the cross-view rig (an uncalibrated
+        one, all-zero ``k``, is dropped and counted)."""
+        try:
+            self.processor.link.rig.set_intrinsics(cam, list(msg.k), (int(msg.height), int(msg.width)))
+        except DataError as exc:
+            self.drops.drop(cam, "camera_info", str(exc))
 
     def on_masks(self, cam: str, msg: Image) -> None:
         """A label image on ``<cam>/masks_in``: kept until the frame of its stamp."""
