@@ -236,3 +236,33 @@ def test_eval_crossview_cli_with_geometry_and_its_misuse(episodes, tmp_path, cap
     assert "DEGREES METRES" in capsys.readouterr().err
     assert corr_main([*common, "--geometry", "--epipolar-sigma", "3", "--out", str(tmp_path / "d")]) == 2
     assert "epipolar_sigma must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_a_fitted_camera_projects_where_fit_size_moves_the_pixel():
+    from corr_core.methods.pcc.scenes import fit_size
+
+    img = np.zeros((*SIZE, 3), np.uint8)
+    img[disc(SIZE, project(SRC, OBJECT), 3)] = 255
+    for size in ((96, 96), (240, 320), (64, 160)):
+        small = fit_size(img, size)
+        ys, xs = np.nonzero(small[..., 0] > 127)
+        assert np.allclose([xs.mean(), ys.mean()], project(SRC.fitted(size), OBJECT), atol=1.0), size
+
+
+def test_pseudo_labels_with_geometry_pair_twins_right(episodes, tmp_path):
+    """Colour statistics cannot tell twins apart, so cycle-consistent matches between ground-truth
+    proposals pair some twins wrongly; the episodes' calibration weights them off."""
+    from corr_core.methods.pcc.appearance import ColourStatsSimilarity
+    from corr_core.methods.pcc.pseudolabel import ViewStore, label_pairs, pairs_for_labelling
+
+    store = ViewStore(episodes, (128, 160), OracleProposer(), None)
+    pairs = [p for p in pairs_for_labelling(episodes, every=1, temporal=False)]
+    sim = ColourStatsSimilarity().similarity
+    plain = label_pairs(pairs, store, sim, tmp_path / "plain")
+    for mode in ("poses", "depth"):
+        geo = label_pairs(pairs, store, sim, tmp_path / mode, geometry=mode)
+        assert geo["with_geometry"] == len(pairs) and plain["with_geometry"] == 0
+        wrong = lambda s: s["cross_view_with_truth"] - s["cross_view_correct"]  # noqa: E731
+        assert geo["cross_view_correct"] >= plain["cross_view_correct"] and wrong(geo) < wrong(plain), (mode, geo, plain)
+    with pytest.raises(ConfigError, match="pseudolabel.geometry must be one of"):
+        label_pairs(pairs, store, sim, tmp_path / "bad", geometry="tf")

@@ -72,6 +72,19 @@ class CameraPose:
         K[1, 2] += 0.5 * sy - 0.5
         return CameraPose(K, self.T_world_cam, (int(size[0]), int(size[1])))
 
+    def fitted(self, size: tuple[int, int]) -> CameraPose:
+        """This camera for its images brought to ``(H, W)`` by
+        :func:`~corr_core.methods.pcc.scenes.fit_size` (scaled to cover, then centre-cropped)."""
+        h, w = self.size
+        th, tw = int(size[0]), int(size[1])
+        scale = max(th / h, tw / w)
+        covered = (max(th, round(h * scale)), max(tw, round(w * scale))) if abs(scale - 1.0) > 1e-6 else (h, w)
+        pose = self.at(covered)
+        K = pose.K.copy()
+        K[0, 2] -= (covered[1] - tw) // 2
+        K[1, 2] -= (covered[0] - th) // 2
+        return CameraPose(K, self.T_world_cam, (th, tw))
+
     @classmethod
     def from_sim(cls, meta: dict, camera: str, t: int) -> CameraPose:
         """Camera ``camera`` at frame ``t`` of a ``corr generate sim`` episode's metadata.

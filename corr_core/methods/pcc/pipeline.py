@@ -165,7 +165,7 @@ def pseudolabel(cfg: dict[str, Any], model_path: Path | None, out: Path, store: 
                                 bool(plc.get("temporal", True)))
     log.info("pseudo-labelling %d pairs with %s (%s)", len(pairs), model_path or "colour statistics", what)
     summary = label_pairs(pairs, store, similarity, out, min_sim, plc.get("max_proposals"),
-                          float(plc.get("min_margin", 0.0)))
+                          float(plc.get("min_margin", 0.0)), str(plc.get("geometry", "none")))
     summary["model"] = str(model_path) if model_path is not None else what
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -28,11 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from corr_core.errors import DataError
+from corr_core.crossview.geometry import ViewGeometry, epipolar_weights
+from corr_core.errors import ConfigError, DataError
 from corr_core.methods.pcc.scenes import Pair, Scene, View, fit_size, read_rgb
 from corr_core.proposals.base import Proposals, Proposer
 
 log = logging.getLogger(__name__)
+
+#: what pseudo-labelling may use besides images (``pseudolabel.geometry``)
+GEOMETRY = ("none", "poses", "depth")
 
 Similarity = Callable[[np.ndarray, Proposals, np.ndarray, Proposals], np.ndarray]
 
@@ -104,6 +108,25 @@ class ViewStore:
     def rgb(self, view: View) -> np.ndarray:
         return fit_size(read_rgb(self.scenes[view.scene].frames[view.cam][view.t]), self.size)
 
+    def geometry(self, pair: Pair, depth: bool = False) -> ViewGeometry | None:
+        """Both cameras of a cross-view pair at the canonical size, from the scene's calibration
+        (sim episodes), with the source view's depth if asked and recorded; None for a scene
+        without calibration or a pair of one camera (objects move between its instants)."""
+        from corr_core.crossview.geometry import CameraPose, ViewGeometry
+
+        scene = self.scenes[pair.src.scene]
+        if not pair.cross_view or not (scene.meta.get("cameras") or {}).get(pair.src.cam):
+            return None
+        src, tgt = (CameraPose.from_sim(scene.meta, v.cam, v.t).fitted(self.size) for v in (pair.src, pair.tgt))
+        src_depth = None
+        if depth and scene.depth.get(pair.src.cam):
+            import cv2
+
+            raw = cv2.imread(str(scene.depth[pair.src.cam][pair.src.t]), cv2.IMREAD_UNCHANGED)
+            if raw is not None:
+                src_depth = fit_size(raw.astype(np.float32) / 1000.0, self.size, interpolation=cv2.INTER_NEAREST)
+        return ViewGeometry(src, tgt, src_depth)
+
     def labels(self, view: View) -> np.ndarray | None:
         """Ground-truth ids (simulated scenes), brought to the canonical size; None without."""
         from corr_core.data.labels import read_label_png
@@ -162,7 +185,8 @@ def _view_dict(v: View) -> dict[str, Any]:
 
 
 def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity, out_dir: str | Path,
-                min_sim: float = 0.0, max_proposals: int | None = None, min_margin: float = 0.0) -> dict[str, Any]:
+                min_sim: float = 0.0, max_proposals: int | None = None, min_margin: float = 0.0,
+                geometry: str = "none") -> dict[str, Any]:
     """Pseudo-labels every pair; writes ``pseudolabels.jsonl`` and ``summary.json`` into ``out_dir``.
 
     Args:
@@ -173,15 +197,21 @@ def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity,
         min_sim: least similarity in both directions.
         max_proposals: only the best-scored proposals of each view take part.
         min_margin: least lead of a match over the runner-ups (``cycle_matches``).
+        geometry: ``"poses"``: where the scene records its cameras' calibration (sim episodes),
+            cross-view similarities are weighted by how well each proposal lies on the other's
+            epipolar band (:mod:`corr_core.crossview.geometry`), which keeps look-alikes from
+            pairing up; ``"depth"``: with the source views' depth too; ``"none"``: images only.
 
     Returns:
         The summary (pairs, matches, and precision where ground truth exists).
     """
+    if geometry not in GEOMETRY:
+        raise ConfigError(f"pseudolabel.geometry must be one of {GEOMETRY}, got {geometry!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = list(pairs)
     stats = {"pairs": 0, "matches": 0, "cross_view_matches": 0, "with_truth": 0, "correct": 0,
-             "cross_view_with_truth": 0, "cross_view_correct": 0}
+             "cross_view_with_truth": 0, "cross_view_correct": 0, "with_geometry": 0}
     started = time.time()
     with open(out_dir / "pseudolabels.jsonl.tmp", "w") as fh:
         for k, pair in enumerate(pairs):
@@ -192,6 +222,13 @@ def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity,
             rgb = [store.rgb(v) for v in (pair.src, pair.tgt)]
             s12 = similarity(rgb[0], props[0], rgb[1], props[1])
             s21 = similarity(rgb[1], props[1], rgb[0], props[0])
+            if geometry != "none" and len(props[0]) and len(props[1]):
+                g12 = store.geometry(pair, geometry == "depth")
+                g21 = store.geometry(Pair(pair.tgt, pair.src), geometry == "depth")
+                if g12 is not None and g21 is not None:
+                    s12 = s12 * epipolar_weights(g12, props[0].masks, props[1].masks)
+                    s21 = s21 * epipolar_weights(g21, props[1].masks, props[0].masks)
+                    stats["with_geometry"] += 1
             matches = cycle_matches(s12, s21, min_sim, min_margin)
             # indices into the full (cached) proposal lists of the two views
             record: dict[str, Any] = {"src": _view_dict(pair.src), "tgt": _view_dict(pair.tgt), "matches": [
