@@ -266,3 +266,31 @@ def test_pseudo_labels_with_geometry_pair_twins_right(episodes, tmp_path):
         assert geo["cross_view_correct"] >= plain["cross_view_correct"] and wrong(geo) < wrong(plain), (mode, geo, plain)
     with pytest.raises(ConfigError, match="pseudolabel.geometry must be one of"):
         label_pairs(pairs, store, sim, tmp_path / "bad", geometry="tf")
+
+
+def test_the_pcc_matcher_uses_its_geometry_threshold_only_for_matches_with_geometry():
+    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.methods.pcc.model import build_pcc_model
+    from corr_core.proposals.base import Proposals
+
+    class Fixed:
+        def __init__(self, masks):
+            self.masks = masks
+
+        def propose(self, rgb):
+            return Proposals(self.masks, np.ones(len(self.masks), np.float32))
+
+    src_mask, tgt_mask = disc(SIZE, project(SRC, OBJECT), 6), disc(SIZE, project(TGT, OBJECT), 6)
+    img = np.full((*SIZE, 3), 90, np.uint8)
+    src, tgt = img.copy(), img.copy()
+    src[src_mask], tgt[tgt_mask] = (200, 40, 40), (200, 40, 40)
+    matcher = CrossViewMatcher(build_pcc_model("pcc_tiny"), proposer=Fixed(tgt_mask[None]), max_side=160,
+                               existence_threshold=0.999999, geometry_threshold=0.0, verify="none")
+    labels = src_mask.astype(np.uint16)
+    plain = matcher.match(src, labels, tgt)
+    geo = matcher.match(src, labels, tgt, geometry=ViewGeometry(SRC, TGT))
+    assert plain.existence[1] is False and geo.existence[1] is True
+    assert geo.confidence[1] == pytest.approx(plain.confidence[1] * epipolar_weights(
+        ViewGeometry(SRC, TGT), src_mask[None], tgt_mask[None])[0, 0], rel=1e-4)
+    with pytest.raises(ConfigError, match="geometry_threshold"):
+        CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=1.5)

@@ -370,7 +370,8 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
     Each model's existence threshold is calibrated on those episodes first (the balanced accuracy
     reported is at that threshold) and written into the checkpoint's metadata with the matcher
     settings it holds for (``settings``: ``verify``, ``one_to_one``; None or absent: the matcher's
-    defaults, not those stored by an earlier scoring), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
+    defaults, not those stored by an earlier scoring), and a second threshold for matches given the
+    cameras' poses (``existence_threshold_geometry``), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
     ``corr_node``) finds them."""
     sc = cfg.get("score") or {}
     if int(sc.get("episodes", 0) or 0) <= 0:
@@ -398,7 +399,10 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
         replay = ReplayMatcher(matcher)  # calibration and scoring see the same queries: match them once
         thresh, _ = calibrate_existence(replay, scenes, directions, every)
         replay.rewind()
-        update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_calibrated_on=(
+        # and for a calibrated rig (corr_node's crossview_rig: poses, no depth)
+        geo_thresh, _ = calibrate_existence(matcher, scenes, directions, every, poses=SimPoses())
+        update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_threshold_geometry=geo_thresh,
+                                   existence_calibrated_on=(
             f"seeds {int(sc.get('seed', 2000))}+{int(sc['episodes'])} episodes, hidden_per_camera "
             f"{int(sc.get('hidden_per_camera', 1))}, every {every}"),
             matcher={k: getattr(matcher, k) for k in CALIBRATED_SETTINGS})
@@ -406,6 +410,7 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
         keys = ("iou", "location_error", "balanced_accuracy", "contour_accuracy", "distractor")
         out = {d: {k: res[d][k] for k in keys} for d in res if "->" in d}
         out["existence_threshold"] = thresh
+        out["existence_threshold_geometry"] = geo_thresh
         return out
 
     return score
