@@ -294,3 +294,46 @@ def test_the_pcc_matcher_uses_its_geometry_threshold_only_for_matches_with_geome
         ViewGeometry(SRC, TGT), src_mask[None], tgt_mask[None])[0, 0], rel=1e-4)
     with pytest.raises(ConfigError, match="geometry_threshold"):
         CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=1.5)
+
+
+def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intrinsics_arrive():
+    import torch
+    import torch.nn.functional as F
+
+    from corr_core.crossview.base import MatchResult
+    from corr_core.crossview.multicam import MultiCameraTracker
+    from corr_core.crossview.rig import CameraRig
+    from corr_core.propagation.config import PropagationConfig
+    from corr_core.propagation.tracker import Tracker
+
+    class Recording:
+        """Finds every source object at its own place; remembers the geometry it was given."""
+
+        def __init__(self):
+            self.given = []
+
+        def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
+            self.given.append(geometry)
+            res = MatchResult(src_labels.astype(np.uint16))
+            for i in np.unique(src_labels)[1:]:
+                res.masks[int(i)], res.existence[int(i)], res.confidence[int(i)] = src_labels == i, True, 0.9
+            return res
+
+    class Colour(torch.nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(x, 8, ceil_mode=True) * 2 - 1
+
+    rig = CameraRig({"ego": SRC.T_world_cam, "exo1": TGT.T_world_cam}, {"exo1": (K, SIZE)})
+    matcher = Recording()
+    cfg = PropagationConfig(topk=5, context=2, radius=4.0)
+    multi = MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo1")}, matcher, "ego",
+                               rematch_every=1, rig=rig)
+    img = np.full((*SIZE, 3), 90, np.uint8)
+    mask = disc(SIZE, project(SRC, OBJECT), 6).astype(np.uint16)
+    multi.step({"ego": img, "exo1": img}, {"ego": mask})
+    assert matcher.given == [None] and not multi.link.state["exo1"].geometry  # ego's camera_info not yet in
+    rig.set_intrinsics("ego", K, SIZE)
+    multi.step({"ego": img, "exo1": img})
+    assert isinstance(matcher.given[-1], ViewGeometry) and multi.link.state["exo1"].geometry
+    with pytest.raises(ConfigError, match="no pose for camera"):
+        MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo2")}, matcher, "ego", rig=rig)

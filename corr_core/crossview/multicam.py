@@ -155,13 +155,13 @@ class MultiCameraTracker:
         matcher: finds the anchor camera's objects in the others (None: cameras are independent,
             as without cross-view).
         anchor: the camera whose objects the others receive.
-        rematch_every, retry_every, min_area: see :class:`CrossViewLink`.
+        rematch_every, retry_every, min_area, rig: see :class:`CrossViewLink`.
     """
 
     def __init__(self, trackers: dict[str, Any], matcher: Matcher | None, anchor: str, rematch_every: int = 0,
-                 retry_every: int = 10, min_area: int = 1) -> None:
+                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None) -> None:
         self.trackers, self.matcher, self.anchor = trackers, matcher, anchor
-        self.link = CrossViewLink(matcher, anchor, list(trackers), rematch_every, retry_every, min_area)
+        self.link = CrossViewLink(matcher, anchor, list(trackers), rematch_every, retry_every, min_area, rig)
 
     def reset(self, camera: str | None = None) -> None:
         """Forgets one camera's track (None: all); it waits for masks or a match again."""
