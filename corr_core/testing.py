@@ -23,3 +23,13 @@ def davis_dev_root() -> Path | None:
     if root is None or not (root / "davis2016-train").is_dir():
         return None
     return root / "davis2016-train"
+
+
+def small_sim(root: Path, seed: int = 1000, episodes: int = 2, frames: int = 6, objects: int = 4) -> Path:
+    """Renders a few small (160x128, ``128p``) ego/exo sim episodes without bags into ``root``, for
+    tests that need real renders, ground truth, depth and calibration; returns ``root``."""
+    from corr_core.data.sim import generate_dataset
+
+    generate_dataset(root, seed=seed, num_episodes=episodes, num_frames=frames, num_objects=objects,
+                     size=(160, 128), bag=False)
+    return root

@@ -149,11 +149,9 @@ def test_colour_verification_lowers_the_confidence_of_a_match_whose_colours_disa
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
-    from corr_core.data.sim import generate_dataset
+    from corr_core.testing import small_sim
 
-    root = tmp_path_factory.mktemp("xview_sim")
-    generate_dataset(root, seed=1000, num_episodes=2, num_frames=6, num_objects=4, size=(160, 128), bag=False)
-    return sim_scenes(root, resolution="128p")
+    return sim_scenes(small_sim(tmp_path_factory.mktemp("xview_sim")), resolution="128p")
 
 
 class TruthMatcher:

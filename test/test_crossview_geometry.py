@@ -133,11 +133,10 @@ def test_a_calibration_error_moves_the_camera_by_what_was_asked():
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
-    from corr_core.data.sim import generate_dataset
     from corr_core.methods.pcc.scenes import sim_scenes
+    from corr_core.testing import small_sim
 
-    root = tmp_path_factory.mktemp("geometry_sim")
-    generate_dataset(root, seed=1003, num_episodes=3, num_frames=4, num_objects=5, size=(160, 128), bag=False)
+    root = small_sim(tmp_path_factory.mktemp("geometry_sim"), seed=1003, episodes=3, frames=4, objects=5)
     return sim_scenes(root, resolution="128p")
 
 

@@ -31,11 +31,9 @@ SIZE = (128, 160)
 
 @pytest.fixture(scope="module")
 def sim_root(tmp_path_factory):
-    from corr_core.data.sim import generate_dataset
+    from corr_core.testing import small_sim
 
-    root = tmp_path_factory.mktemp("pcc_sim")
-    generate_dataset(root, seed=1000, num_episodes=2, num_frames=6, num_objects=4, size=(160, 128), bag=False)
-    return root
+    return small_sim(tmp_path_factory.mktemp("pcc_sim"))
 
 
 @pytest.fixture(scope="module")
