@@ -11,15 +11,15 @@ import pytest
 
 from corr_core.crossview.base import fit_geometry
 from corr_core.crossview.baseline import ColourStatsMatcher
-from corr_core.crossview.geometry import (
+from corr_core.errors import ConfigError, DataError, ShapeMismatchError
+from corr_core.evaluation.crossview import SimPoses, _lookalikes, evaluate_crossview, queries
+from corr_core.geometry import (
     CameraPose,
     ViewGeometry,
     check_epipolar,
     epipolar_distance,
     epipolar_weights,
 )
-from corr_core.errors import ConfigError, DataError, ShapeMismatchError
-from corr_core.evaluation.crossview import SimPoses, _lookalikes, evaluate_crossview, queries
 from corr_core.proposals.oracle import OracleProposer
 
 SIZE = (120, 160)

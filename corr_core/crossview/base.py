@@ -11,7 +11,7 @@ import numpy as np
 from corr_core.errors import DataError, ShapeMismatchError
 
 if TYPE_CHECKING:
-    from corr_core.crossview.geometry import ViewGeometry
+    from corr_core.geometry import ViewGeometry
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Matcher(Protocol):
         """``(H1, W1, 3) uint8``, ``(H1, W1)`` ids (0 = background), ``(H2, W2, 3) uint8`` -> result.
 
         ``geometry``: the two calibrated cameras when known (intrinsics and poses at this instant);
-        matchers then keep to the query's epipolar band (:mod:`corr_core.crossview.geometry`).
+        matchers then keep to the query's epipolar band (:mod:`corr_core.geometry`).
         """
         ...
 
@@ -56,9 +56,9 @@ def fit_geometry(geometry: object, src_rgb: np.ndarray, tgt_rgb: np.ndarray) -> 
     """``geometry`` with its intrinsics rescaled to the images' sizes, or None.
 
     Raises:
-        DataError: something else than a :class:`~corr_core.crossview.geometry.ViewGeometry`.
+        DataError: something else than a :class:`~corr_core.geometry.ViewGeometry`.
     """
-    from corr_core.crossview.geometry import ViewGeometry
+    from corr_core.geometry import ViewGeometry
 
     if geometry is None:
         return None

@@ -26,8 +26,8 @@ from corr_core.crossview.base import (
     resize_mask,
     resize_rgb,
 )
-from corr_core.crossview.geometry import ViewGeometry, check_epipolar, epipolar_weights
 from corr_core.errors import ConfigError
+from corr_core.geometry import ViewGeometry, check_epipolar, epipolar_weights
 from corr_core.methods.pcc.appearance import colour_similarity
 from corr_core.methods.pcc.heatmaps import image_tensor, masks_at
 from corr_core.proposals.base import Proposer

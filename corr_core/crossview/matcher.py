@@ -20,7 +20,7 @@ existence threshold calibrated for them, so a node uses what was calibrated):
 
 Given the two cameras' geometry (``match(..., geometry=)``), proposal scores and the confidence are
 weighted by how well the proposal lies on the query's epipolar band
-(:mod:`corr_core.crossview.geometry`): what tells a look-alike from the object.
+(:mod:`corr_core.geometry`): what tells a look-alike from the object.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ from corr_core.crossview.base import (
     resize_mask,
     resize_rgb,
 )
-from corr_core.crossview.geometry import (
+from corr_core.errors import ConfigError
+from corr_core.geometry import (
     ViewGeometry,
     candidate_weights,
     check_epipolar,
     epipolar_maps,
     map_to,
 )
-from corr_core.errors import ConfigError
 from corr_core.methods.pcc.appearance import colour_descriptors
 from corr_core.methods.pcc.heatmaps import image_tensor
 from corr_core.proposals.base import Proposer

@@ -2,7 +2,7 @@
 ``camera_info``.
 
 ``corr_node``'s cross-view mode keeps matches on the query's epipolar band
-(:mod:`corr_core.crossview.geometry`) when it knows where its cameras are. A rig file gives each
+(:mod:`corr_core.geometry`) when it knows where its cameras are. A rig file gives each
 camera's pose in one common frame (for example from a hand-eye or extrinsic calibration)::
 
     frame: table            # the common frame (for the reader; any frame shared by all cameras)
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from corr_core.crossview.geometry import CameraPose, ViewGeometry
 from corr_core.errors import ConfigError, CorrError
+from corr_core.geometry import CameraPose, ViewGeometry
 
 
 class CameraRig:

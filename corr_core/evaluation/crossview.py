@@ -33,9 +33,9 @@ import cv2
 import numpy as np
 
 from corr_core.crossview.base import Matcher, MatchResult
-from corr_core.crossview.geometry import CameraPose, ViewGeometry
 from corr_core.data.labels import read_label_png
 from corr_core.errors import DataError
+from corr_core.geometry import CameraPose, ViewGeometry
 from corr_core.methods.pcc.scenes import Scene, read_rgb
 from corr_core.metrics.egoexo import EgoExoEvaluator, balanced_accuracy
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from corr_core.crossview.geometry import ViewGeometry, epipolar_weights
 from corr_core.errors import ConfigError, DataError
+from corr_core.geometry import ViewGeometry, epipolar_weights
 from corr_core.methods.pcc.scenes import Pair, Scene, View, fit_size, read_rgb
 from corr_core.proposals.base import Proposals, Proposer
 
@@ -112,7 +112,7 @@ class ViewStore:
         """Both cameras of a cross-view pair at the canonical size, from the scene's calibration
         (sim episodes), with the source view's depth if asked and recorded; None for a scene
         without calibration or a pair of one camera (objects move between its instants)."""
-        from corr_core.crossview.geometry import CameraPose, ViewGeometry
+        from corr_core.geometry import CameraPose, ViewGeometry
 
         scene = self.scenes[pair.src.scene]
         if not pair.cross_view or not (scene.meta.get("cameras") or {}).get(pair.src.cam):
@@ -199,7 +199,7 @@ def label_pairs(pairs: Iterable[Pair], store: ViewStore, similarity: Similarity,
         min_margin: least lead of a match over the runner-ups (``cycle_matches``).
         geometry: ``"poses"``: where the scene records its cameras' calibration (sim episodes),
             cross-view similarities are weighted by how well each proposal lies on the other's
-            epipolar band (:mod:`corr_core.crossview.geometry`), which keeps look-alikes from
+            epipolar band (:mod:`corr_core.geometry`), which keeps look-alikes from
             pairing up; ``"depth"``: with the source views' depth too; ``"none"``: images only.
 
     Returns:
