@@ -336,3 +336,16 @@ def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intr
     assert isinstance(matcher.given[-1], ViewGeometry) and multi.link.state["exo1"].geometry
     with pytest.raises(ConfigError, match="no pose for camera"):
         MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo2")}, matcher, "ego", rig=rig)
+
+
+def test_asking_for_depth_or_poses_an_episode_does_not_have_is_named(episodes):
+    from dataclasses import replace
+
+    no_depth = replace(episodes[0], depth={})
+    with pytest.raises(DataError, match="no depth images for camera 'ego'"):
+        SimPoses(depth=True).pair(no_depth, "ego", "exo1", 0)
+    old = replace(episodes[0], meta={k: v for k, v in episodes[0].meta.items() if k != "cameras"})
+    with pytest.raises(DataError, match="no calibration for camera 'ego'"):
+        SimPoses().pair(old, "ego", "exo1", 0)
+    with pytest.raises(DataError, match="pose error must be >= 0"):
+        SimPoses(-1.0, 0.0)
