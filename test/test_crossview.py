@@ -170,7 +170,7 @@ class TruthMatcher:
                     self.twins[key] = _lookalikes(s)
         self.lookalike = lookalike
 
-    def match(self, src_rgb, src_labels, tgt_rgb):
+    def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
         key = hashlib.sha1(tgt_rgb.tobytes()).hexdigest()
         truth, twins = self.truth[key], self.twins[key]
         res = MatchResult(np.zeros(truth.shape, np.uint16))
@@ -220,9 +220,9 @@ def test_scoring_after_calibrating_on_the_same_episodes_matches_each_query_once(
     class Counting(TruthMatcher):
         calls = 0
 
-        def match(self, *args):
+        def match(self, *args, **kwargs):
             Counting.calls += 1
-            return super().match(*args)
+            return super().match(*args, **kwargs)
 
     direction = [("ego", "exo1")]
     replay = ReplayMatcher(Counting(episodes))
@@ -248,7 +248,7 @@ class ScriptedMatcher:
     def __init__(self, truth) -> None:
         self.truth, self.hidden, self.calls = truth, set(), 0
 
-    def match(self, src_rgb, src_labels, tgt_rgb):
+    def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
         self.calls += 1
         labels = self.truth(tgt_rgb).astype(np.uint16)
         res = MatchResult(np.zeros(labels.shape, np.uint16))

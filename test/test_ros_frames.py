@@ -206,7 +206,7 @@ def test_crossview_mode_gives_the_anchor_objects_to_the_other_camera_and_reports
 
         calls = 0
 
-        def match(self, src_rgb, src_labels, tgt_rgb):
+        def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
             Matcher.calls += 1
             out = np.zeros(tgt_rgb.shape[:2], np.uint16)
             out[:, 10:] = np.where(src_labels[:, :-10] == 5, 5, 0)

@@ -4,7 +4,7 @@
 nearest-neighbour baselines of :mod:`~corr_core.crossview.baseline` (mask-pooled features or colour
 statistics over object proposals) share one protocol, :class:`~corr_core.crossview.base.Matcher`:
 
-    result = matcher.match(src_rgb, src_labels, tgt_rgb)
+    result = matcher.match(src_rgb, src_labels, tgt_rgb, geometry=None)  # or ViewGeometry(...)
     result.labels       # (H2, W2) ids of src_labels, found in the target (0 elsewhere)
     result.existence    # {id: bool}: is the object visible in the target?
     result.confidence   # {id: float in [0, 1]}

@@ -47,7 +47,8 @@ class Matcher(Protocol):
         """``(H1, W1, 3) uint8``, ``(H1, W1)`` ids (0 = background), ``(H2, W2, 3) uint8`` -> result.
 
         ``geometry``: the two calibrated cameras when known (intrinsics and poses at this instant);
-        matchers then keep to the query's epipolar band (:mod:`corr_core.geometry`).
+        matchers then keep to the query's epipolar band (:mod:`corr_core.geometry`). Every
+        matcher takes it (callers pass it, None included); one without use for it ignores it.
         """
         ...
 

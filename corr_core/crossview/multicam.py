@@ -116,10 +116,7 @@ class CrossViewLink:
         """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it) and
         records its confidences."""
         geometry = self.rig.pair(self.anchor, camera) if self.rig is not None else None
-        if geometry is None:
-            res = self.matcher.match(anchor_rgb, anchor_labels, rgb)
-        else:
-            res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
+        res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
                                          geometry=geometry is not None)
         return res

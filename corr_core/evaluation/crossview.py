@@ -197,8 +197,7 @@ class ReplayMatcher:
         if self.position is not None and self.position < len(self.record) and self.record[self.position][0] == key:
             self.position += 1
             return self.record[self.position - 1][1]
-        result = (self.matcher.match(src_rgb, src_labels, tgt_rgb) if geometry is None
-                  else self.matcher.match(src_rgb, src_labels, tgt_rgb, geometry=geometry))
+        result = self.matcher.match(src_rgb, src_labels, tgt_rgb, geometry=geometry)
         if self.position is None:
             self.record.append((key, result))
         return result

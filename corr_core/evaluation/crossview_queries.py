@@ -78,8 +78,6 @@ class Query:
 
     def match(self, matcher: Matcher) -> MatchResult:
         """``matcher``'s answer (with the cameras' geometry when the query has it)."""
-        if self.geometry is None:
-            return matcher.match(self.src_rgb, self.labels, self.tgt_rgb)
         return matcher.match(self.src_rgb, self.labels, self.tgt_rgb, geometry=self.geometry)
 
 
