@@ -30,6 +30,22 @@ from corr_core.errors import ConfigError, DataError
 GRID_SIDE = 160
 
 
+def rigid_transform(T: object, what: str = "T_world_cam") -> np.ndarray:
+    """``T`` as a float64 ``(4, 4)`` rigid transform (rotation and translation).
+
+    Raises:
+        DataError: not finite 4x4 with last row ``[0, 0, 0, 1]``, or a rotation part that is not a
+            rotation (a reflection, a transposed or scaled matrix), named as ``what``.
+    """
+    T = np.asarray(T, np.float64)
+    if T.shape != (4, 4) or not np.isfinite(T).all() or not np.allclose(T[3], [0, 0, 0, 1]):
+        raise DataError(f"camera pose: {what} must be a finite 4x4 rigid transform, got {T.tolist()}")
+    R = T[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
+        raise DataError(f"camera pose: the rotation of {what} is not a rotation (R R^T != I), got {R.tolist()}")
+    return T
+
+
 @dataclass(frozen=True)
 class CameraPose:
     """A calibrated camera at one instant.
@@ -46,14 +62,9 @@ class CameraPose:
 
     def __post_init__(self) -> None:
         K = np.asarray(self.K, np.float64)
-        T = np.asarray(self.T_world_cam, np.float64)
         if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
             raise DataError(f"camera pose: K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
-        if T.shape != (4, 4) or not np.isfinite(T).all() or not np.allclose(T[3], [0, 0, 0, 1]):
-            raise DataError(f"camera pose: T_world_cam must be a finite 4x4 rigid transform, got {T.tolist()}")
-        R = T[:3, :3]
-        if not np.allclose(R @ R.T, np.eye(3), atol=1e-3) or np.linalg.det(R) < 0:
-            raise DataError(f"camera pose: the rotation of T_world_cam is not a rotation (R R^T != I), got {R.tolist()}")
+        T = rigid_transform(self.T_world_cam)
         if len(self.size) != 2 or min(self.size) < 1:
             raise DataError(f"camera pose: size must be (H, W) > 0, got {self.size}")
         object.__setattr__(self, "K", K)

@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from corr_core.errors import ConfigError, CorrError
-from corr_core.geometry import CameraPose, ViewGeometry
+from corr_core.geometry import CameraPose, ViewGeometry, rigid_transform
 
 
 class CameraRig:
@@ -43,7 +43,7 @@ class CameraRig:
     def __init__(self, poses: dict[str, np.ndarray], intrinsics: dict[str, tuple[np.ndarray, tuple[int, int]]] | None = None,
                  source: str = "camera rig") -> None:
         self.source = source
-        self.poses = {cam: np.asarray(T, np.float64) for cam, T in poses.items()}
+        self.poses = {cam: rigid_transform(T, f"{cam}'s pose") for cam, T in poses.items()}
         self._cameras: dict[str, CameraPose] = {}
         self._lock = threading.Lock()
         for cam, (K, size) in (intrinsics or {}).items():
@@ -72,19 +72,15 @@ class CameraRig:
             if not isinstance(entry, dict) or "T_frame_cam" not in entry:
                 raise ConfigError(f"{path}: camera {cam!r} has no T_frame_cam (4x4 camera-to-frame transform)")
             try:
-                T = np.asarray(entry["T_frame_cam"], np.float64)
-                K = entry.get("K")
-                if K is not None:
+                poses[str(cam)] = rigid_transform(entry["T_frame_cam"], "T_frame_cam")
+                if entry.get("K") is not None:
                     size = entry.get("size")
                     if not isinstance(size, list) or len(size) != 2:
                         raise ConfigError(f"camera {cam!r}: K needs size: [height, width]")
-                    CameraPose(np.asarray(K, np.float64), T, (int(size[0]), int(size[1])))  # validates both
-                    intrinsics[str(cam)] = (np.asarray(K, np.float64), (int(size[0]), int(size[1])))
-                else:
-                    CameraPose(np.eye(3), T, (1, 1))  # validates the pose
+                    pose = CameraPose(entry["K"], poses[str(cam)], (int(size[0]), int(size[1])))  # checks K
+                    intrinsics[str(cam)] = (pose.K, pose.size)
             except (CorrError, ValueError, TypeError) as exc:
                 raise ConfigError(f"{path}: camera {cam!r}: {exc}") from exc
-            poses[str(cam)] = T
         return cls(poses, intrinsics, source=str(path))
 
     def check_cameras(self, cameras: list[str]) -> None:
@@ -101,7 +97,12 @@ class CameraRig:
         """
         if camera not in self.poses:
             return
-        pose = CameraPose(np.asarray(K, np.float64).reshape(3, 3), self.poses[camera], (int(size[0]), int(size[1])))
+        K = np.asarray(K, np.float64).reshape(3, 3)
+        size = (int(size[0]), int(size[1]))
+        current = self._cameras.get(camera)
+        if current is not None and current.size == size and np.array_equal(current.K, K):
+            return  # camera_info repeats itself at the camera's rate
+        pose = CameraPose(K, self.poses[camera], size)
         with self._lock:
             self._cameras[camera] = pose
 
