@@ -203,7 +203,7 @@ class CrossViewMatcher:
             choice = self._assign(score)
             masks = props.masks[choice]
             agree = colour[np.arange(len(choice)), choice] if src_colour is not None else None
-            on_band = band[np.arange(len(choice)), choice] if geometry is not None else None
+            on_band = band[np.arange(len(choice)), choice] if maps is not None else None
         else:
             if maps is not None:  # the network's map kept to the band
                 band = map_to(maps, size)
@@ -211,7 +211,7 @@ class CrossViewMatcher:
             masks = prob > self.threshold
             if props is not None and len(props):
                 masks = np.stack([self._snap(m, props.masks) if m.any() else m for m in masks])
-            if geometry is not None:
+            if maps is not None:
                 on_band = np.array([b[m].mean() if m.any() else 0.0 for b, m in zip(band, masks, strict=True)])
             agree = (src_colour * colour_descriptors(tgt_rgb, masks)).sum(1) if src_colour is not None else None
         if agree is not None:

@@ -46,12 +46,7 @@ class SimPoses:
             tgt = tgt.perturbed(self.rot_deg, self.trans_m, rng)
         if not self.depth:
             return ViewGeometry(src, tgt)
-        if src_cam not in scene.depth:
-            raise DataError(f"scene {scene.name}: no depth images for camera {src_cam!r}")
-        depth = cv2.imread(str(scene.depth[src_cam][t]), cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise DataError(f"{scene.depth[src_cam][t]}: not a readable depth PNG")
-        depth = depth.astype(np.float32) / 1000.0  # millimetres -> metres
+        depth = scene.depth_m(src_cam, t)
         if size is not None and depth.shape != tuple(size):
             depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
         return ViewGeometry(src, tgt, depth)

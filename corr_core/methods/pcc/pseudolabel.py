@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from corr_core.errors import ConfigError, DataError
-from corr_core.geometry import ViewGeometry, epipolar_weights
+from corr_core.geometry import CameraPose, ViewGeometry, epipolar_weights
 from corr_core.methods.pcc.scenes import Pair, Scene, View, fit_size, read_rgb
 from corr_core.proposals.base import Proposals, Proposer
 
@@ -112,7 +112,7 @@ class ViewStore:
         """Both cameras of a cross-view pair at the canonical size, from the scene's calibration
         (sim episodes), with the source view's depth if asked and recorded; None for a scene
         without calibration or a pair of one camera (objects move between its instants)."""
-        from corr_core.geometry import CameraPose, ViewGeometry
+        import cv2
 
         scene = self.scenes[pair.src.scene]
         if not pair.cross_view or not (scene.meta.get("cameras") or {}).get(pair.src.cam):
@@ -120,11 +120,7 @@ class ViewStore:
         src, tgt = (CameraPose.from_sim(scene.meta, v.cam, v.t).fitted(self.size) for v in (pair.src, pair.tgt))
         src_depth = None
         if depth and scene.depth.get(pair.src.cam):
-            import cv2
-
-            raw = cv2.imread(str(scene.depth[pair.src.cam][pair.src.t]), cv2.IMREAD_UNCHANGED)
-            if raw is not None:
-                src_depth = fit_size(raw.astype(np.float32) / 1000.0, self.size, interpolation=cv2.INTER_NEAREST)
+            src_depth = fit_size(scene.depth_m(pair.src.cam, pair.src.t), self.size, interpolation=cv2.INTER_NEAREST)
         return ViewGeometry(src, tgt, src_depth)
 
     def labels(self, view: View) -> np.ndarray | None:

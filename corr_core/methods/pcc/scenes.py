@@ -53,6 +53,21 @@ class Scene:
     def cameras(self) -> list[str]:
         return list(self.frames)
 
+    def depth_m(self, camera: str, t: int) -> np.ndarray:
+        """``(H, W)`` float32 depth of ``camera`` at frame ``t`` in metres along its optical axis
+        (0: no surface), from the uint16 millimetre PNGs ``corr generate sim`` writes.
+
+        Raises:
+            DataError: no depth for that camera, or an unreadable file.
+        """
+        files = self.depth.get(camera)
+        if not files:
+            raise DataError(f"scene {self.name}: no depth images for camera {camera!r}")
+        raw = cv2.imread(str(files[t]), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise DataError(f"{files[t]}: not a readable depth PNG")
+        return raw.astype(np.float32) / 1000.0
+
     @property
     def num_frames(self) -> int:
         """Frames every camera has."""
