@@ -14,7 +14,8 @@ successor for good (each camera's labels then carry a different stamp). Sets of 
 (hardware-triggered cameras, simulation) go out at once.
 
 :class:`MaskAnchors` matches masks (given on their own, e.g. on ``<camera>/masks_in``) to the
-frame they belong to by stamp, with the same slop.
+frame they belong to by stamp, with the same slop; :class:`NearestStamp` keeps what rides beside a
+set (an anchor camera's depth images) for lookup by the set's stamp.
 """
 
 from __future__ import annotations
@@ -229,3 +230,41 @@ class MaskAnchors:
         """Forgets every pending mask."""
         with self._lock:
             self._pending.clear()
+
+
+class NearestStamp(Generic[T]):
+    """The last ``size`` items of one stream, looked up by the stamp closest to a given one.
+
+    For data that rides beside a synchronised set rather than in it (the anchor camera's depth
+    image, registered to its colour image and stamped like it): a lookup takes the item nearest
+    in time, within the slop, or nothing. Thread-safe: items are put by one thread and looked up
+    by another.
+
+    Args:
+        size: items kept (the oldest goes first).
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        if size < 1:
+            raise ConfigError(f"NearestStamp: size must be >= 1, got {size}")
+        self._lock = threading.Lock()
+        self._items: deque[tuple[int, T]] = deque(maxlen=int(size))
+
+    def put(self, stamp_ns: int, item: T) -> None:
+        """Stores ``item`` taken at ``stamp_ns``."""
+        with self._lock:
+            self._items.append((int(stamp_ns), item))
+
+    def nearest(self, stamp_ns: int, slop_ns: int) -> T | None:
+        """The item whose stamp is closest to ``stamp_ns`` if within ``slop_ns`` of it, else None."""
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            return None
+        gap, item = min(((abs(s - int(stamp_ns)), it) for s, it in items), key=lambda x: x[0])
+        return item if gap <= slop_ns else None
+
+    def clear(self) -> None:
+        """Forgets every item."""
+        with self._lock:
+            self._items.clear()

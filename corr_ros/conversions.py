@@ -10,7 +10,7 @@ imports no bag module).
 
 Public edges follow corr's conventions: images ``(H, W, 3) uint8`` RGB, label maps ``(H, W)``
 integer ids. Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 and the aliases 8UC1
-(= mono8) and 16UC1 (= mono16). Anything else raises
+(= mono8) and 16UC1 (= mono16); depth images 16UC1 (mm) and 32FC1 (m). Anything else raises
 :class:`~corr_core.errors.UnknownEncodingError` naming the encoding.
 """
 
@@ -32,6 +32,7 @@ __all__ = [
     "compressed_to_rgb",
     "copy_header",
     "image_to_array",
+    "image_to_depth",
     "image_to_labels",
     "image_to_rgb",
     "labels_to_image",
@@ -77,6 +78,16 @@ def image_to_labels(msg: Image, topic: str | None = None) -> np.ndarray:
             f"label images{where} must be one of {', '.join(LABEL_ENCODINGS)}, got encoding {msg.encoding!r}"
         )
     return _codec.decode_image(msg, topic)
+
+
+def image_to_depth(msg: Image, topic: str | None = None) -> np.ndarray:
+    """A depth image (16UC1/mono16 millimetres or 32FC1 metres, REP 118) as ``(H, W)`` float32
+    metres, 0 where the sensor has no return.
+
+    Raises:
+        UnknownEncodingError: for any other encoding. DataError: for a malformed buffer.
+    """
+    return _codec.decode_depth(msg, topic)
 
 
 def compressed_to_rgb(msg: CompressedImage, topic: str | None = None) -> np.ndarray:

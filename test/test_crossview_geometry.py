@@ -267,7 +267,7 @@ def test_pseudo_labels_with_geometry_pair_twins_right(episodes, tmp_path):
         label_pairs(pairs, store, sim, tmp_path / "bad", geometry="tf")
 
 
-def test_the_pcc_matcher_uses_its_geometry_threshold_only_for_matches_with_geometry():
+def test_the_pcc_matcher_uses_its_geometry_and_depth_thresholds_only_for_matches_with_them():
     from corr_core.crossview.matcher import CrossViewMatcher
     from corr_core.methods.pcc.model import build_pcc_model
     from corr_core.proposals.base import Proposals
@@ -284,15 +284,20 @@ def test_the_pcc_matcher_uses_its_geometry_threshold_only_for_matches_with_geome
     src, tgt = img.copy(), img.copy()
     src[src_mask], tgt[tgt_mask] = (200, 40, 40), (200, 40, 40)
     matcher = CrossViewMatcher(build_pcc_model("pcc_tiny"), proposer=Fixed(tgt_mask[None]), max_side=160,
-                               existence_threshold=0.999999, geometry_threshold=0.0, verify="none")
+                               existence_threshold=0.999999, geometry_threshold=0.0, depth_threshold=0.999999,
+                               verify="none")
     labels = src_mask.astype(np.uint16)
     plain = matcher.match(src, labels, tgt)
     geo = matcher.match(src, labels, tgt, geometry=ViewGeometry(SRC, TGT))
-    assert plain.existence[1] is False and geo.existence[1] is True
+    with_depth = matcher.match(src, labels, tgt, geometry=ViewGeometry(SRC, TGT, np.full(SIZE, 1.0, np.float32)))
+    assert plain.existence[1] is False and geo.existence[1] is True and with_depth.existence[1] is False
     assert geo.confidence[1] == pytest.approx(plain.confidence[1] * epipolar_weights(
         ViewGeometry(SRC, TGT), src_mask[None], tgt_mask[None])[0, 0], rel=1e-4)
     with pytest.raises(ConfigError, match="geometry_threshold"):
         CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=1.5)
+    with pytest.raises(ConfigError, match="depth_threshold"):
+        CrossViewMatcher(build_pcc_model("pcc_tiny"), depth_threshold=-0.1)
+    assert CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=0.3).depth_threshold == 0.3
 
 
 def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intrinsics_arrive():
@@ -334,6 +339,10 @@ def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intr
     rig.set_intrinsics("ego", K, SIZE)
     multi.step({"ego": img, "exo1": img})
     assert isinstance(matcher.given[-1], ViewGeometry) and multi.link.state["exo1"].geometry
+    assert matcher.given[-1].src_depth is None and not multi.link.state["exo1"].depth
+    depth = np.full(SIZE, 0.9, np.float32)  # an RGB-D anchor: its depth reaches the matcher's geometry
+    multi.step({"ego": img, "exo1": img}, anchor_depth=depth)
+    assert np.array_equal(matcher.given[-1].src_depth, depth) and multi.link.state["exo1"].depth
     with pytest.raises(ConfigError, match="no pose for camera"):
         MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo2")}, matcher, "ego", rig=rig)
 

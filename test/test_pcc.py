@@ -285,11 +285,13 @@ def test_stages_train_and_iterate_on_tiny_models(sim_root, tiny_cfg, tmp_path):
     cfg["score"] = {"episodes": 1, "seed": 2000, "frames": 2, "hidden_per_camera": 1, "every": 1}
     report = iterate(cfg, tmp_path, scenes, score=pcc_scorer(cfg, tmp_path / "cache"))
     scores = report["iterations"][1]["scores"]
-    assert set(scores) == {"ego->exo1", "exo1->ego", "existence_threshold", "existence_threshold_geometry"}
+    assert set(scores) == {"ego->exo1", "exo1->ego", "existence_threshold", "existence_threshold_geometry",
+                           "existence_threshold_depth"}
     assert 0 <= scores["ego->exo1"]["iou"] <= 1
-    # both thresholds stored with the model, the second for matches given the cameras' poses
+    # the thresholds stored with the model, for matches given the cameras' poses, and their depth
     stored = json.loads(Path(report["iterations"][1]["model"]).with_suffix(".json").read_text())
-    assert stored["existence_threshold_geometry"] == pytest.approx(scores["existence_threshold_geometry"])
+    for key in ("existence_threshold_geometry", "existence_threshold_depth"):
+        assert stored[key] == pytest.approx(scores[key])
     log = [float(r.split(",")[3]) for r in (tmp_path / "pretrain" / "log.csv").read_text().splitlines()[1:]]
     assert log[-1] < log[0]
     assert len(report["iterations"]) == 2

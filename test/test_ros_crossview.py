@@ -87,7 +87,7 @@ def test_masks_on_ego_only_reach_exo_with_the_same_ids_and_a_hidden_object_is_re
 @pytest.fixture(scope="module")
 def rig_node(launch_node, episode, tmp_path_factory):
     """The same node in another namespace with a camera rig file: both cameras' poses at frame 0 of
-    the episode (intrinsics come over camera_info), re-matching every set."""
+    the episode (intrinsics come over camera_info) and the ego camera's depth, re-matching every set."""
     import yaml
 
     cams = episode["meta"]["cameras"]
@@ -100,18 +100,21 @@ def rig_node(launch_node, episode, tmp_path_factory):
         "--params-file", str(REPO_ROOT / "config" / "corr_node.yaml"), "-r", "__ns:=/rig",
         "-p", "random_init:=true", "-p", "camera_timeout:=0.0", "-p", "diagnostics_period:=0.2",
         "-p", f"crossview_checkpoint:={PCC}.safetensors", "-p", "anchor_camera:=ego",
-        "-p", "crossview_rematch_every:=1", "-p", f"crossview_rig:={rig}",
+        "-p", "crossview_rematch_every:=1", "-p", f"crossview_rig:={rig}", "-p", "crossview_depth:=true",
         "-p", f"initial_masks:=['{masks}', '']", name="corr_node_rig",
     )
 
 
 def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node, episode):
-    """With the rig's poses and the cameras' camera_info, exo1 gets the ego objects; with an exo1
-    camera_info whose principal point puts every epipolar band outside the image, it gets none of
-    them, and says so (confidence 0): the node matches with geometry, not images alone."""
-    from sensor_msgs.msg import CameraInfo
+    """With the rig's poses, the cameras' camera_info and the ego camera's depth (16UC1 millimetres,
+    stamped like its images), exo1 gets the ego objects and the summary says the match had depth;
+    with an exo1 camera_info whose principal point puts every epipolar band outside the image, it
+    gets none of them, and says so (confidence 0): the node matches with geometry, not images
+    alone. A depth image of another size than the camera's images is dropped and named."""
+    from sensor_msgs.msg import CameraInfo, Image
 
-    from corr_ros.conversions import camera_info, image_to_labels
+    from corr_core.methods.pcc.scenes import sim_scenes
+    from corr_ros.conversions import array_to_image, camera_info, image_to_labels
     from corr_ros.qos import reliable_qos
 
     drv = Driver(ros_probe, ns="/rig")
@@ -121,6 +124,9 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     info_pubs = {c: ros_probe.node.create_publisher(CameraInfo, f"/rig/{c}/camera_info", reliable_qos(10))
                  for c in images}
     K = {c: np.asarray(cams[c]["K"]) for c in images}
+    depth_pub = ros_probe.node.create_publisher(Image, "/rig/ego/depth_registered/image_rect", reliable_qos(10))
+    depth_mm = np.round(sim_scenes(episode["root"])[0].depth_m("ego", 0) * 1000).astype(np.uint16)
+    depth = {"mm": depth_mm}
 
     def summary_where(predicate):
         for m in reversed(drv.summaries):
@@ -137,11 +143,14 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
         def check():
             for c in images:
                 info_pubs[c].publish(camera_info(320, 240, drv.header(c, drv.stamp_ns), K_exo if c == "exo1" else K[c]))
+            # the depth of the next set's ego frame (the driver's next stamp), ahead of its images
+            depth_pub.publish(array_to_image(depth["mm"], "16UC1", drv.header("ego", drv.stamp_ns + 100_000_000)))
             return summary_where(lambda s: s["stamp_ns"] > start and s["cameras"]["exo1"].get("geometry") and predicate(s))
         return drv.send_until(check, what, images=images)
 
     given = set(np.unique(truth["ego"]).tolist()) - {0}
-    summary = matched_with(K["exo1"], lambda s: True, "a set matched with the rig's geometry")
+    summary = matched_with(K["exo1"], lambda s: s["cameras"]["exo1"]["depth"],
+                           "a set matched with the rig's geometry and the ego depth")
     exo = image_to_labels(drv.labels_at("exo1", summary["stamp_ns"]))
     found = set(np.unique(exo).tolist()) - {0}
     assert found and found <= given
@@ -153,3 +162,8 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
         not s["objects"][str(i)]["exo1"]["visible"] and s["objects"][str(i)]["exo1"]["confidence"] == 0.0
         for i in given), "exo1 to find none of the ego objects off their bands")
     assert not image_to_labels(drv.labels_at("exo1", summary["stamp_ns"])).any()
+    depth["mm"] = depth_mm[::2, ::2].copy()  # not registered to the 320x240 colour image
+    matched_with(K["exo1"], lambda s: not s["cameras"]["exo1"]["depth"], "a set matched without depth")
+    drv.probe.wait_for(lambda: "dropped input (depth size): depth image 160x120 does not match the camera's "
+                       "320x240 images" in rig_node.log(), STEP_S, "the depth of another size dropped and named")
+    assert rig_node.check_alive()

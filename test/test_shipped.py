@@ -61,4 +61,6 @@ def test_shipped_pcc_model_is_what_its_recipe_makes_with_the_calibration_it_stor
     assert matcher.existence_threshold == pytest.approx(meta["existence_threshold"])
     # and the threshold for matches given a calibrated rig (corr_node's crossview_rig)
     assert matcher.geometry_threshold == pytest.approx(meta["existence_threshold_geometry"])
+    # and with the anchor camera's depth too (crossview_depth)
+    assert matcher.depth_threshold == pytest.approx(meta["existence_threshold_depth"])
     assert {"verify": matcher.verify, "one_to_one": matcher.one_to_one} == meta["matcher"]

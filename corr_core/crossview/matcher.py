@@ -81,6 +81,8 @@ class CrossViewMatcher:
             checkpoint, ``corr pcc score``).
         geometry_threshold: the same for matches given the cameras' geometry (their confidence
             also holds the epipolar weight); None: ``existence_threshold``.
+        depth_threshold: the same for matches given the geometry and the source camera's depth
+            (a narrower band); None: ``geometry_threshold``.
         max_side: the longer image side the network sees (images are resized to it, to multiples
             of the network's stride; masks come back at each image's own size).
         min_pixels: source objects smaller than this (at the network size) are reported not found.
@@ -100,7 +102,7 @@ class CrossViewMatcher:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", proposer: Proposer | None = None,
                  snap_iou: float = 0.3, threshold: float = 0.5, max_side: int = 320, min_pixels: int = 4,
                  batch: int = 16, select: str = "proposal", existence_threshold: float | None = None,
-                 geometry_threshold: float | None = None,
+                 geometry_threshold: float | None = None, depth_threshold: float | None = None,
                  verify: str = "colour", one_to_one: bool = True, epipolar_sigma: float = 0.03,
                  depth_range: tuple[float, float] = (0.1, 10.0)) -> None:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
@@ -112,6 +114,9 @@ class CrossViewMatcher:
         if geometry_threshold is not None and not 0.0 <= geometry_threshold < 1.0:
             raise ConfigError(f"CrossViewMatcher: geometry_threshold must be in [0, 1), got {geometry_threshold}")
         self.geometry_threshold = self.existence_threshold if geometry_threshold is None else float(geometry_threshold)
+        if depth_threshold is not None and not 0.0 <= depth_threshold < 1.0:
+            raise ConfigError(f"CrossViewMatcher: depth_threshold must be in [0, 1), got {depth_threshold}")
+        self.depth_threshold = self.geometry_threshold if depth_threshold is None else float(depth_threshold)
         if select not in SELECT:
             raise ConfigError(f"CrossViewMatcher: select must be one of {SELECT}, got {select!r}")
         self.select = select
@@ -130,8 +135,8 @@ class CrossViewMatcher:
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", stored: bool = True,
                         **kwargs: object) -> CrossViewMatcher:
         """A matcher on a PCC correspondence checkpoint. With ``stored``, its existence threshold and
-        the settings of :data:`CALIBRATED_SETTINGS` it was calibrated with (and the threshold for
-        matches with geometry, where stored) are the ones
+        the settings of :data:`CALIBRATED_SETTINGS` it was calibrated with (and the thresholds for
+        matches with geometry and with geometry and depth, where stored) are the ones
         ``corr pcc score`` stored in the checkpoint (calibrated on tuning episodes), unless given;
         a threshold stored without settings was calibrated on the network alone
         (:data:`LEGACY_SETTINGS`). Without ``stored`` (a caller that calibrates itself), the
@@ -151,8 +156,10 @@ class CrossViewMatcher:
             )
         if stored and kwargs.get("existence_threshold") is None and meta.get("existence_threshold") is not None:
             kwargs["existence_threshold"] = float(meta["existence_threshold"])
-            if meta.get("existence_threshold_geometry") is not None:
-                kwargs.setdefault("geometry_threshold", float(meta["existence_threshold_geometry"]))
+            for key, arg in (("existence_threshold_geometry", "geometry_threshold"),
+                             ("existence_threshold_depth", "depth_threshold")):
+                if meta.get(key) is not None:
+                    kwargs.setdefault(arg, float(meta[key]))
             stored = meta.get("matcher") or LEGACY_SETTINGS
             for key in CALIBRATED_SETTINGS:
                 if key in stored:
@@ -218,14 +225,22 @@ class CrossViewMatcher:
             conf = conf * np.clip(agree, 0, 1)
         if on_band is not None:
             conf = conf * on_band
+        threshold = self.threshold_for(geometry)
         priority = {}
         for (i, _), p, c, mask in zip(queries, prob, conf, masks, strict=True):
             result.masks[i] = mask.copy()
             result.confidence[i] = float(c)
-            result.existence[i] = bool(c > (self.existence_threshold if geometry is None else self.geometry_threshold))
+            result.existence[i] = bool(c > threshold)
             priority[i] = float(c) * float(p[mask].mean()) if mask.any() else 0.0
         result.labels = compose(result.masks, priority, result.existence, size, dtype)
         return result
+
+    def threshold_for(self, geometry: ViewGeometry | None) -> float:
+        """The existence threshold of a match with ``geometry`` (None: images only; with or
+        without the source camera's depth)."""
+        if geometry is None:
+            return self.existence_threshold
+        return self.geometry_threshold if geometry.src_depth is None else self.depth_threshold
 
     @torch.inference_mode()
     def _predict(self, src: np.ndarray, queries: np.ndarray, tgt: np.ndarray,

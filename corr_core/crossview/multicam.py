@@ -26,6 +26,7 @@ import numpy as np
 from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.crossview.rig import CameraRig
 from corr_core.errors import ConfigError, MissingCameraError
+from corr_core.sync import NearestStamp
 
 
 @dataclass
@@ -36,6 +37,7 @@ class CameraState:
     last_match: int = -(10**9)  # set index of the last match
     given: bool = False  # its tracker was anchored from given masks (not the matcher)
     geometry: bool = False  # its last match knew both cameras' calibration (epipolar band)
+    depth: bool = False  # ... and the anchor camera's depth at the matched frame
 
 
 @dataclass
@@ -70,10 +72,13 @@ class CrossViewLink:
         min_area: pixels below which an object counts as not visible.
         rig: the cameras' calibration (:class:`~corr_core.crossview.rig.CameraRig`): matches keep
             to the epipolar band once both cameras have intrinsics; None: images only.
+        depth_slop_s: with a rig, an anchor depth image (:meth:`put_depth`) serves the anchor
+            frame whose stamp is within this many seconds of its own (:meth:`depth_at`).
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
-                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None) -> None:
+                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
+                 depth_slop_s: float = 0.02) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
@@ -83,6 +88,8 @@ class CrossViewLink:
         if rig is not None:
             rig.check_cameras(self.cameras)
         self.rig = rig
+        self.depth: NearestStamp[np.ndarray] = NearestStamp(8)
+        self.depth_slop_ns = int(round(float(depth_slop_s) * 1e9))
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -112,13 +119,24 @@ class CrossViewLink:
         have = set() if previous is None else set(_areas(previous, self.min_area))
         return bool(wanted - have) and since >= self.retry_every
 
-    def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray) -> MatchResult:
-        """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it) and
-        records its confidences."""
-        geometry = self.rig.pair(self.anchor, camera) if self.rig is not None else None
+    def put_depth(self, stamp_ns: int, depth: np.ndarray) -> None:
+        """The anchor camera's depth image at ``stamp_ns``: ``(H, W)`` float metres registered to
+        its colour image (0 or NaN where unknown)."""
+        self.depth.put(stamp_ns, depth)
+
+    def depth_at(self, stamp_ns: int) -> np.ndarray | None:
+        """The anchor depth image nearest the anchor frame at ``stamp_ns`` (within the depth slop), or None."""
+        return self.depth.nearest(stamp_ns, self.depth_slop_ns)
+
+    def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray,
+              anchor_depth: np.ndarray | None = None) -> MatchResult:
+        """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, and
+        ``anchor_depth``, the anchor frame's depth in metres, where given) and records its confidences."""
+        geometry = self.rig.pair(self.anchor, camera, anchor_depth) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
-                                         geometry=geometry is not None)
+                                         geometry=geometry is not None,
+                                         depth=geometry is not None and geometry.src_depth is not None)
         return res
 
     def end_set(self, labels: dict[str, np.ndarray | None], anchor_ids: tuple[int, ...]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -166,12 +184,15 @@ class MultiCameraTracker:
             self.trackers[cam].reset()
             self.link.forget(cam)
 
-    def step(self, frames: dict[str, np.ndarray], masks: dict[str, np.ndarray | None] | None = None) -> StepResult:
+    def step(self, frames: dict[str, np.ndarray], masks: dict[str, np.ndarray | None] | None = None,
+             anchor_depth: np.ndarray | None = None) -> StepResult:
         """Processes one synchronised set.
 
         Args:
             frames: camera -> ``(H, W, 3) uint8`` RGB (every camera of the tracker).
             masks: camera -> given label map (anchors or re-anchors that camera), or None.
+            anchor_depth: the anchor frame's ``(H, W)`` depth in metres, registered to it (used by
+                matches with a rig), or None.
 
         Raises:
             MissingCameraError: a camera has no frame.
@@ -197,7 +218,7 @@ class MultiCameraTracker:
                 link.given(cam)
             elif self.matcher is not None and src is not None and link.due(cam, src, trk.anchored,
                                                                            anchor_mask is not None):
-                res = link.match(cam, frames[self.anchor], src, frames[cam])
+                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth)
                 matched.append(cam)
                 if res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)

@@ -15,7 +15,8 @@ camera's pose in one common frame (for example from a hand-eye or extrinsic cali
         size: [height, width]                      # with K
 
 Poses are static: cameras that move relative to each other (a wrist or head camera) need TF, which
-this rig does not read.
+this rig does not read. An RGB-D anchor camera's depth (registered to its colour image) narrows each
+query pixel's band to its own depth (:meth:`CameraRig.pair`'s ``src_depth``).
 """
 
 from __future__ import annotations
@@ -106,11 +107,12 @@ class CameraRig:
         with self._lock:
             self._cameras[camera] = pose
 
-    def pair(self, src: str, tgt: str) -> ViewGeometry | None:
-        """Both cameras' geometry, or None while one has no intrinsics yet."""
+    def pair(self, src: str, tgt: str, src_depth: np.ndarray | None = None) -> ViewGeometry | None:
+        """Both cameras' geometry (with the source camera's depth image, ``(H, W)`` metres
+        registered to its colour image, where given), or None while one has no intrinsics yet."""
         with self._lock:
             a, b = self._cameras.get(src), self._cameras.get(tgt)
-        return ViewGeometry(a, b) if a is not None and b is not None else None
+        return ViewGeometry(a, b, src_depth) if a is not None and b is not None else None
 
     def describe(self) -> dict[str, Any]:
         """Which cameras have a pose and which have intrinsics so far."""

@@ -150,7 +150,45 @@ def decode_image(msg: Any, topic: str | None = None) -> np.ndarray:
         raise UnknownEncodingError(
             f"cannot decode image encoding {enc!r}{_where(topic)}; supported: {sorted(_LAYOUTS)}"
         )
-    channels, dtype = _LAYOUTS[enc]
+    pixels = _pixels(msg, _LAYOUTS[enc], topic)
+    if enc in ("bgr8", "bgra8"):
+        pixels = pixels[..., 2::-1]
+    elif enc == "rgba8":
+        pixels = pixels[..., :3]
+    return np.ascontiguousarray(pixels)
+
+
+#: Depth image encodings :func:`decode_depth` accepts: millimetres as 16-bit integers, metres as floats.
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+
+
+def decode_depth(msg: Any, topic: str | None = None) -> np.ndarray:
+    """A depth ``sensor_msgs/msg/Image`` (REP 118) as ``(H, W)`` float32 metres, 0 where unknown.
+
+    16UC1 (and mono16) hold millimetres, 0 for no return; 32FC1 holds metres, NaN or inf for no
+    return. Negative values count as unknown too.
+
+    Raises:
+        UnknownEncodingError: for any other encoding (named, with the topic: a colour image sent to a
+            depth topic, say). DataError: if ``step`` or the data length does not fit the size.
+    """
+    enc = str(msg.encoding)
+    if enc not in DEPTH_ENCODINGS:
+        raise UnknownEncodingError(
+            f"depth images{_where(topic)} must be one of {', '.join(DEPTH_ENCODINGS)} (REP 118), got encoding {enc!r}"
+        )
+    if enc == "32FC1":
+        metres = _pixels(msg, (1, np.dtype(np.float32)), topic)
+    else:
+        metres = _pixels(msg, _LAYOUTS[enc], topic).astype(np.float32) / 1000.0
+    return np.where(np.isfinite(metres) & (metres > 0), metres, 0.0).astype(np.float32)
+
+
+def _pixels(msg: Any, layout: tuple[int, np.dtype], topic: str | None) -> np.ndarray:
+    """The message's pixels as ``(H, W)`` or ``(H, W, C)`` of ``layout``'s dtype in native byte
+    order (row padding dropped)."""
+    channels, dtype = layout
+    enc = str(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * channels * dtype.itemsize
     data = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
@@ -168,12 +206,7 @@ def decode_image(msg: Any, topic: str | None = None) -> np.ndarray:
     order = ">" if (int(msg.is_bigendian) and dtype.itemsize > 1) else "<"
     pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
     pixels = pixels.reshape((height, width) if channels == 1 else (height, width, channels))
-    pixels = pixels.astype(dtype.newbyteorder("="), copy=True)
-    if enc in ("bgr8", "bgra8"):
-        pixels = pixels[..., 2::-1]
-    elif enc == "rgba8":
-        pixels = pixels[..., :3]
-    return np.ascontiguousarray(pixels)
+    return pixels.astype(dtype.newbyteorder("="), copy=True)
 
 
 def compress_image(image_rgb: np.ndarray, fmt: str = "jpeg") -> tuple[str, np.ndarray]:

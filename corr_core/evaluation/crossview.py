@@ -275,7 +275,8 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
     reported is at that threshold) and written into the checkpoint's metadata with the matcher
     settings it holds for (``settings``: ``verify``, ``one_to_one``; None or absent: the matcher's
     defaults, not those stored by an earlier scoring), and a second threshold for matches given the
-    cameras' poses (``existence_threshold_geometry``), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
+    cameras' poses (``existence_threshold_geometry``) and one for poses and the source camera's
+    depth (``existence_threshold_depth``), where :meth:`~corr_core.crossview.matcher.CrossViewMatcher.from_checkpoint` (and so
     ``corr_node``) finds them."""
     sc = cfg.get("score") or {}
     if int(sc.get("episodes", 0) or 0) <= 0:
@@ -303,9 +304,11 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
         replay = ReplayMatcher(matcher)  # calibration and scoring see the same queries: match them once
         thresh, _ = calibrate_existence(replay, scenes, directions, every)
         replay.rewind()
-        # and for a calibrated rig (corr_node's crossview_rig: poses, no depth)
+        # and for a calibrated rig (corr_node's crossview_rig), without and with the anchor's depth
         geo_thresh, _ = calibrate_existence(matcher, scenes, directions, every, poses=SimPoses())
+        depth_thresh, _ = calibrate_existence(matcher, scenes, directions, every, poses=SimPoses(depth=True))
         update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_threshold_geometry=geo_thresh,
+                                   existence_threshold_depth=depth_thresh,
                                    existence_calibrated_on=(
             f"seeds {int(sc.get('seed', 2000))}+{int(sc['episodes'])} episodes, hidden_per_camera "
             f"{int(sc.get('hidden_per_camera', 1))}, every {every}"),
@@ -315,6 +318,7 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
         out = {d: {k: res[d][k] for k in keys} for d in res if "->" in d}
         out["existence_threshold"] = thresh
         out["existence_threshold_geometry"] = geo_thresh
+        out["existence_threshold_depth"] = depth_thresh
         return out
 
     return score

@@ -218,7 +218,8 @@ class SetProcessor:
                 "stamp_ns": stamp,
                 "reanchored": reanchored,
                 "matched": matched,
-                **({"geometry": link.state[cam].geometry} if link is not None and cam != link.anchor else {}),
+                **({"geometry": link.state[cam].geometry, "depth": link.state[cam].depth}
+                   if link is not None and cam != link.anchor else {}),
                 "objects": objects(labels),
             }
         if link is not None:
@@ -239,7 +240,8 @@ class SetProcessor:
         if src is None or not link.due(cam, src, tracker.anchored, new_anchor):
             return None, False
         try:
-            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb)
+            depth = link.depth_at(int(synced.stamps_ns[link.anchor])) if link.rig is not None else None
+            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
             return None, False

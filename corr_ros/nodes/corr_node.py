@@ -265,6 +265,7 @@ class CorrNode(LifecycleNode):
             {role: qos_from_parameters(self, role) for role in ("input", "masks", "output")},
             self.get_parameter("transport").value == "compressed",
             self._overlay_settings,
+            depth=link is not None and link.rig is not None and bool(self.get_parameter("crossview_depth").value),
         )
         self._drops.reset()
         self.destroy_timer(self._diag_timer)

@@ -129,6 +129,14 @@ PARAMS: list[ParamSpec] = [
         "the epipolar band, which tells look-alikes apart; '' for images only",
     ),
     ParamSpec(
+        "crossview_depth",
+        _T.BOOL,
+        False,
+        "cross-view mode with a rig: also read the anchor camera's depth on "
+        "<anchor>/depth_registered/image_rect (16UC1 mm or 32FC1 m, registered to its colour image, "
+        "stamped like it), which narrows each band to the object's depths",
+    ),
+    ParamSpec(
         "size_change_frames",
         _T.INTEGER,
         3,

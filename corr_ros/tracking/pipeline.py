@@ -26,6 +26,7 @@ from corr_core.sync import MaskAnchors, SyncedSet
 from corr_ros.conversions import (
     compressed_to_rgb,
     copy_header,
+    image_to_depth,
     image_to_labels,
     image_to_rgb,
     labels_to_image,
@@ -49,6 +50,7 @@ SUMMARY_TOPIC = "corr/summary"
 def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, str]]:
     """A camera's topics, relative to the node's namespace: ``{role: (topic, message type)}`` for
     ``image`` (in), ``masks`` (in), ``camera_info`` (in, in cross-view mode with a camera rig),
+    ``depth`` (in, the anchor camera's, in cross-view mode with a rig and ``crossview_depth``),
     ``labels`` (out) and ``overlay`` (out). The pipeline subscribes and publishes exactly these; the
     launch test checks remaps against them."""
     image = ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
@@ -56,6 +58,7 @@ def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, st
         "image": (f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw", image),
         "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
         "camera_info": (f"{cam}/camera_info", "sensor_msgs/msg/CameraInfo"),
+        "depth": (f"{cam}/depth_registered/image_rect", "sensor_msgs/msg/Image"),
         "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
         "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
     }
@@ -73,6 +76,7 @@ class CameraPipeline:
         queue_size: pending images per camera in the synchroniser.
         qos: ``{"input", "masks", "output"}`` profiles.
         compressed: subscribe ``<cam>/image_raw/compressed`` (CompressedImage).
+        depth: subscribe the anchor camera's depth image (cross-view mode with a rig).
         overlay_settings: returns ``(alpha, publish_overlay)`` (live parameters).
     """
 
@@ -87,6 +91,7 @@ class CameraPipeline:
         qos: dict[str, QoSProfile],
         compressed: bool,
         overlay_settings: Callable[[], tuple[float, bool]],
+        depth: bool = False,
     ) -> None:
         self.node = node
         self.processor = processor
@@ -122,6 +127,10 @@ class CameraPipeline:
                 self._subs.append(node.create_subscription(
                     CameraInfo, topics[cam]["camera_info"][0], lambda msg, cam=cam: self.on_camera_info(cam, msg),
                     qos["input"]))
+            if depth:
+                anchor = processor.link.anchor
+                self._subs.append(node.create_subscription(
+                    Image, topics[anchor]["depth"][0], lambda msg: self.on_depth(anchor, msg), qos["input"]))
         for cam in self.cameras:
             sub = node.create_subscription(
                 CompressedImage if compressed else Image,
@@ -177,9 +186,11 @@ class CameraPipeline:
         self._subs, self._label_pubs, self._overlay_pubs = [], {}, {}
 
     def set_slop(self, slop_s: float) -> None:
-        """Changes the sync and mask-matching slop (live)."""
+        """Changes the sync, mask-matching and depth-matching slop (live)."""
         self.worker.set_slop(slop_s)
         self.anchors.slop_ns = int(round(slop_s * 1e9))
+        if self.processor.link is not None:
+            self.processor.link.depth_slop_ns = self.anchors.slop_ns
 
     def set_size_change_frames(self, frames: int) -> None:
         """Changes :attr:`SizeGate.change_after` of every camera (live)."""
@@ -248,6 +259,23 @@ class CameraPipeline:
             self.processor.link.rig.set_intrinsics(cam, list(msg.k), (int(msg.height), int(msg.width)))
         except DataError as exc:
             self.drops.drop(cam, "camera_info", str(exc))
+
+    def on_depth(self, cam: str, msg: Image) -> None:
+        """The anchor camera's depth image: kept for the anchor frame of its stamp (one of another
+        encoding, malformed, or of another size than the camera's images is dropped and counted)."""
+        if not self.active:
+            return
+        try:
+            depth = image_to_depth(msg)
+        except (UnknownEncodingError, DataError) as exc:
+            self.drops.drop(cam, "depth", str(exc))
+            return
+        size = self.gates[cam].size
+        if size is not None and depth.shape != tuple(size):
+            self.drops.drop(cam, "depth size", f"depth image {format_size(depth.shape)} does not match the camera's "
+                            f"{format_size(size)} images: it must be registered to the colour image")
+            return
+        self.processor.link.put_depth(stamp_to_ns(msg.header), depth)
 
     def on_masks(self, cam: str, msg: Image) -> None:
         """A label image on ``<cam>/masks_in``: kept until the frame of its stamp."""
