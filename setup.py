@@ -14,6 +14,7 @@ ROS_WHEELS = [
     "ros-jazzy-rclpy",
     "ros-jazzy-sensor-msgs",
     "ros-jazzy-std-msgs",
+    "ros-geometry-msgs",  # a moving camera's pose (PoseStamped); sensor_msgs depends on it too
     "ros-jazzy-diagnostic-msgs",
     "ros-jazzy-lifecycle-msgs",
     "ros-jazzy-rmw-fastrtps-cpp",

@@ -46,6 +46,30 @@ def rigid_transform(T: object, what: str = "T_world_cam") -> np.ndarray:
     return T
 
 
+def pose_matrix(position: object, quaternion: object, what: str = "pose") -> np.ndarray:
+    """The ``(4, 4)`` rigid transform of a position ``(x, y, z)`` and a unit quaternion
+    ``(x, y, z, w)`` (``geometry_msgs/Pose``'s order); the quaternion is normalised first.
+
+    Raises:
+        DataError: non-finite values, or a quaternion of (near) zero length, named as ``what``.
+    """
+    t = np.asarray(position, np.float64).reshape(-1)
+    q = np.asarray(quaternion, np.float64).reshape(-1)
+    if t.shape != (3,) or q.shape != (4,) or not (np.isfinite(t).all() and np.isfinite(q).all()):
+        raise DataError(f"{what}: needs a finite position (x, y, z) and orientation (x, y, z, w), got "
+                        f"{t.tolist()}, {q.tolist()}")
+    n = np.linalg.norm(q)
+    if n < 1e-6:
+        raise DataError(f"{what}: the orientation quaternion {q.tolist()} has no length (not set?)")
+    x, y, z, w = q / n
+    T = np.eye(4)
+    T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    T[:3, 3] = t
+    return T
+
+
 @dataclass(frozen=True)
 class CameraPose:
     """A calibrated camera at one instant.

@@ -62,7 +62,7 @@ def test_the_nearest_depth_within_the_slop_is_found_and_old_ones_are_forgotten()
 def test_the_cross_view_link_serves_the_anchor_depth_of_the_frame_stamp():
     from corr_core.crossview.multicam import CrossViewLink
 
-    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], depth_slop_s=0.01)
+    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], slop_s=0.01)
     a, b = np.full((2, 2), 1.0, np.float32), np.full((2, 2), 2.0, np.float32)
     link.put_depth(1_000_000_000, a)
     link.put_depth(1_100_000_000, b)
@@ -77,3 +77,62 @@ def test_depth_without_a_rig_is_a_configuration_error():
               "anchor_camera": "ego", "crossview_proposer": "none", "crossview_rig": "", "crossview_depth": True}
     with pytest.raises(ConfigError, match="'crossview_depth' needs 'crossview_rig'"):
         build_link(params.__getitem__, ["ego", "exo1"], "cpu", None)
+
+
+def test_a_pose_message_becomes_a_rigid_transform_and_a_bad_one_is_named():
+    from scipy.spatial.transform import Rotation
+
+    from corr_core.geometry import pose_matrix
+
+    assert np.allclose(pose_matrix((0, 0, 0), (0, 0, 0, 1)), np.eye(4))
+    rot = Rotation.from_euler("xyz", [30, -50, 120], degrees=True)
+    T = pose_matrix((1.0, -2.0, 0.5), 3.0 * rot.as_quat())  # not unit length: normalised
+    assert np.allclose(T[:3, :3], rot.as_matrix()) and np.allclose(T[:3, 3], [1.0, -2.0, 0.5])
+    with pytest.raises(DataError, match=r"ego/pose: the orientation quaternion .* has no length"):
+        pose_matrix((0, 0, 0), (0, 0, 0, 0), "ego/pose")  # a PoseStamped whose orientation was never set
+    with pytest.raises(DataError, match="needs a finite position"):
+        pose_matrix((0, float("nan"), 0), (0, 0, 0, 1))
+
+
+def test_a_moving_camera_takes_its_pose_from_each_set(tmp_path):
+    import yaml
+
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_core.crossview.rig import CameraRig
+
+    K = [[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]]
+    exo = np.eye(4)
+    exo[:3, 3] = [0.0, 0.5, 0.0]
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump({"frame": "table", "cameras": {
+        "ego": {"moving": True, "K": K, "size": [120, 160]}, "exo1": {"T_frame_cam": exo.tolist()}}}))
+    rig = CameraRig.from_yaml(path)
+    assert rig.frame == "table" and rig.moving == {"ego"}
+    rig.check_cameras(["ego", "exo1"])
+    rig.set_intrinsics("exo1", np.asarray(K).reshape(-1), (120, 160))
+    assert rig.pair("ego", "exo1") is None  # no pose for the moving camera at this set
+    ego = np.eye(4)
+    ego[:3, 3] = [0.2, 0.0, 0.0]
+    pair = rig.pair("ego", "exo1", poses={"ego": ego})
+    assert np.allclose(pair.src.T_world_cam, ego) and np.allclose(pair.tgt.T_world_cam, exo)
+    # the node's link keeps each moving camera's poses by stamp and hands over the one of each frame
+    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], rig=rig, slop_s=0.01)
+    link.put_pose("ego", 1_000_000_000, ego)
+    link.put_pose("exo1", 1_000_000_000, ego)  # a static camera: ignored
+    assert set(link.poses_at({"ego": 1_004_000_000, "exo1": 1_004_000_000})) == {"ego"}
+    assert link.poses_at({"ego": 1_100_000_000, "exo1": 1_100_000_000}) == {}
+
+
+@pytest.mark.parametrize("cameras, error", [
+    ({"ego": {"moving": True, "T_frame_cam": np.eye(4).tolist()}}, "T_frame_cam .*or moving: true, not both"),
+    ({"ego": {"moving": "yes"}}, "has no T_frame_cam .* and is not moving: true"),
+])
+def test_a_rig_camera_both_or_neither_static_and_moving_is_named(tmp_path, cameras, error):
+    import yaml
+
+    from corr_core.crossview.rig import CameraRig
+
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump({"cameras": cameras}))
+    with pytest.raises(ConfigError, match=error):
+        CameraRig.from_yaml(path)

@@ -86,14 +86,15 @@ def test_masks_on_ego_only_reach_exo_with_the_same_ids_and_a_hidden_object_is_re
 
 @pytest.fixture(scope="module")
 def rig_node(launch_node, episode, tmp_path_factory):
-    """The same node in another namespace with a camera rig file: both cameras' poses at frame 0 of
-    the episode (intrinsics come over camera_info) and the ego camera's depth, re-matching every set."""
+    """The same node in another namespace with a camera rig file: exo1's pose at frame 0 of the
+    episode, ego moving (its pose comes on ego/pose with each frame), intrinsics over camera_info,
+    and the ego camera's depth; re-matching every set."""
     import yaml
 
     cams = episode["meta"]["cameras"]
     rig = tmp_path_factory.mktemp("rig") / "rig.yaml"
     rig.write_text(yaml.safe_dump({"frame": "world", "cameras": {
-        c: {"T_frame_cam": np.asarray(cams[c]["T_world_cam"][0]).tolist()} for c in ("ego", "exo1")}}))
+        "ego": {"moving": True}, "exo1": {"T_frame_cam": np.asarray(cams["exo1"]["T_world_cam"][0]).tolist()}}}))
     masks = str(episode["root"] / "ego" / "Annotations" / "240p" / "ep" / "00000.png")
     return launch_node(
         "corr_ros.nodes.corr_node",
@@ -106,11 +107,14 @@ def rig_node(launch_node, episode, tmp_path_factory):
 
 
 def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node, episode):
-    """With the rig's poses, the cameras' camera_info and the ego camera's depth (16UC1 millimetres,
-    stamped like its images), exo1 gets the ego objects and the summary says the match had depth;
+    """With the rig's exo1 pose, ego's pose on ego/pose, the cameras' camera_info and the ego
+    camera's depth (16UC1 millimetres; pose and depth stamped like the ego images), exo1 gets the
+    ego objects and the summary says the match had geometry and depth;
     with an exo1 camera_info whose principal point puts every epipolar band outside the image, it
     gets none of them, and says so (confidence 0): the node matches with geometry, not images
-    alone. A depth image of another size than the camera's images is dropped and named."""
+    alone. A depth image of another size than the camera's images, and a pose in another frame
+    than the rig's, are dropped and named."""
+    from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import CameraInfo, Image
 
     from corr_core.methods.pcc.scenes import sim_scenes
@@ -126,7 +130,20 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     K = {c: np.asarray(cams[c]["K"]) for c in images}
     depth_pub = ros_probe.node.create_publisher(Image, "/rig/ego/depth_registered/image_rect", reliable_qos(10))
     depth_mm = np.round(sim_scenes(episode["root"])[0].depth_m("ego", 0) * 1000).astype(np.uint16)
-    depth = {"mm": depth_mm}
+    pose_pub = ros_probe.node.create_publisher(PoseStamped, "/rig/ego/pose", reliable_qos(10))
+    depth = {"mm": depth_mm, "frame": "world"}
+
+    def ego_pose(stamp_ns):
+        """ego's optical frame in the world at frame 0 (the camera moves; the test's frames do not)."""
+        from scipy.spatial.transform import Rotation
+
+        T = np.asarray(cams["ego"]["T_world_cam"][0])
+        msg = PoseStamped(header=drv.header("ego", stamp_ns))
+        msg.header.frame_id = depth["frame"]
+        p, q = msg.pose.position, msg.pose.orientation
+        p.x, p.y, p.z = (float(v) for v in T[:3, 3])
+        q.x, q.y, q.z, q.w = (float(v) for v in Rotation.from_matrix(T[:3, :3]).as_quat())
+        return msg
 
     def summary_where(predicate):
         for m in reversed(drv.summaries):
@@ -135,9 +152,9 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
                 return s
         return None
 
-    def matched_with(K_exo, predicate, what):
-        """Sends sets (and both camera_infos) until a set after this call, matched with geometry,
-        meets ``predicate``; its summary."""
+    def matched_with(K_exo, predicate, what, geometry=True):
+        """Sends sets (with both camera_infos, ego's depth and pose) until a set after this call,
+        matched with geometry (or without, ``geometry=False``), meets ``predicate``; its summary."""
         start = drv.stamp_ns
 
         def check():
@@ -145,7 +162,9 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
                 info_pubs[c].publish(camera_info(320, 240, drv.header(c, drv.stamp_ns), K_exo if c == "exo1" else K[c]))
             # the depth of the next set's ego frame (the driver's next stamp), ahead of its images
             depth_pub.publish(array_to_image(depth["mm"], "16UC1", drv.header("ego", drv.stamp_ns + 100_000_000)))
-            return summary_where(lambda s: s["stamp_ns"] > start and s["cameras"]["exo1"].get("geometry") and predicate(s))
+            pose_pub.publish(ego_pose(drv.stamp_ns + 100_000_000))
+            return summary_where(lambda s: s["stamp_ns"] > start and s["cameras"]["exo1"]["geometry"] == geometry
+                                 and predicate(s))
         return drv.send_until(check, what, images=images)
 
     given = set(np.unique(truth["ego"]).tolist()) - {0}
@@ -167,3 +186,7 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     drv.probe.wait_for(lambda: "dropped input (depth size): depth image 160x120 does not match the camera's "
                        "320x240 images" in rig_node.log(), STEP_S, "the depth of another size dropped and named")
     assert rig_node.check_alive()
+    depth["frame"] = "ego_base"  # a pose in another frame than the rig's: no geometry, named
+    matched_with(K["exo1"], lambda s: True, "a set matched without geometry", geometry=False)
+    drv.probe.wait_for(lambda: "dropped input (pose frame): pose in frame 'ego_base', the rig's frame is 'world'"
+                       in rig_node.log(), STEP_S, "the pose in another frame dropped and named")

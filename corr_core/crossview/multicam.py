@@ -72,13 +72,14 @@ class CrossViewLink:
         min_area: pixels below which an object counts as not visible.
         rig: the cameras' calibration (:class:`~corr_core.crossview.rig.CameraRig`): matches keep
             to the epipolar band once both cameras have intrinsics; None: images only.
-        depth_slop_s: with a rig, an anchor depth image (:meth:`put_depth`) serves the anchor
-            frame whose stamp is within this many seconds of its own (:meth:`depth_at`).
+        slop_s: with a rig, an anchor depth image (:meth:`put_depth`) or a moving camera's pose
+            (:meth:`put_pose`) serves the frame whose stamp is within this many seconds of its own
+            (:meth:`depth_at`, :meth:`poses_at`).
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
                  retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
-                 depth_slop_s: float = 0.02) -> None:
+                 slop_s: float = 0.02) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
@@ -89,7 +90,9 @@ class CrossViewLink:
             rig.check_cameras(self.cameras)
         self.rig = rig
         self.depth: NearestStamp[np.ndarray] = NearestStamp(8)
-        self.depth_slop_ns = int(round(float(depth_slop_s) * 1e9))
+        self.pose_history: dict[str, NearestStamp[np.ndarray]] = {
+            cam: NearestStamp(32) for cam in (rig.moving if rig is not None else ())}
+        self.slop_ns = int(round(float(slop_s) * 1e9))
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -126,13 +129,30 @@ class CrossViewLink:
 
     def depth_at(self, stamp_ns: int) -> np.ndarray | None:
         """The anchor depth image nearest the anchor frame at ``stamp_ns`` (within the depth slop), or None."""
-        return self.depth.nearest(stamp_ns, self.depth_slop_ns)
+        return self.depth.nearest(stamp_ns, self.slop_ns)
+
+    def put_pose(self, camera: str, stamp_ns: int, T_frame_cam: np.ndarray) -> None:
+        """A moving camera's ``(4, 4)`` optical-frame pose in the rig's frame at ``stamp_ns``
+        (cameras the rig does not mark moving are ignored)."""
+        if camera in self.pose_history:
+            self.pose_history[camera].put(stamp_ns, np.asarray(T_frame_cam, np.float64))
+
+    def poses_at(self, stamps_ns: dict[str, int]) -> dict[str, np.ndarray]:
+        """The moving cameras' poses nearest each camera's frame stamp (within the slop); a camera
+        without one is left out (its matches go without geometry)."""
+        out = {}
+        for cam, history in self.pose_history.items():
+            pose = history.nearest(int(stamps_ns[cam]), self.slop_ns) if cam in stamps_ns else None
+            if pose is not None:
+                out[cam] = pose
+        return out
 
     def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray,
-              anchor_depth: np.ndarray | None = None) -> MatchResult:
-        """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, and
-        ``anchor_depth``, the anchor frame's depth in metres, where given) and records its confidences."""
-        geometry = self.rig.pair(self.anchor, camera, anchor_depth) if self.rig is not None else None
+              anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None) -> MatchResult:
+        """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, with
+        ``anchor_depth``, the anchor frame's depth in metres, and ``poses``, the moving cameras'
+        poses at this set, where given) and records its confidences."""
+        geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
                                          geometry=geometry is not None,
@@ -185,7 +205,7 @@ class MultiCameraTracker:
             self.link.forget(cam)
 
     def step(self, frames: dict[str, np.ndarray], masks: dict[str, np.ndarray | None] | None = None,
-             anchor_depth: np.ndarray | None = None) -> StepResult:
+             anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None) -> StepResult:
         """Processes one synchronised set.
 
         Args:
@@ -193,6 +213,7 @@ class MultiCameraTracker:
             masks: camera -> given label map (anchors or re-anchors that camera), or None.
             anchor_depth: the anchor frame's ``(H, W)`` depth in metres, registered to it (used by
                 matches with a rig), or None.
+            poses: the rig's moving cameras -> their ``(4, 4)`` pose in the rig's frame at this set.
 
         Raises:
             MissingCameraError: a camera has no frame.
@@ -218,7 +239,7 @@ class MultiCameraTracker:
                 link.given(cam)
             elif self.matcher is not None and src is not None and link.due(cam, src, trk.anchored,
                                                                            anchor_mask is not None):
-                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth)
+                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses)
                 matched.append(cam)
                 if res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)

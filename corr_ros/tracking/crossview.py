@@ -52,4 +52,4 @@ def build_link(param: Callable[[str], Any], cameras: list[str], device: str, log
     logger.info(f"cross-view mode: objects of '{anchor}' matched into {[c for c in cameras if c != anchor]} "
                 f"with {checkpoint} (proposals: {name}; rig: {rig.source if rig else 'none'}{depth})")
     return CrossViewLink(matcher, anchor, cameras, int(param("crossview_rematch_every")),
-                         int(param("crossview_retry_every")), rig=rig, depth_slop_s=float(param("slop")))
+                         int(param("crossview_retry_every")), rig=rig, slop_s=float(param("slop")))

@@ -124,9 +124,10 @@ PARAMS: list[ParamSpec] = [
         "crossview_rig",
         _T.STRING,
         "",
-        "cross-view mode: a camera rig file (static poses of every camera in one frame, "
-        "corr_core.crossview.rig); with it, intrinsics from <cam>/camera_info and matches kept to "
-        "the epipolar band, which tells look-alikes apart; '' for images only",
+        "cross-view mode: a camera rig file (every camera's pose in one frame, static or, for a "
+        "camera marked moving, from <cam>/pose per frame; corr_core.crossview.rig); with it, "
+        "intrinsics from <cam>/camera_info and matches kept to the epipolar band, which tells "
+        "look-alikes apart; '' for images only",
     ),
     ParamSpec(
         "crossview_depth",

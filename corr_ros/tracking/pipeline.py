@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from corr_core.errors import DataError, UnknownEncodingError
+from corr_core.geometry import pose_matrix
 from corr_core.handoff import NewestSetWorker, WorkerStats
 from corr_core.sync import MaskAnchors, SyncedSet
 from corr_ros.conversions import (
@@ -51,6 +53,7 @@ def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, st
     """A camera's topics, relative to the node's namespace: ``{role: (topic, message type)}`` for
     ``image`` (in), ``masks`` (in), ``camera_info`` (in, in cross-view mode with a camera rig),
     ``depth`` (in, the anchor camera's, in cross-view mode with a rig and ``crossview_depth``),
+    ``pose`` (in, for the rig's moving cameras),
     ``labels`` (out) and ``overlay`` (out). The pipeline subscribes and publishes exactly these; the
     launch test checks remaps against them."""
     image = ("sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
@@ -59,6 +62,7 @@ def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, st
         "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
         "camera_info": (f"{cam}/camera_info", "sensor_msgs/msg/CameraInfo"),
         "depth": (f"{cam}/depth_registered/image_rect", "sensor_msgs/msg/Image"),
+        "pose": (f"{cam}/pose", "geometry_msgs/msg/PoseStamped"),
         "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
         "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
     }
@@ -127,6 +131,9 @@ class CameraPipeline:
                 self._subs.append(node.create_subscription(
                     CameraInfo, topics[cam]["camera_info"][0], lambda msg, cam=cam: self.on_camera_info(cam, msg),
                     qos["input"]))
+            for cam in sorted(rig.moving):  # head or wrist cameras: a pose with each frame
+                self._subs.append(node.create_subscription(
+                    PoseStamped, topics[cam]["pose"][0], lambda msg, cam=cam: self.on_pose(cam, msg), qos["input"]))
             if depth:
                 anchor = processor.link.anchor
                 self._subs.append(node.create_subscription(
@@ -190,7 +197,7 @@ class CameraPipeline:
         self.worker.set_slop(slop_s)
         self.anchors.slop_ns = int(round(slop_s * 1e9))
         if self.processor.link is not None:
-            self.processor.link.depth_slop_ns = self.anchors.slop_ns
+            self.processor.link.slop_ns = self.anchors.slop_ns
 
     def set_size_change_frames(self, frames: int) -> None:
         """Changes :attr:`SizeGate.change_after` of every camera (live)."""
@@ -276,6 +283,23 @@ class CameraPipeline:
                             f"{format_size(size)} images: it must be registered to the colour image")
             return
         self.processor.link.put_depth(stamp_to_ns(msg.header), depth)
+
+    def on_pose(self, cam: str, msg: PoseStamped) -> None:
+        """A moving camera's optical-frame pose in the rig's frame: kept for its frame of that
+        stamp (one in another frame, or with an unset orientation, is dropped and counted)."""
+        link = self.processor.link
+        frame = link.rig.frame
+        if frame and msg.header.frame_id != frame:
+            self.drops.drop(cam, "pose frame", f"pose in frame {msg.header.frame_id!r}, the rig's frame is {frame!r} "
+                            f"({link.rig.source})")
+            return
+        p, q = msg.pose.position, msg.pose.orientation
+        try:
+            T = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), f"{cam}/pose")
+        except DataError as exc:
+            self.drops.drop(cam, "pose", str(exc))
+            return
+        link.put_pose(cam, stamp_to_ns(msg.header), T)
 
     def on_masks(self, cam: str, msg: Image) -> None:
         """A label image on ``<cam>/masks_in``: kept until the frame of its stamp."""
