@@ -70,6 +70,20 @@ def pose_matrix(position: object, quaternion: object, what: str = "pose") -> np.
     return T
 
 
+def pose_quaternion(T: object, what: str = "pose") -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    """A rigid transform as a position ``(x, y, z)`` and a unit quaternion ``(x, y, z, w)``
+    (``geometry_msgs/Pose``'s order): the inverse of :func:`pose_matrix`.
+
+    Raises:
+        DataError: ``T`` is not a rigid 4x4 transform (named as ``what``).
+    """
+    from scipy.spatial.transform import Rotation
+
+    T = rigid_transform(T, what)
+    x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
+    return (float(T[0, 3]), float(T[1, 3]), float(T[2, 3])), (float(x), float(y), float(z), float(w))
+
+
 @dataclass(frozen=True)
 class CameraPose:
     """A calibrated camera at one instant.

@@ -17,12 +17,14 @@ integer ids. Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 and th
 from __future__ import annotations
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from corr_core.data import image_codec as _codec
 from corr_core.data.image_codec import ENCODINGS, LABEL_ENCODINGS
 from corr_core.errors import DataError, ShapeMismatchError, UnknownEncodingError
+from corr_core.geometry import pose_quaternion
 
 __all__ = [
     "ENCODINGS",
@@ -37,6 +39,7 @@ __all__ = [
     "image_to_rgb",
     "labels_to_image",
     "ns_to_stamp",
+    "pose_stamped",
     "rgb_to_image",
     "stamp_to_ns",
 ]
@@ -200,4 +203,18 @@ def camera_info(
         msg.r = np.eye(3).reshape(-1).tolist()
     if D is not None:
         msg.d = np.asarray(D, dtype=np.float64).reshape(-1).tolist()
+    return msg
+
+
+def pose_stamped(T: np.ndarray, header: Header) -> PoseStamped:
+    """A ``geometry_msgs/PoseStamped`` of the rigid transform ``T`` ``(4, 4)`` (a camera's optical
+    frame in ``header.frame_id``).
+
+    Raises:
+        DataError: ``T`` is not a rigid 4x4 transform.
+    """
+    (px, py, pz), (x, y, z, w) = pose_quaternion(T)
+    msg = PoseStamped(header=header)
+    p, q = msg.pose.position, msg.pose.orientation
+    p.x, p.y, p.z, q.x, q.y, q.z, q.w = px, py, pz, x, y, z, w
     return msg

@@ -11,7 +11,10 @@
 
 With ``--crossview`` the episode is played a second time with masks on ego only: corr_node's
 cross-view mode (the shipped PCC model, or ``--crossview PATH``) gives exo1 the same ids, and exo1's
-J&F is printed next to the hand-anchored figure of the first run.
+J&F is printed next to the hand-anchored figure of the first run. ``--geometry`` plays it once more
+with a camera rig: every camera moving, its pose and the ego depth from the bag (``/<cam>/pose``,
+``/<cam>/depth_registered/image_rect``, which the player publishes), as an RGB-D head camera and a
+calibrated exo camera would give them.
 
 A plugin of the ``corr`` command (entry point group ``corr.commands``, see setup.py); also runs as
 ``python -m corr_ros.demo [options]``. The processes are started with :mod:`corr_ros.launcher`
@@ -99,12 +102,14 @@ def play_through_node(
     timeout: float,
     input_scale: float = 1.0,
     crossview: Path | None = None,
+    rig: Path | None = None,
 ) -> dict[str, Any]:
     """Runs player -> corr_node -> recorder; returns timing; the outputs land in ``out/outputs``.
 
     With ``crossview`` (a PCC checkpoint) only the first camera's mask is given (the node's
     ``initial_masks``; the player publishes none) and corr_node's cross-view mode finds its objects
-    in the other cameras.
+    in the other cameras; with ``rig`` (a camera rig file) its matches use the cameras' poses and
+    the anchor's depth.
 
     Raises:
         CorrError: a process exited early or timed out (with the tail of its log).
@@ -119,6 +124,8 @@ def play_through_node(
     if crossview is not None:
         node_args += ["-p", f"crossview_checkpoint:={crossview}", "-p", f"anchor_camera:={CAMERAS[0]}",
                       "-p", "initial_masks:=[" + ",".join([f"'{masks[0]}'"] + ["''"] * (len(CAMERAS) - 1)) + "]"]
+        if rig is not None:
+            node_args += ["-p", f"crossview_rig:={rig}", "-p", "crossview_depth:=true"]
     topics = [f"{c}/{kind}:sensor_msgs/msg/Image" for c in CAMERAS for kind in ("labels", "overlay")]
     logs = out / "logs"
     ready = logs / "recorder.ready"
@@ -153,6 +160,18 @@ def play_through_node(
             p.stop(timeout=15.0)
 
 
+def write_rig(path: Path) -> Path:
+    """The demo's camera rig file: every sim camera moving (its pose on ``<cam>/pose`` in the
+    sim's ``world`` frame, from the bag)."""
+    import yaml
+
+    from corr_core.data.sim.generate import WORLD_FRAME
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"frame": WORLD_FRAME, "cameras": {c: {"moving": True} for c in CAMERAS}}))
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs the demo (see the module docstring); returns the exit code."""
     from corr_core.data.bag import read_synced
@@ -160,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     from corr_core.evaluation.recorded import read_recorded_images, score_cameras, write_overlays
     from corr_core.evaluation.vos import json_ready
 
+    crossview = crossview_checkpoint(args.crossview)
+    if args.geometry and crossview is None:
+        raise CorrError("--geometry needs --crossview (it plays the cross-view run with the cameras' poses)")
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -179,7 +201,6 @@ def run(args: argparse.Namespace) -> int:
     masks = [sim_root / c / "Annotations" / res / SEQUENCE / "00000.png" for c in CAMERAS]
 
     checkpoint = ensure_checkpoint(args.checkpoint, out, args.train_iters)
-    crossview = crossview_checkpoint(args.crossview)
     log.info("serving %s through corr_node", checkpoint)
     timing = play_through_node(episode_bag, masks, checkpoint, out, len(stamps), args.timeout, args.input_scale)
     outputs = read_recorded_images(out / "outputs")
@@ -194,6 +215,16 @@ def run(args: argparse.Namespace) -> int:
         xv_outputs = read_recorded_images(xv_out / "outputs")
         xv_cam = score_cameras(xv_outputs["labels"], sim_root, SEQUENCE, stamps, CAMERAS)
         write_overlays({c: xv_outputs["overlay"].get(c, {}) for c in CAMERAS}, stamps, xv_out / "overlays")
+    geo_cam: dict[str, Any] = {}
+    if crossview is not None and args.geometry:
+        log.info("cross-view run with the cameras' poses and the ego depth (camera rig)")
+        geo_out = out / "crossview_geometry"
+        rig = write_rig(geo_out / "rig.yaml")
+        play_through_node(episode_bag, masks, checkpoint, geo_out, len(stamps), args.timeout, args.input_scale,
+                          crossview=crossview, rig=rig)
+        geo_outputs = read_recorded_images(geo_out / "outputs")
+        geo_cam = score_cameras(geo_outputs["labels"], sim_root, SEQUENCE, stamps, CAMERAS)
+        write_overlays({c: geo_outputs["overlay"].get(c, {}) for c in CAMERAS}, stamps, geo_out / "overlays")
     fps = len(stamps) / timing["wall_s"]
     metrics = {
         "episode": {"seed": args.seed, "frames": len(stamps), "size": [w, h], "objects": args.objects},
@@ -205,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if crossview is not None:
         metrics["crossview"] = {"checkpoint": str(crossview), "anchor_camera": CAMERAS[0], "cameras": xv_cam}
+        if geo_cam:
+            metrics["crossview"]["with_geometry"] = {"rig": "every camera moving (poses from the bag), ego depth",
+                                                     "cameras": geo_cam}
     metrics["total_s"] = time.time() - t_start
     (out / "metrics.json").write_text(json.dumps(json_ready(metrics), indent=2))
     print(f"\ncorr demo: {len(stamps)} frames x {len(CAMERAS)} cameras through corr_node "
@@ -216,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
     for cam in CAMERAS[1:] if xv_cam else ():
         print(f"  {cam:6s} J&F-Mean {xv_cam[cam]['J&F-Mean']:.3f} with masks on {CAMERAS[0]} only (cross-view, "
               f"{crossview.name}) vs {per_cam[cam]['J&F-Mean']:.3f} hand-anchored")
+        if geo_cam:
+            print(f"  {cam:6s} J&F-Mean {geo_cam[cam]['J&F-Mean']:.3f} with masks on {CAMERAS[0]} only and the cameras' "
+                  "poses + ego depth (camera rig)")
     print(f"outputs: {out / 'outputs'} (MCAP), overlays: {out / 'overlays'}, metrics: {out / 'metrics.json'}")
     print(f"total {metrics['total_s']:.0f} s")
     return 0
@@ -238,6 +275,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also play the episode with masks on ego only and let corr_node's cross-view mode find "
                         "the objects in exo1 (the shipped PCC model, or PCC_CHECKPOINT); prints exo1's J&F "
                         "next to the hand-anchored one")
+    p.add_argument("--geometry", action="store_true",
+                   help="with --crossview: also play it with a camera rig (the cameras' poses and the ego depth "
+                        "from the bag), as a calibrated robot would, and print exo1's J&F with it")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed for playing the episode [900]")
     p.set_defaults(func=run)
 

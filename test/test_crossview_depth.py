@@ -82,7 +82,7 @@ def test_depth_without_a_rig_is_a_configuration_error():
 def test_a_pose_message_becomes_a_rigid_transform_and_a_bad_one_is_named():
     from scipy.spatial.transform import Rotation
 
-    from corr_core.geometry import pose_matrix
+    from corr_core.geometry import pose_matrix, pose_quaternion
 
     assert np.allclose(pose_matrix((0, 0, 0), (0, 0, 0, 1)), np.eye(4))
     rot = Rotation.from_euler("xyz", [30, -50, 120], degrees=True)
@@ -92,6 +92,10 @@ def test_a_pose_message_becomes_a_rigid_transform_and_a_bad_one_is_named():
         pose_matrix((0, 0, 0), (0, 0, 0, 0), "ego/pose")  # a PoseStamped whose orientation was never set
     with pytest.raises(DataError, match="needs a finite position"):
         pose_matrix((0, float("nan"), 0), (0, 0, 0, 1))
+    position, quaternion = pose_quaternion(T)  # and back
+    assert np.allclose(pose_matrix(position, quaternion), T)
+    with pytest.raises(DataError, match="not a rotation"):
+        pose_quaternion(np.diag([1.0, 1.0, -1.0, 1.0]))
 
 
 def test_a_moving_camera_takes_its_pose_from_each_set(tmp_path):

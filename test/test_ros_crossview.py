@@ -118,7 +118,7 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     from sensor_msgs.msg import CameraInfo, Image
 
     from corr_core.methods.pcc.scenes import sim_scenes
-    from corr_ros.conversions import array_to_image, camera_info, image_to_labels
+    from corr_ros.conversions import array_to_image, camera_info, image_to_labels, pose_stamped
     from corr_ros.qos import reliable_qos
 
     drv = Driver(ros_probe, ns="/rig")
@@ -135,15 +135,9 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
 
     def ego_pose(stamp_ns):
         """ego's optical frame in the world at frame 0 (the camera moves; the test's frames do not)."""
-        from scipy.spatial.transform import Rotation
-
-        T = np.asarray(cams["ego"]["T_world_cam"][0])
-        msg = PoseStamped(header=drv.header("ego", stamp_ns))
-        msg.header.frame_id = depth["frame"]
-        p, q = msg.pose.position, msg.pose.orientation
-        p.x, p.y, p.z = (float(v) for v in T[:3, 3])
-        q.x, q.y, q.z, q.w = (float(v) for v in Rotation.from_matrix(T[:3, :3]).as_quat())
-        return msg
+        header = drv.header("ego", stamp_ns)
+        header.frame_id = depth["frame"]
+        return pose_stamped(np.asarray(cams["ego"]["T_world_cam"][0]), header)
 
     def summary_where(predicate):
         for m in reversed(drv.summaries):

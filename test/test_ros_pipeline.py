@@ -157,11 +157,14 @@ def test_recorder_finalises_bag_on_sigint(tmp_path, launch_node, ros_probe):
 
 
 def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
+    """... and the left camera's pose and depth (an RGB-D head camera), stamped like its images."""
+    from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import CameraInfo, Image
 
     from corr_core.data.bag import BagWriter
     from corr_core.data.labels import write_label_png
-    from corr_ros.conversions import image_to_labels, image_to_rgb, stamp_to_ns
+    from corr_core.geometry import pose_matrix
+    from corr_ros.conversions import image_to_depth, image_to_labels, image_to_rgb, stamp_to_ns
     from corr_ros.qos import reliable_qos
 
     bag = tmp_path / "cams_bag"
@@ -170,8 +173,15 @@ def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
     frames = {c: [rng.integers(0, 256, (H, W, 3)).astype(np.uint8) for _ in range(3)] for c in cams}
     stamps = [10**18 + k * 50_000_000 for k in range(3)]
     K = np.array([[40.0, 0, 32], [0, 40.0, 24], [0, 0, 1]])
+    poses = [np.eye(4) for _ in stamps]
+    for k, T in enumerate(poses):
+        T[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # 90 degrees about x
+        T[:3, 3] = [0.1 * k, 0.0, 0.4]
     with BagWriter(bag) as writer:
         for k, stamp in enumerate(stamps):
+            writer.add_pose("/left/pose", stamp, "base", poses[k])
+            writer.add_image("/left/depth_registered/image_rect", stamp, "left_frame",
+                             np.full((H, W), 700 + k, np.uint16), "16UC1")
             for j, cam in enumerate(cams):
                 writer.add_camera_info(f"/{cam}/camera_info", stamp + j * 1000, f"{cam}_frame", W, H, K)
                 writer.add_image(
@@ -190,6 +200,8 @@ def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
     images = {c: ros_probe.collect(Image, f"{c}/image_raw", reliable_qos(50)) for c in cams}
     infos = {c: ros_probe.collect(CameraInfo, f"{c}/camera_info", reliable_qos(50)) for c in cams}
     masks = {c: ros_probe.collect(Image, f"{c}/masks_in", reliable_qos(10)) for c in cams}
+    pose_msgs = {c: ros_probe.collect(PoseStamped, f"{c}/pose", reliable_qos(50)) for c in cams}
+    depths = {c: ros_probe.collect(Image, f"{c}/depth_registered/image_rect", reliable_qos(50)) for c in cams}
     player = launch_node(
         "corr_ros.nodes.player",
         "-p",
@@ -216,3 +228,12 @@ def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
         np.testing.assert_array_equal(np.asarray(infos[cam][0].k).reshape(3, 3), K)
         assert len(masks[cam]) == 1 and stamp_to_ns(masks[cam][0].header) == got[0]
         assert set(np.unique(image_to_labels(masks[cam][0]))) == {0, 4}
+    # the bag's pose and depth of the left camera, with its images' stamps; none for the right one
+    assert [stamp_to_ns(m.header) for m in pose_msgs["left"]] == stamps
+    assert [stamp_to_ns(m.header) for m in depths["left"]] == stamps
+    assert pose_msgs["right"] == [] and depths["right"] == []
+    for k, (pm, dm) in enumerate(zip(pose_msgs["left"], depths["left"], strict=True)):
+        p, q = pm.pose.position, pm.pose.orientation
+        assert pm.header.frame_id == "base"
+        assert np.allclose(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)), poses[k])
+        assert dm.encoding == "16UC1" and np.allclose(image_to_depth(dm), (700 + k) / 1000)

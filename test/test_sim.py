@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from corr_core.cli import main as corr_main
+from corr_core.data.bag import decode_pose
 from corr_core.data.sim import generate_episode, render_episode, sample_scene
 from corr_core.data.sim.motion import plan_trajectories
 from corr_core.errors import ConfigError
@@ -204,20 +205,29 @@ def test_written_episode_layout_meta_and_bag(tmp_path, frames):
     generate_episode(tmp_path, seed=SEED + 1, num_frames=1, size=SIZE, name="ep2", bag=False)
     assert (tmp_path / "exo1" / "ImageSets" / "2016" / "val.txt").read_text().split() == ["ep", "ep2"]
 
-    topics = {f"/{c}/{k}" for c in ("ego", "exo1") for k in ("image_raw", "camera_info")}
+    kinds = ("image_raw", "camera_info", "pose", "depth_registered/image_rect")
+    topics = {f"/{c}/{k}" for c in ("ego", "exo1") for k in kinds}
     stamps: dict[str, list[int]] = {t: [] for t in topics}
     with AnyReader([info.bag_path]) as reader:
         assert {c.topic: c.msgcount for c in reader.connections} == {t: FRAMES for t in topics}
         for conn, _, raw in reader.messages(connections=reader.connections):
             msg = reader.deserialize(raw, conn.msgtype)
             cam = conn.topic.split("/")[1]
-            assert msg.header.frame_id == f"{cam}_optical_frame"
+            pose = conn.topic.endswith("/pose")
+            assert msg.header.frame_id == ("world" if pose else f"{cam}_optical_frame")
             stamps[conn.topic].append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+            i = len(stamps[conn.topic]) - 1
+            mem = frames[i]["cameras"][cam]
             if conn.topic.endswith("image_raw"):
                 assert (msg.encoding, msg.width, msg.height) == ("rgb8", SIZE[0], SIZE[1])
-                i = len(stamps[conn.topic]) - 1
                 img = np.frombuffer(msg.data, np.uint8).reshape(SIZE[1], SIZE[0], 3)
-                assert np.array_equal(img, frames[i]["cameras"][cam]["rgb"])
+                assert np.array_equal(img, mem["rgb"])
+            elif conn.topic.endswith("image_rect"):  # the depth, as the Depth PNGs
+                assert (msg.encoding, msg.width, msg.height) == ("16UC1", SIZE[0], SIZE[1])
+                mm = np.frombuffer(msg.data, "<u2").reshape(SIZE[1], SIZE[0])
+                assert np.abs(mm.astype(float) - mem["depth"] * 1000).max() <= 0.5 + 1e-3
+            elif pose:
+                assert np.allclose(decode_pose(msg).T, mem["T_world_cam"], atol=1e-6)
             else:
                 assert np.allclose(np.array(msg.k).reshape(3, 3), frames[0]["cameras"][cam]["K"])
     for t in topics:

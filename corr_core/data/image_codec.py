@@ -184,6 +184,11 @@ def decode_depth(msg: Any, topic: str | None = None) -> np.ndarray:
     return np.where(np.isfinite(metres) & (metres > 0), metres, 0.0).astype(np.float32)
 
 
+def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
+    """Depth in metres as 16UC1 millimetres (:func:`decode_depth`'s inverse; 0 and NaN: unknown)."""
+    return np.clip(np.round(np.nan_to_num(depth_m, nan=0.0) * 1000.0), 0, 65535).astype(np.uint16)
+
+
 def _pixels(msg: Any, layout: tuple[int, np.dtype], topic: str | None) -> np.ndarray:
     """The message's pixels as ``(H, W)`` or ``(H, W, C)`` of ``layout``'s dtype in native byte
     order (row padding dropped)."""

@@ -9,8 +9,10 @@ Sources (one of):
 * ``bag``: a rosbag2 file (mcap or sqlite3); images are synchronised across cameras and keep the
   bag's header stamps and frame ids.
 
-Per camera it publishes ``<camera>/image_raw`` (rgb8) and ``<camera>/camera_info`` at ``rate``,
-and, right before the first frame, the first-frame mask on ``<camera>/masks_in`` (mono16, stamped
+Per camera it publishes ``<camera>/image_raw`` (rgb8) and ``<camera>/camera_info`` at ``rate``
+(a bag's ``/<camera>/pose`` and ``/<camera>/depth_registered/image_rect``, where it has them, go out
+on the same relative topics just before each image, for ``corr_node``'s camera rig), and, right
+before the first frame, the first-frame mask on ``<camera>/masks_in`` (mono16, stamped
 like the first frame; it waits until the subscribers acknowledged it). With
 ``wait_for_labels: true`` it publishes frame i+1 only after ``<camera>/labels`` for frame i arrived
 from every camera (or ``labels_timeout`` passed), so a slow node drops nothing.
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseStamped
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -35,12 +38,23 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from corr_core.data.image_codec import depth_to_mm
 from corr_core.errors import ConfigError, CorrError, DataError
-from corr_ros.conversions import camera_info, labels_to_image, ns_to_stamp, rgb_to_image, stamp_to_ns
+from corr_ros.conversions import (
+    array_to_image,
+    camera_info,
+    labels_to_image,
+    ns_to_stamp,
+    pose_stamped,
+    rgb_to_image,
+    stamp_to_ns,
+)
 from corr_ros.params import ParamSpec, declare_and_read
 from corr_ros.qos import qos_from_parameters, qos_param_specs, reliable_qos
 
 _T = Parameter.Type
+#: An RGB-D camera's depth topic, relative to the camera (what corr_node's crossview_depth reads).
+DEPTH_TOPIC = "depth_registered/image_rect"
 
 #: Every parameter of corr_player.
 PARAMS: list[ParamSpec] = [
@@ -96,6 +110,8 @@ class Frame:
     frame_ids: dict[str, str]
     stamps_ns: dict[str, int] | None = None
     infos: dict[str, Any] = field(default_factory=dict)
+    poses: dict[str, Any] = field(default_factory=dict)  # camera -> StampedPose (bag source)
+    depths: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (H, W) float32 metres
 
 
 class DavisEpisode:
@@ -173,8 +189,10 @@ class BagEpisode:
                     break
             else:
                 raise DataError(f"bag {self.path} has no /{cam}/image_raw topic; topics: {sorted(topics)}")
-            if f"/{cam}/camera_info" in topics:
-                self.topics[f"{cam}/camera_info"] = f"/{cam}/camera_info"
+            for role, topic in (("camera_info", f"/{cam}/camera_info"), ("pose", f"/{cam}/pose"),
+                                ("depth", f"/{cam}/{DEPTH_TOPIC}")):
+                if topic in topics:
+                    self.topics[f"{cam}/{role}"] = topic
         self.slop_s = slop_s
         self.length = None
 
@@ -191,6 +209,8 @@ class BagEpisode:
                     {c: h.frame_id for c, h in synced.headers.items()},
                     {c: h.stamp_ns for c, h in synced.headers.items()},
                     dict(synced.camera_info),
+                    dict(synced.poses),
+                    dict(synced.depths),
                 )
 
 
@@ -252,6 +272,8 @@ class Player(Node):
             c: self.create_publisher(CameraInfo, f"{c}/camera_info", out_qos) for c in self.cameras
         }
         self.mask_pubs = {c: self.create_publisher(Image, f"{c}/masks_in", mask_qos) for c in self.cameras}
+        self.pose_pubs = {c: self.create_publisher(PoseStamped, f"{c}/pose", out_qos) for c in self.cameras}
+        self.depth_pubs = {c: self.create_publisher(Image, f"{c}/{DEPTH_TOPIC}", out_qos) for c in self.cameras}
         self.waiter = LabelWaiter()
         self.label_subs = []
         if self.p["wait_for_labels"]:
@@ -303,6 +325,15 @@ class Player(Node):
         if lonely() and timeout > 0:
             self.get_logger().warning(f"no peer after {timeout} s on {lonely()}; playing anyway")
 
+    def _publish_geometry(self, cam: str, frame: Frame, header: Header) -> None:
+        """The camera's pose and depth of this frame, where the bag has them (stamped like its image)."""
+        stamped = frame.poses.get(cam)
+        if stamped is not None:
+            self.pose_pubs[cam].publish(pose_stamped(stamped.T, Header(stamp=header.stamp, frame_id=stamped.frame_id)))
+        depth = frame.depths.get(cam)
+        if depth is not None:
+            self.depth_pubs[cam].publish(array_to_image(depth_to_mm(depth), "16UC1", header))
+
     def run(self) -> int:
         """Plays the episode; returns the number of frames published."""
         masks = self._masks() if self.p["publish_masks"] else {}
@@ -330,6 +361,7 @@ class Player(Node):
                         info.width, info.height, header, info.K, info.D, info.P, info.distortion_model
                     )
                 )
+                self._publish_geometry(cam, frame, header)
                 self.image_pubs[cam].publish(rgb_to_image(image, header))
             self.published += 1
             if self.p["wait_for_labels"]:

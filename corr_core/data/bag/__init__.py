@@ -1,7 +1,7 @@
 """rosbag2 files (mcap or sqlite3) read and written with ``rosbags``, never with rclpy.
 
-Writing: :class:`BagWriter` (:mod:`~corr_core.data.bag.writer`) turns numpy images and camera
-calibrations into ``sensor_msgs`` messages (ROS 2 Jazzy definitions, CDR serialisation,
+Writing: :class:`BagWriter` (:mod:`~corr_core.data.bag.writer`) turns numpy images, camera
+calibrations and camera poses into ``sensor_msgs`` / ``geometry_msgs`` messages (ROS 2 Jazzy definitions, CDR serialisation,
 :mod:`~corr_core.data.bag.messages`) in a new bag folder.
 
 Reading: :func:`read_synced` (:mod:`~corr_core.data.bag.reader`) yields time-synchronised
@@ -21,12 +21,16 @@ from corr_core.data.bag.messages import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
+    POSE_TYPE,
     TYPESTORE,
     CameraCalibration,
+    StampedPose,
     decode_camera_info,
+    decode_pose,
     encode_camera_info,
     encode_compressed,
     encode_image,
+    encode_pose,
     header_stamp_ns,
     make_header,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "CAMERA_INFO_TYPE",
     "COMPRESSED_TYPE",
     "IMAGE_TYPE",
+    "POSE_TYPE",
     "STORAGES",
     "TYPESTORE",
     "BagReader",
@@ -47,15 +52,18 @@ __all__ = [
     "CameraCalibration",
     "CorruptBagError",
     "FrameHeader",
+    "StampedPose",
     "SyncStats",
     "SyncedFrames",
     "bag_info",
     "decode_camera_info",
     "decode_compressed",
     "decode_image",
+    "decode_pose",
     "encode_camera_info",
     "encode_compressed",
     "encode_image",
+    "encode_pose",
     "header_stamp_ns",
     "make_header",
     "read_synced",

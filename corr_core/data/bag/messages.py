@@ -1,4 +1,5 @@
-"""ROS 2 Jazzy message objects (``rosbags`` typestore) for bags: headers, images, camera info.
+"""ROS 2 Jazzy message objects (``rosbags`` typestore) for bags: headers, images, camera info,
+camera poses.
 
 The pixel maths is :mod:`corr_core.data.image_codec`'s; this module puts its fields into
 ``rosbags`` message classes (what :class:`~corr_core.data.bag.writer.BagWriter` serialises) and
@@ -15,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from corr_core.data.image_codec import compress_image, encode_pixels
 from corr_core.errors import ConfigError, ShapeMismatchError
+from corr_core.geometry import pose_matrix, pose_quaternion
 
 #: The message definitions used for every bag corr writes and reads (ROS 2 Jazzy).
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -22,6 +24,7 @@ TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 
 
 def _stamp(stamp_ns: int) -> Any:
@@ -175,3 +178,37 @@ def decode_camera_info(msg: Any) -> CameraCalibration:
         frame_id=str(msg.header.frame_id),
         stamp_ns=header_stamp_ns(msg.header),
     )
+
+
+@dataclass(frozen=True)
+class StampedPose:
+    """A ``geometry_msgs/msg/PoseStamped`` as numpy: ``T`` ``(4, 4)`` of the pose (a camera's
+    optical frame) in ``frame_id`` at ``stamp_ns``."""
+
+    T: np.ndarray
+    frame_id: str
+    stamp_ns: int
+
+
+def encode_pose(T: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+    """A ``geometry_msgs/msg/PoseStamped`` (rosbags) of the rigid transform ``T`` in ``frame_id``.
+
+    Raises:
+        DataError: ``T`` is not a rigid 4x4 transform.
+    """
+    (px, py, pz), (x, y, z, w) = pose_quaternion(T)
+    types = TYPESTORE.types
+    pose = types["geometry_msgs/msg/Pose"](position=types["geometry_msgs/msg/Point"](x=px, y=py, z=pz),
+                                           orientation=types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w))
+    return types[POSE_TYPE](header=make_header(stamp_ns, frame_id), pose=pose)
+
+
+def decode_pose(msg: Any, topic: str = "pose") -> StampedPose:
+    """A deserialised ``geometry_msgs/msg/PoseStamped`` as a :class:`StampedPose`.
+
+    Raises:
+        DataError: a non-finite pose or an unset (zero) orientation, named with ``topic``.
+    """
+    p, q = msg.pose.position, msg.pose.orientation
+    return StampedPose(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), topic), str(msg.header.frame_id),
+                       header_stamp_ns(msg.header))

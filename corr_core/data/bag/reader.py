@@ -19,15 +19,22 @@ from corr_core.data.bag.messages import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
+    POSE_TYPE,
     TYPESTORE,
     CameraCalibration,
+    StampedPose,
     decode_camera_info,
+    decode_pose,
     header_stamp_ns,
 )
 from corr_core.data.bag.source import BagSource
-from corr_core.data.image_codec import decode_compressed, decode_image
+from corr_core.data.image_codec import decode_compressed, decode_depth, decode_image
 from corr_core.errors import ConfigError, CorruptBagError, DataError, MissingCameraError
-from corr_core.sync import ApproximateSynchronizer
+from corr_core.sync import ApproximateSynchronizer, NearestStamp
+
+#: Per-camera data that rides beside the images (topic key ``"<cam>/<role>"``), matched to each
+#: image by the nearest stamp within the slop: a moving camera's pose, an RGB-D camera's depth.
+SIDE_ROLES = {"pose": (POSE_TYPE,), "depth": (IMAGE_TYPE,)}
 
 log = logging.getLogger("corr_core.data.bag")
 
@@ -54,12 +61,18 @@ class SyncedFrames:
         headers: camera -> :class:`FrameHeader`.
         camera_info: camera -> the latest :class:`CameraCalibration` received before the set, for
             cameras whose camera_info topic was given and has been seen.
+        poses: camera -> its :class:`~corr_core.data.bag.messages.StampedPose` nearest its image's
+            stamp (within the slop, read before the set), for cameras whose pose topic was given.
+        depths: camera -> ``(H, W)`` float32 metres (0: unknown) of its depth image nearest its
+            image's stamp, likewise.
     """
 
     stamp_ns: int
     images: dict[str, np.ndarray]
     headers: dict[str, FrameHeader]
     camera_info: dict[str, CameraCalibration] = field(default_factory=dict)
+    poses: dict[str, StampedPose] = field(default_factory=dict)
+    depths: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +85,7 @@ class SyncStats:
             queue overflow, out-of-order stamps, or left over when the bag ended).
         sets: complete sets yielded.
         first_stamp_ns, last_stamp_ns: camera -> first/last image header stamp seen.
+        skipped: topic -> pose or depth messages that did not decode.
     """
 
     messages: dict[str, int]
@@ -79,28 +93,34 @@ class SyncStats:
     sets: int = 0
     first_stamp_ns: dict[str, int] = field(default_factory=dict)
     last_stamp_ns: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _split_topics(
     topics: dict[str, str], camera_info: dict[str, str] | None
-) -> tuple[dict[str, str], dict[str, str]]:
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, str]]]:
     images: dict[str, str] = {}
     infos: dict[str, str] = dict(camera_info or {})
+    side: dict[str, dict[str, str]] = {role: {} for role in SIDE_ROLES}
     for key, topic in topics.items():
-        if key.endswith("/camera_info"):
-            infos[key[: -len("/camera_info")]] = topic
+        cam, _, role = key.rpartition("/")
+        if role == "camera_info" and cam:
+            infos[cam] = topic
+        elif role in SIDE_ROLES and cam:
+            side[role][cam] = topic
         else:
             images[key] = topic
     if not images:
         raise ConfigError("no camera image topics given (topics maps camera name -> image topic)")
-    unknown = sorted(set(infos) - set(images))
-    if unknown:
-        raise ConfigError(f"camera_info given for unknown camera(s) {unknown}; cameras: {sorted(images)}")
-    used = list(images.values()) + list(infos.values())
+    for role, mapping in (("camera_info", infos), *side.items()):
+        unknown = sorted(set(mapping) - set(images))
+        if unknown:
+            raise ConfigError(f"{role} given for unknown camera(s) {unknown}; cameras: {sorted(images)}")
+    used = list(images.values()) + list(infos.values()) + [t for m in side.values() for t in m.values()]
     dupes = sorted({t for t in used if used.count(t) > 1})
     if dupes:
         raise ConfigError(f"topic(s) {dupes} assigned to more than one camera/role")
-    return images, infos
+    return images, infos, side
 
 
 class BagReader:
@@ -114,7 +134,10 @@ class BagReader:
     Args:
         path: a bag folder (with metadata.yaml), or one ``.mcap``/``.db3`` file.
         topics: camera name -> image topic (``sensor_msgs/msg/Image`` or ``CompressedImage``).
-            A key ``"<cam>/camera_info"`` names that camera's ``CameraInfo`` topic.
+            A key ``"<cam>/camera_info"`` names that camera's ``CameraInfo`` topic, ``"<cam>/pose"``
+            its ``geometry_msgs/PoseStamped`` topic and ``"<cam>/depth"`` its depth image topic
+            (16UC1 mm or 32FC1 m), read beside the images (:class:`SyncedFrames`). A pose or depth
+            message that does not decode is skipped with a warning (``stats.skipped``).
         slop_s: the largest allowed difference between header stamps in one set, in seconds.
         queue_size: pending messages kept per camera by the synchroniser.
         camera_info: camera name -> CameraInfo topic (alternative to the key style above).
@@ -137,7 +160,7 @@ class BagReader:
         use_receive_time: bool = False,
     ) -> None:
         self.use_receive_time = bool(use_receive_time)
-        self.image_topics, self.info_topics = _split_topics(dict(topics), camera_info)
+        self.image_topics, self.info_topics, self.side_topics = _split_topics(dict(topics), camera_info)
         if not slop_s >= 0:
             raise ConfigError(f"slop must be >= 0 s, got {slop_s}")
         self.slop_ns = int(round(slop_s * 1e9))
@@ -154,6 +177,7 @@ class BagReader:
             raise
         cams = list(self.image_topics)
         self.stats = SyncStats(messages={c: 0 for c in cams}, dropped={c: 0 for c in cams})
+        self._side: dict[tuple[str, str], NearestStamp[Any]] = {}
         self._gen = self._run()
 
     def _check_topics(self) -> None:
@@ -161,6 +185,7 @@ class BagReader:
         for role, mapping, types in (
             ("image", self.image_topics, (IMAGE_TYPE, COMPRESSED_TYPE)),
             ("camera_info", self.info_topics, (CAMERA_INFO_TYPE,)),
+            *((role, self.side_topics[role], types) for role, types in SIDE_ROLES.items()),
         ):
             for cam, topic in mapping.items():
                 if topic not in have:
@@ -194,12 +219,16 @@ class BagReader:
     def _run(self) -> Iterator[SyncedFrames]:
         cam_of = {t: c for c, t in self.image_topics.items()}
         info_cam = {t: c for c, t in self.info_topics.items()}
+        side_of = {t: (role, c) for role, m in self.side_topics.items() for c, t in m.items()}
         latest_info: dict[str, CameraCalibration] = {}
         try:
-            for topic, msgtype, log_time, data in self._source.messages(set(cam_of) | set(info_cam)):
+            for topic, msgtype, log_time, data in self._source.messages(set(cam_of) | set(info_cam) | set(side_of)):
                 msg = self._deserialize(data, msgtype, topic)
                 if topic in info_cam:
                     latest_info[info_cam[topic]] = decode_camera_info(msg)
+                    continue
+                if topic in side_of:
+                    self._keep_side(side_of[topic], topic, msg, int(log_time))
                     continue
                 cam = cam_of[topic]
                 stamp = int(log_time) if self.use_receive_time else header_stamp_ns(msg.header)
@@ -246,6 +275,20 @@ class BagReader:
                 f"{self.path}: cannot deserialise a {msgtype} message on topic {topic} ({exc})"
             ) from exc
 
+    def _keep_side(self, key: tuple[str, str], topic: str, msg: Any, log_time: int) -> None:
+        """Decodes a pose or depth message and keeps it by stamp (one that does not decode is skipped)."""
+        role, _ = key
+        try:
+            value: Any = decode_pose(msg, topic) if role == "pose" else decode_depth(msg, topic)
+        except DataError as exc:  # UnknownEncodingError included
+            n = self.stats.skipped.get(topic, 0)
+            self.stats.skipped[topic] = n + 1
+            if n == 0:
+                log.warning("%s: skipping %s messages on %s that do not decode: %s", self.path, role, topic, exc)
+            return
+        stamp = log_time if self.use_receive_time else header_stamp_ns(msg.header)
+        self._side.setdefault(key, NearestStamp(2 * self.queue_size)).put(stamp, value)
+
     def _frames(self, synced: Any, latest_info: dict[str, CameraCalibration]) -> SyncedFrames:
         images: dict[str, np.ndarray] = {}
         headers: dict[str, FrameHeader] = {}
@@ -257,7 +300,12 @@ class BagReader:
                 images[cam] = decode_compressed(msg, topic)
             headers[cam] = FrameHeader(header_stamp_ns(msg.header), str(msg.header.frame_id), topic)
         infos = {c: latest_info[c] for c in self.image_topics if c in latest_info}
-        return SyncedFrames(int(synced.stamp_ns), images, headers, infos)
+        side: dict[str, dict[str, Any]] = {role: {} for role in SIDE_ROLES}
+        for (role, cam), history in self._side.items():
+            value = history.nearest(int(synced.stamps_ns[cam]), self.slop_ns)
+            if value is not None:
+                side[role][cam] = value
+        return SyncedFrames(int(synced.stamp_ns), images, headers, infos, side["pose"], side["depth"])
 
 
 def read_synced(

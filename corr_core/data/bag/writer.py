@@ -13,10 +13,12 @@ from corr_core.data.bag.messages import (
     CAMERA_INFO_TYPE,
     COMPRESSED_TYPE,
     IMAGE_TYPE,
+    POSE_TYPE,
     TYPESTORE,
     encode_camera_info,
     encode_compressed,
     encode_image,
+    encode_pose,
 )
 from corr_core.errors import ConfigError, DataError
 
@@ -154,3 +156,8 @@ class BagWriter:
         """Writes a ``sensor_msgs/msg/CameraInfo``; see :func:`encode_camera_info`."""
         msg = encode_camera_info(stamp_ns, frame_id, width, height, K, D, P)
         self.add_message(topic, CAMERA_INFO_TYPE, stamp_ns, msg)
+
+    def add_pose(self, topic: str, stamp_ns: int, frame_id: str, T: np.ndarray) -> None:
+        """Writes a ``geometry_msgs/msg/PoseStamped`` of the rigid transform ``T`` in ``frame_id``
+        (a moving camera's optical frame, for ``corr_node``'s camera rig)."""
+        self.add_message(topic, POSE_TYPE, stamp_ns, encode_pose(T, stamp_ns, frame_id))

@@ -7,10 +7,13 @@ Layout under ``out_dir`` for an episode ``name`` rendered at ``W x H``::
     <cam>/Depth/<name>/%05d.png               depth along the optical axis, uint16 millimetres (0 = none)
     <cam>/ImageSets/2016/val.txt              episode names (appended)
     meta/<name>.json                          seed, objects and look-alikes, events, cameras, poses, stamps
-    bags/<name>/                              rosbag2 (MCAP): /<cam>/image_raw (rgb8), /<cam>/camera_info
+    bags/<name>/                              rosbag2 (MCAP): /<cam>/image_raw (rgb8), /<cam>/camera_info,
+                                              /<cam>/pose (PoseStamped of the optical frame in "world"),
+                                              /<cam>/depth_registered/image_rect (16UC1 millimetres)
 
 Frame ``i`` of every camera is stamped ``STAMP_OFFSET_NS + i * FRAME_PERIOD_NS`` (10 Hz) in the
-bag and the metadata; ``frame_id`` is ``<cam>_optical_frame``.
+bag and the metadata; ``frame_id`` is ``<cam>_optical_frame``. The poses and depth are what
+``corr_node``'s camera rig reads (every sim camera is ``moving: true`` in frame ``world``).
 
 An episode of the same name already under ``out_dir`` is never mixed with the new one: it is
 replaced whole with ``overwrite``, written again in place when its settings are the same, and
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from corr_core.data.image_codec import depth_to_mm
 from corr_core.data.labels import write_label_png
 from corr_core.data.sim.layout import (
     SPLIT_FILE,
@@ -49,6 +53,7 @@ from corr_core.errors import ConfigError
 STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # stamp of frame 0
 FRAME_PERIOD_NS = int(round(1e9 / FPS))  # 100 ms
 MAX_OBJECTS = 255  # palette PNGs hold ids 0..255
+WORLD_FRAME = "world"  # frame_id of the cameras' poses in the bag
 CONVENTIONS = {
     "ids": "0 = background (table, floor, walls, robot); object i (0-based) has id i + 1 in every camera and frame",
     "K": "pinhole, f = (H/2)/tan(fovy/2), cx = (W-1)/2, cy = (H-1)/2 (OpenCV pixel centres)",
@@ -256,8 +261,7 @@ def _write_frame(out: Path, cam: str, res: str, name: str, i: int, c: dict[str, 
     base = out / cam
     Image.fromarray(c["rgb"]).save(base / "JPEGImages" / res / name / f"{i:05d}.jpg", quality=95)
     write_label_png(base / "Annotations" / res / name / f"{i:05d}.png", c["labels"])
-    depth_mm = np.clip(np.round(c["depth"] * 1000.0), 0, 65535).astype(np.uint16)
-    Image.fromarray(depth_mm).save(base / "Depth" / name / f"{i:05d}.png")
+    Image.fromarray(depth_to_mm(c["depth"])).save(base / "Depth" / name / f"{i:05d}.png")
 
 
 def generate_episode(
@@ -330,10 +334,13 @@ def generate_episode(
                 for cam, c in frame["cameras"].items():
                     _write_frame(out, cam, res, name, i, c)
                     meta["cameras"][cam]["T_world_cam"].append(np.round(c["T_world_cam"], 9).tolist())
-                    if writer is not None:
+                    if writer is not None:  # calibration, pose and depth first: a reader has them with the image
                         fid = f"{cam}_optical_frame"
-                        writer.add_image(f"/{cam}/image_raw", stamp, fid, c["rgb"])
                         writer.add_camera_info(f"/{cam}/camera_info", stamp, fid, size[0], size[1], c["K"])
+                        writer.add_pose(f"/{cam}/pose", stamp, WORLD_FRAME, c["T_world_cam"])
+                        writer.add_image(f"/{cam}/depth_registered/image_rect", stamp, fid,
+                                         depth_to_mm(c["depth"]), "16UC1")
+                        writer.add_image(f"/{cam}/image_raw", stamp, fid, c["rgb"])
     finally:
         if writer is not None:
             writer.close()
