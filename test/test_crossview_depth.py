@@ -74,9 +74,10 @@ def test_depth_without_a_rig_is_a_configuration_error():
     from corr_ros.tracking.crossview import build_link
 
     params = {"crossview_checkpoint": "corr_core/assets/checkpoints/pcc_resnet18_l2_prior.safetensors",
-              "anchor_camera": "ego", "crossview_proposer": "none", "crossview_rig": "", "crossview_depth": True}
+              "anchor_camera": "ego", "crossview_proposer": "none", "crossview_rig": "", "crossview_depth": True,
+              "crossview_rematch_every": 0, "crossview_retry_every": 10, "slop": 0.05}
     with pytest.raises(ConfigError, match="'crossview_depth' needs 'crossview_rig'"):
-        build_link(params.__getitem__, ["ego", "exo1"], "cpu", None)
+        build_link(params.__getitem__, ["ego", "exo1"], "cpu", SimpleNamespace(info=print))
 
 
 def test_a_pose_message_becomes_a_rigid_transform_and_a_bad_one_is_named():
@@ -140,3 +141,18 @@ def test_a_rig_camera_both_or_neither_static_and_moving_is_named(tmp_path, camer
     path.write_text(yaml.safe_dump({"cameras": cameras}))
     with pytest.raises(ConfigError, match=error):
         CameraRig.from_yaml(path)
+
+
+def test_the_link_refuses_a_depth_of_another_size_and_a_pose_in_another_frame():
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_core.crossview.rig import CameraRig
+    from corr_core.errors import ShapeMismatchError
+
+    rig = CameraRig({"exo1": np.eye(4)}, moving=["ego"], frame="table", source="rig.yaml")
+    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], rig=rig)
+    with pytest.raises(ShapeMismatchError, match="depth image 160x120 does not match the camera's 320x240 images"):
+        link.put_depth(1, np.zeros((120, 160), np.float32), (240, 320))
+    with pytest.raises(DataError, match=r"pose in frame 'map', the rig's frame is 'table' \(rig.yaml\)"):
+        link.put_pose("ego", 1, np.eye(4), "map")
+    link.put_pose("ego", 1, np.eye(4), "table")
+    assert set(link.poses_at({"ego": 1, "exo1": 1})) == {"ego"}

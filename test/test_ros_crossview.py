@@ -177,10 +177,10 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     assert not image_to_labels(drv.labels_at("exo1", summary["stamp_ns"])).any()
     depth["mm"] = depth_mm[::2, ::2].copy()  # not registered to the 320x240 colour image
     matched_with(K["exo1"], lambda s: not s["cameras"]["exo1"]["depth"], "a set matched without depth")
-    drv.probe.wait_for(lambda: "dropped input (depth size): depth image 160x120 does not match the camera's "
+    drv.probe.wait_for(lambda: "dropped input (depth): depth image 160x120 does not match the camera's "
                        "320x240 images" in rig_node.log(), STEP_S, "the depth of another size dropped and named")
     assert rig_node.check_alive()
     depth["frame"] = "ego_base"  # a pose in another frame than the rig's: no geometry, named
     matched_with(K["exo1"], lambda s: True, "a set matched without geometry", geometry=False)
-    drv.probe.wait_for(lambda: "dropped input (pose frame): pose in frame 'ego_base', the rig's frame is 'world'"
+    drv.probe.wait_for(lambda: "dropped input (pose): pose in frame 'ego_base', the rig's frame is 'world'"
                        in rig_node.log(), STEP_S, "the pose in another frame dropped and named")

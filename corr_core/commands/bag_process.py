@@ -11,6 +11,11 @@ live node's. ``OUT`` (a new rosbag2 folder) receives, with the input header stam
 * ``/<cam>/labels``: ``sensor_msgs/msg/Image`` mono16, one per processed camera frame;
 * ``/corr/summary``: ``std_msgs/msg/String`` JSON per processed set (the node's ``corr/summary``).
 
+Cross-view (the node's cross-view mode): ``--crossview PCC --masks ego=mask.png`` gives the other
+cameras the anchor's objects through the matcher; ``--rig rig.yaml`` adds the cameras' geometry
+(intrinsics from ``/<cam>/camera_info``, moving cameras' poses from ``/<cam>/pose``) and ``--depth``
+the anchor's ``/<anchor>/depth_registered/image_rect`` (:mod:`corr_core.commands.bag_crossview`).
+
 Masks: ``--masks cam=labels.png`` anchors a camera at its first frame (the node's ``initial_masks``);
 ``--masks-topics cam=/topic`` reads label images (mono8/mono16) from a topic of the bag, each taken
 by the first frame whose stamp is not older than the mask's (the node's ``<cam>/masks_in``);
@@ -37,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corr_core.commands.bag_crossview import crossview_topics, feed_link
 from corr_core.commands.bag_parts import MaskFeed, Partial, detect_topics, merge_parts, read_mask_topics
 from corr_core.errors import ConfigError, DataError
 
@@ -82,6 +88,10 @@ def process_bag(
     overwrite: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    crossview: str | Path | None = None,
+    anchor: str | None = None,
+    rig: str | Path | None = None,
+    depth: bool = False,
 ) -> dict[str, Any]:
     """Runs ``corr_node``'s pipeline over ``in_bag`` and writes the labels to ``out_bag`` (module doc).
 
@@ -103,6 +113,9 @@ def process_bag(
         overwrite: replace an existing ``out_bag`` (and any interrupted run).
         progress: show a progress bar.
         stop_after: stop (as if interrupted) after this many sets of this run (tests).
+        crossview: a PCC checkpoint: cross-view mode (module docstring); None: off.
+        anchor: the camera whose objects the others receive (None: the first).
+        rig: camera rig file for cross-view matches with geometry; depth: with the anchor's depth.
 
     Returns:
         ``{"sets", "sets_this_run", "resumed_from", "messages", "drops", "cameras", "out", "seconds"}``.
@@ -126,6 +139,8 @@ def process_bag(
     in_bag, out_bag = Path(in_bag), Path(out_bag)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
+    if not crossview and (rig or depth or anchor):
+        raise ConfigError("--anchor, --rig and --depth need --crossview PCC_CHECKPOINT")
     info = bag_info(in_bag)
     topics = dict(topics or detect_topics(info["topics"]))
     cams = list(topics)
@@ -151,7 +166,9 @@ def process_bag(
                 "masks_topics": masks_topics, "checkpoint": str(checkpoint) if checkpoint else None,
                 "random_init_seed": random_init_seed, "backend": backend, "precision": precision,
                 "propagation": propagation or {}, "slop_s": slop_s, "queue_size": queue_size,
-                "size_change_frames": size_change_frames}
+                "size_change_frames": size_change_frames,
+                **({"crossview": str(crossview), "anchor": anchor, "rig": str(rig) if rig else None, "depth": depth}
+                   if crossview else {})}
     fingerprint = _fingerprint(settings)
     if state is not None and state["fingerprint"] != fingerprint:
         raise ConfigError(f"{partial.root} was started with other settings ({state['settings']}); resume with the "
@@ -169,13 +186,20 @@ def process_bag(
     feed = MaskFeed(read_mask_topics(in_bag, masks_topics) if masks_topics else {}, anchors.slop_ns)
     drops = DropCounter(logger)
     gates = {cam: SizeGate(size_change_frames) for cam in cams}
-    processor = SetProcessor(trackers, anchors, gates, drops, logger)
+    link = None
+    if crossview:
+        from corr_core.crossview.multicam import build_link
+
+        link = build_link(crossview, cams, anchor, device, rig=rig, depth=depth, slop_s=slop_s, log=log.info,
+                          names={"checkpoint": "--crossview", "anchor": "--anchor", "rig": "--rig", "depth": "--depth"})
+    processor = SetProcessor(trackers, anchors, gates, drops, logger, link=link)
     for cam, png in (masks or {}).items():
         anchors.put(cam, 0, read_label_png(png, require_palette=False))
     resumed_from = int(state["sets_done"])
     last_labels = partial.last_labels(cams) if resumed_from else {}
     total = min(info["topics"].get(t, {}).get("count", 0) for t in topics.values())
-    reader = read_synced(in_bag, topics, slop_s=slop_s, queue_size=queue_size)
+    reader = read_synced(in_bag, {**topics, **crossview_topics(link, info["topics"], depth)}, slop_s=slop_s,
+                         queue_size=queue_size)
     writer, part_sets, this_run, messages = None, 0, 0, 0
 
     def close_part() -> None:
@@ -221,6 +245,7 @@ def process_bag(
                 if not replay:
                     bar.update(1)
                 continue
+            feed_link(link, synced_frames, drops)
             result = processor.process(SyncedSet(synced_frames.stamp_ns, frames, stamps))
             if replay:
                 continue
@@ -296,7 +321,8 @@ def run_process(args: argparse.Namespace) -> int:
         random_init_seed=source.random_init_seed, device=source.device, backend=choice.backend,
         precision=choice.precision, propagation=propagation_overrides(args), slop_s=args.slop,
         queue_size=args.queue_size, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, crossview=args.crossview, anchor=args.anchor,
+        rig=args.rig, depth=args.depth,
     )
     print(json.dumps(report, indent=2))
     return 0
@@ -330,6 +356,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, default_help="the shipped checkpoint")
     add_backend_args(p)
     add_propagation_args(p)
+    p.add_argument("--crossview", metavar="PCC_CHECKPOINT",
+                   help="cross-view mode: cameras without masks get the anchor camera's objects (a PCC model, e.g. "
+                        "corr_core/assets/checkpoints/pcc_resnet18_l2_prior.safetensors)")
+    p.add_argument("--anchor", help="with --crossview: the camera whose masks the others receive [the first]")
+    p.add_argument("--rig", type=Path, help="with --crossview: camera rig file (corr_core/crossview/rig.py); "
+                   "intrinsics from /<cam>/camera_info, moving cameras' poses from /<cam>/pose")
+    p.add_argument("--depth", action="store_true",
+                   help="with --rig: the anchor's depth from /<anchor>/depth_registered/image_rect")
     p.add_argument("--slop", type=float, default=0.05, help="approximate-sync slop in seconds (the node's) [0.05]")
     p.add_argument("--queue-size", type=int, default=10, help="pending messages per camera while syncing [10]")
     p.add_argument("--checkpoint-every", type=int, default=200,

@@ -19,13 +19,14 @@ serves in its cross-view mode; it has no ROS in it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.crossview.rig import CameraRig
-from corr_core.errors import ConfigError, MissingCameraError
+from corr_core.errors import ConfigError, DataError, MissingCameraError, ShapeMismatchError
 from corr_core.sync import NearestStamp
 
 
@@ -122,20 +123,37 @@ class CrossViewLink:
         have = set() if previous is None else set(_areas(previous, self.min_area))
         return bool(wanted - have) and since >= self.retry_every
 
-    def put_depth(self, stamp_ns: int, depth: np.ndarray) -> None:
+    def put_depth(self, stamp_ns: int, depth: np.ndarray, image_size: tuple[int, int] | None = None) -> None:
         """The anchor camera's depth image at ``stamp_ns``: ``(H, W)`` float metres registered to
-        its colour image (0 or NaN where unknown)."""
+        its colour image (0 or NaN where unknown).
+
+        Raises:
+            ShapeMismatchError: ``image_size``, the anchor's image size ``(H, W)`` where known,
+                differs from the depth's (not registered to the colour image).
+        """
+        if image_size is not None and tuple(depth.shape) != tuple(image_size):
+            h, w = depth.shape[:2]
+            raise ShapeMismatchError(f"depth image {w}x{h} does not match the camera's {image_size[1]}x{image_size[0]} "
+                                     "images: it must be registered to the colour image")
         self.depth.put(stamp_ns, depth)
 
     def depth_at(self, stamp_ns: int) -> np.ndarray | None:
-        """The anchor depth image nearest the anchor frame at ``stamp_ns`` (within the depth slop), or None."""
+        """The anchor depth image nearest the anchor frame at ``stamp_ns`` (within the slop), or None."""
         return self.depth.nearest(stamp_ns, self.slop_ns)
 
-    def put_pose(self, camera: str, stamp_ns: int, T_frame_cam: np.ndarray) -> None:
+    def put_pose(self, camera: str, stamp_ns: int, T_frame_cam: np.ndarray, frame_id: str = "") -> None:
         """A moving camera's ``(4, 4)`` optical-frame pose in the rig's frame at ``stamp_ns``
-        (cameras the rig does not mark moving are ignored)."""
-        if camera in self.pose_history:
-            self.pose_history[camera].put(stamp_ns, np.asarray(T_frame_cam, np.float64))
+        (cameras the rig does not mark moving are ignored).
+
+        Raises:
+            DataError: ``frame_id`` is not the rig's frame (where both are named).
+        """
+        if camera not in self.pose_history:
+            return
+        frame = self.rig.frame if self.rig is not None else ""
+        if frame and frame_id and frame_id != frame:
+            raise DataError(f"pose in frame {frame_id!r}, the rig's frame is {frame!r} ({self.rig.source})")
+        self.pose_history[camera].put(stamp_ns, np.asarray(T_frame_cam, np.float64))
 
     def poses_at(self, stamps_ns: dict[str, int]) -> dict[str, np.ndarray]:
         """The moving cameras' poses nearest each camera's frame stamp (within the slop); a camera
@@ -255,3 +273,53 @@ class MultiCameraTracker:
 def _areas(labels: np.ndarray, min_area: int) -> dict[int, int]:
     ids, counts = np.unique(labels, return_counts=True)
     return {int(i): int(n) for i, n in zip(ids, counts, strict=True) if i != 0 and n >= min_area}
+
+
+#: How :func:`build_link` names its settings in errors (``corr_node`` and ``corr bag process``
+#: pass their parameter or flag names).
+LINK_SETTING_NAMES = {"checkpoint": "the cross-view checkpoint", "anchor": "the anchor camera",
+                      "rig": "a camera rig", "depth": "depth"}
+
+
+def build_link(checkpoint: str | Path, cameras: list[str], anchor: str | None = None, device: str = "cpu",
+               proposer: str = "graph", rig: str | Path | None = None, depth: bool = False, rematch_every: int = 0,
+               retry_every: int = 10, slop_s: float = 0.05, names: dict[str, str] | None = None,
+               log: Any = None) -> CrossViewLink:
+    """The cross-view link ``corr_node`` and ``corr bag process`` serve: a PCC matcher from
+    ``checkpoint`` (its calibrated thresholds), proposals, and optionally a camera rig file.
+
+    Args:
+        checkpoint: PCC correspondence checkpoint.
+        cameras: every camera (at least two).
+        anchor: the camera whose objects the others receive (None: the first).
+        proposer: target proposals ("graph", or "none").
+        rig: camera rig file (:mod:`corr_core.crossview.rig`), or None for images only.
+        depth: the anchor camera's depth narrows the bands (needs ``rig``).
+        rematch_every, retry_every, slop_s: see :class:`CrossViewLink`.
+        names: how to name the settings in errors (keys of :data:`LINK_SETTING_NAMES`).
+        log: called with one line describing the link (None: nothing).
+
+    Raises:
+        ConfigError: an anchor that is not a camera, fewer than two cameras, depth without a rig,
+            a bad rig file. CheckpointError: a missing or foreign checkpoint.
+    """
+    n = {**LINK_SETTING_NAMES, **(names or {})}
+    anchor = anchor or cameras[0]
+    if anchor not in cameras:
+        raise ConfigError(f"{n['anchor']} is {anchor!r}, not one of the cameras {cameras}")
+    if len(cameras) < 2:
+        raise ConfigError(f"{n['checkpoint']} needs at least two cameras, got {cameras}")
+    if depth and not rig:
+        raise ConfigError(f"{n['depth']} needs {n['rig']} (depth narrows the epipolar band of calibrated "
+                          "cameras; without a rig there is none)")
+    from corr_core.crossview.matcher import CrossViewMatcher  # imports torch and the model
+    from corr_core.proposals import build_proposer
+
+    matcher = CrossViewMatcher.from_checkpoint(checkpoint, device,
+                                               proposer=None if proposer == "none" else build_proposer(proposer))
+    camera_rig = CameraRig.from_yaml(rig) if rig else None
+    if log is not None:
+        log(f"cross-view mode: objects of '{anchor}' matched into {[c for c in cameras if c != anchor]} with "
+            f"{checkpoint} (proposals: {proposer}; rig: {camera_rig.source if camera_rig else 'none'}"
+            f"{f', depth from {anchor}' if depth else ''})")
+    return CrossViewLink(matcher, anchor, cameras, rematch_every, retry_every, rig=camera_rig, slop_s=slop_s)

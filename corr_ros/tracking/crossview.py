@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from corr_core.errors import ConfigError
-
 __all__ = ["build_link"]
 
 
@@ -28,28 +26,12 @@ def build_link(param: Callable[[str], Any], cameras: list[str], device: str, log
     checkpoint = str(param("crossview_checkpoint"))
     if not checkpoint:
         return None
-    anchor = str(param("anchor_camera")) or cameras[0]
-    if anchor not in cameras:
-        raise ConfigError(f"parameter 'anchor_camera' is {anchor!r}, not one of the cameras {cameras}")
-    if len(cameras) < 2:
-        raise ConfigError(f"parameter 'crossview_checkpoint' needs at least two cameras, got {cameras}")
-    if bool(param("crossview_depth")) and not str(param("crossview_rig")):
-        raise ConfigError("parameter 'crossview_depth' needs 'crossview_rig' (depth narrows the epipolar band "
-                          "of calibrated cameras; without a rig there is none)")
-    from corr_core.crossview.matcher import CrossViewMatcher  # imports torch and the model
-    from corr_core.crossview.multicam import CrossViewLink
-    from corr_core.proposals import build_proposer
+    from corr_core.crossview.multicam import build_link as build_core_link
 
-    name = str(param("crossview_proposer"))
-    proposer = None if name == "none" else build_proposer(name)
-    matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, proposer=proposer)
-    rig = None
-    if str(param("crossview_rig")):
-        from corr_core.crossview.rig import CameraRig
-
-        rig = CameraRig.from_yaml(str(param("crossview_rig")))
-    depth = f", depth from {anchor}" if rig is not None and bool(param("crossview_depth")) else ""
-    logger.info(f"cross-view mode: objects of '{anchor}' matched into {[c for c in cameras if c != anchor]} "
-                f"with {checkpoint} (proposals: {name}; rig: {rig.source if rig else 'none'}{depth})")
-    return CrossViewLink(matcher, anchor, cameras, int(param("crossview_rematch_every")),
-                         int(param("crossview_retry_every")), rig=rig, slop_s=float(param("slop")))
+    return build_core_link(
+        checkpoint, cameras, str(param("anchor_camera")) or None, device, str(param("crossview_proposer")),
+        str(param("crossview_rig")) or None, bool(param("crossview_depth")), int(param("crossview_rematch_every")),
+        int(param("crossview_retry_every")), float(param("slop")),
+        names={"checkpoint": "parameter 'crossview_checkpoint'", "anchor": "parameter 'anchor_camera'",
+               "rig": "'crossview_rig'", "depth": "parameter 'crossview_depth'"},
+        log=logger.info)

@@ -273,33 +273,19 @@ class CameraPipeline:
         if not self.active:
             return
         try:
-            depth = image_to_depth(msg)
-        except (UnknownEncodingError, DataError) as exc:
+            self.processor.link.put_depth(stamp_to_ns(msg.header), image_to_depth(msg), self.gates[cam].size)
+        except DataError as exc:  # UnknownEncodingError and ShapeMismatchError included
             self.drops.drop(cam, "depth", str(exc))
-            return
-        size = self.gates[cam].size
-        if size is not None and depth.shape != tuple(size):
-            self.drops.drop(cam, "depth size", f"depth image {format_size(depth.shape)} does not match the camera's "
-                            f"{format_size(size)} images: it must be registered to the colour image")
-            return
-        self.processor.link.put_depth(stamp_to_ns(msg.header), depth)
 
     def on_pose(self, cam: str, msg: PoseStamped) -> None:
         """A moving camera's optical-frame pose in the rig's frame: kept for its frame of that
         stamp (one in another frame, or with an unset orientation, is dropped and counted)."""
-        link = self.processor.link
-        frame = link.rig.frame
-        if frame and msg.header.frame_id != frame:
-            self.drops.drop(cam, "pose frame", f"pose in frame {msg.header.frame_id!r}, the rig's frame is {frame!r} "
-                            f"({link.rig.source})")
-            return
         p, q = msg.pose.position, msg.pose.orientation
         try:
             T = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), f"{cam}/pose")
+            self.processor.link.put_pose(cam, stamp_to_ns(msg.header), T, msg.header.frame_id)
         except DataError as exc:
             self.drops.drop(cam, "pose", str(exc))
-            return
-        link.put_pose(cam, stamp_to_ns(msg.header), T)
 
     def on_masks(self, cam: str, msg: Image) -> None:
         """A label image on ``<cam>/masks_in``: kept until the frame of its stamp."""
