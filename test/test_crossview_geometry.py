@@ -300,7 +300,7 @@ def test_the_pcc_matcher_uses_its_geometry_and_depth_thresholds_only_for_matches
     assert CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=0.3).depth_threshold == 0.3
 
 
-def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intrinsics_arrive():
+def test_the_multicamera_tracker_matches_again_with_the_rig_geometry_once_intrinsics_arrive():
     import torch
     import torch.nn.functional as F
 
@@ -330,18 +330,22 @@ def test_the_multicamera_tracker_hands_the_rig_geometry_to_its_matcher_once_intr
     rig = CameraRig({"ego": SRC.T_world_cam, "exo1": TGT.T_world_cam}, {"exo1": (K, SIZE)})
     matcher = Recording()
     cfg = PropagationConfig(topk=5, context=2, radius=4.0)
-    multi = MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo1")}, matcher, "ego",
-                               rematch_every=1, rig=rig)
     img = np.full((*SIZE, 3), 90, np.uint8)
     mask = disc(SIZE, project(SRC, OBJECT), 6).astype(np.uint16)
+    img[mask > 0] = (200, 40, 40)  # an object the trackers keep
+    multi = MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo1")}, matcher, "ego", rig=rig)
     multi.step({"ego": img, "exo1": img}, {"ego": mask})
     assert matcher.given == [None] and not multi.link.state["exo1"].geometry  # ego's camera_info not yet in
-    rig.set_intrinsics("ego", K, SIZE)
     multi.step({"ego": img, "exo1": img})
+    assert len(matcher.given) == 1  # every object found: no match again without a reason
+    rig.set_intrinsics("ego", K, SIZE)
+    multi.step({"ego": img, "exo1": img})  # the geometry arrived: matched again with it, at once
     assert isinstance(matcher.given[-1], ViewGeometry) and multi.link.state["exo1"].geometry
+    multi.step({"ego": img, "exo1": img})
+    assert len(matcher.given) == 2  # and not again
     assert matcher.given[-1].src_depth is None and not multi.link.state["exo1"].depth
     depth = np.full(SIZE, 0.9, np.float32)  # an RGB-D anchor: its depth reaches the matcher's geometry
-    multi.step({"ego": img, "exo1": img}, anchor_depth=depth)
+    multi.step({"ego": img, "exo1": img}, {"ego": mask}, anchor_depth=depth)  # new anchor masks: a match
     assert np.array_equal(matcher.given[-1].src_depth, depth) and multi.link.state["exo1"].depth
     with pytest.raises(ConfigError, match="no pose for camera"):
         MultiCameraTracker({c: Tracker(Colour(), cfg) for c in ("ego", "exo2")}, matcher, "ego", rig=rig)

@@ -8,7 +8,9 @@ and then track them over time. The matcher runs again for a camera when
 * the anchor camera got new masks (a new object, or corrected ones),
 * an object tracked on the anchor camera is missing on that camera (it was not found, was lost,
   or is hidden) and ``retry_every`` sets have passed since the camera's last match,
-* ``rematch_every`` sets have passed (0: never for this reason alone).
+* ``rematch_every`` sets have passed (0: never for this reason alone),
+* its last match went without the cameras' geometry (intrinsics or a pose had not arrived yet)
+  and the rig now has it.
 
 Every step reports, per object and camera, whether it is visible and how confident the system is
 (the matcher's existence probability from the camera's last match; 1 on a camera whose masks were
@@ -108,13 +110,17 @@ class CrossViewLink:
         """A camera's tracker was anchored from given masks (it is not matched until the anchor's change)."""
         self.state[camera] = CameraState(given=True, last_match=self.sets)
 
-    def due(self, camera: str, anchor_labels: np.ndarray, anchored: bool, new_anchor: bool) -> bool:
-        """Whether ``camera`` should be matched to the anchor's ``anchor_labels`` in this set."""
+    def due(self, camera: str, anchor_labels: np.ndarray, anchored: bool, new_anchor: bool,
+            poses: dict[str, np.ndarray] | None = None) -> bool:
+        """Whether ``camera`` should be matched to the anchor's ``anchor_labels`` in this set
+        (``poses``: the moving cameras' poses at this set, see :meth:`match`)."""
         st = self.state[camera]
         if st.given and not new_anchor:
             return False
         if new_anchor or not anchored:
             return True
+        if self.rig is not None and not st.geometry and self.rig.pair(self.anchor, camera, None, poses) is not None:
+            return True  # matched before the geometry was known: a look-alike may have been taken
         since = self.sets - st.last_match
         if self.rematch_every and since >= self.rematch_every:
             return True
@@ -256,7 +262,7 @@ class MultiCameraTracker:
                 labels[cam] = trk.step(frames[cam], given)
                 link.given(cam)
             elif self.matcher is not None and src is not None and link.due(cam, src, trk.anchored,
-                                                                           anchor_mask is not None):
+                                                                           anchor_mask is not None, poses):
                 res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses)
                 matched.append(cam)
                 if res.labels.any():

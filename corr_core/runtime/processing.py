@@ -237,13 +237,11 @@ class SetProcessor:
         labels come out empty) until a later match finds one."""
         link, tracker = self.link, self.trackers[cam]
         src = labels.get(link.anchor)
-        if src is None or not link.due(cam, src, tracker.anchored, new_anchor):
+        poses = link.poses_at({c: int(t) for c, t in synced.stamps_ns.items()}) if link.rig is not None else None
+        if src is None or not link.due(cam, src, tracker.anchored, new_anchor, poses):
             return None, False
         try:
-            depth, poses = None, None
-            if link.rig is not None:
-                depth = link.depth_at(int(synced.stamps_ns[link.anchor]))
-                poses = link.poses_at({c: int(t) for c, t in synced.stamps_ns.items()})
+            depth = link.depth_at(int(synced.stamps_ns[link.anchor])) if link.rig is not None else None
             res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
