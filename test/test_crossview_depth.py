@@ -156,3 +156,26 @@ def test_the_link_refuses_a_depth_of_another_size_and_a_pose_in_another_frame():
         link.put_pose("ego", 1, np.eye(4), "map")
     link.put_pose("ego", 1, np.eye(4), "table")
     assert set(link.poses_at({"ego": 1, "exo1": 1})) == {"ego"}
+
+
+def test_a_match_says_what_geometry_it_went_without():
+    from corr_core.crossview.base import MatchResult
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_core.crossview.rig import CameraRig
+
+    class Nothing:
+        def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
+            return MatchResult(np.zeros(tgt_rgb.shape[:2], np.uint16))
+
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    rig = CameraRig({"exo1": np.eye(4)}, {"exo1": (K, (120, 160))}, moving=["ego"])
+    link = CrossViewLink(Nothing(), "ego", ["ego", "exo1"], rig=rig, expect_depth=True)
+    img, labels = np.zeros((120, 160, 3), np.uint8), np.zeros((120, 160), np.uint16)
+    link.match("exo1", img, labels, img)
+    assert link.state["exo1"].lacking == ("ego's intrinsics (ego/camera_info), ego's pose (ego/pose within the slop), "
+                                          "ego's depth (within the slop)")
+    rig.set_intrinsics("ego", K, (120, 160))
+    link.match("exo1", img, labels, img, poses={"ego": np.eye(4)})
+    assert link.state["exo1"].geometry and link.state["exo1"].lacking == "ego's depth (within the slop)"
+    link.match("exo1", img, labels, img, np.ones((120, 160), np.float32), {"ego": np.eye(4)})
+    assert link.state["exo1"].depth and link.state["exo1"].lacking == ""

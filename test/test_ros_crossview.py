@@ -184,3 +184,6 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     matched_with(K["exo1"], lambda s: True, "a set matched without geometry", geometry=False)
     drv.probe.wait_for(lambda: "dropped input (pose): pose in frame 'ego_base', the rig's frame is 'world'"
                        in rig_node.log(), STEP_S, "the pose in another frame dropped and named")
+    # and the node says what its match went without
+    drv.probe.wait_for(lambda: "camera 'exo1': matched from images alone, without ego's pose (ego/pose within the "
+                       "slop)" in rig_node.log(), STEP_S, "the note of a match without the ego pose")

@@ -41,6 +41,7 @@ class CameraState:
     given: bool = False  # its tracker was anchored from given masks (not the matcher)
     geometry: bool = False  # its last match knew both cameras' calibration (epipolar band)
     depth: bool = False  # ... and the anchor camera's depth at the matched frame
+    lacking: str = ""  # with a rig: what its last match went without ("" when nothing)
 
 
 @dataclass
@@ -78,11 +79,13 @@ class CrossViewLink:
         slop_s: with a rig, an anchor depth image (:meth:`put_depth`) or a moving camera's pose
             (:meth:`put_pose`) serves the frame whose stamp is within this many seconds of its own
             (:meth:`depth_at`, :meth:`poses_at`).
+        expect_depth: with a rig, the anchor camera gives depth (a match without it says so in
+            :attr:`CameraState.lacking`).
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
                  retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
-                 slop_s: float = 0.02) -> None:
+                 slop_s: float = 0.02, expect_depth: bool = False) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
@@ -96,6 +99,7 @@ class CrossViewLink:
         self.pose_history: dict[str, NearestStamp[np.ndarray]] = {
             cam: NearestStamp(32) for cam in (rig.moving if rig is not None else ())}
         self.slop_ns = int(round(float(slop_s) * 1e9))
+        self.expect_depth = bool(expect_depth) and rig is not None
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -178,9 +182,13 @@ class CrossViewLink:
         poses at this set, where given) and records its confidences."""
         geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
+        lacking = [] if self.rig is None else self.rig.missing(self.anchor, camera, poses)
+        if self.expect_depth and anchor_depth is None:
+            lacking.append(f"{self.anchor}'s depth (within the slop)")
         self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
                                          geometry=geometry is not None,
-                                         depth=geometry is not None and geometry.src_depth is not None)
+                                         depth=geometry is not None and geometry.src_depth is not None,
+                                         lacking=", ".join(lacking))
         return res
 
     def end_set(self, labels: dict[str, np.ndarray | None], anchor_ids: tuple[int, ...]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -328,4 +336,5 @@ def build_link(checkpoint: str | Path, cameras: list[str], anchor: str | None = 
         log(f"cross-view mode: objects of '{anchor}' matched into {[c for c in cameras if c != anchor]} with "
             f"{checkpoint} (proposals: {proposer}; rig: {camera_rig.source if camera_rig else 'none'}"
             f"{f', depth from {anchor}' if depth else ''})")
-    return CrossViewLink(matcher, anchor, cameras, rematch_every, retry_every, rig=camera_rig, slop_s=slop_s)
+    return CrossViewLink(matcher, anchor, cameras, rematch_every, retry_every, rig=camera_rig, slop_s=slop_s,
+                         expect_depth=depth)

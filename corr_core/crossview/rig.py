@@ -141,6 +141,18 @@ class CameraRig:
             cams.append(CameraPose(known[0], T, known[1]))
         return ViewGeometry(cams[0], cams[1], src_depth)
 
+    def missing(self, src: str, tgt: str, poses: dict[str, np.ndarray] | None = None) -> list[str]:
+        """What :meth:`pair` lacks for these cameras (empty when it has everything), for messages."""
+        out = []
+        for cam in dict.fromkeys((src, tgt)):
+            with self._lock:
+                known = cam in self._intrinsics
+            if not known:
+                out.append(f"{cam}'s intrinsics ({cam}/camera_info)")
+            if cam in self.moving and (poses or {}).get(cam) is None:
+                out.append(f"{cam}'s pose ({cam}/pose within the slop)")
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Which cameras have a pose (static, moving) and which have intrinsics so far."""
         with self._lock:

@@ -149,6 +149,7 @@ class SetProcessor:
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
+        self._lacking: dict[str, str] = {}  # per camera, what its last cross-view match went without
         self.link = link
         self.encoder = _batch_encoder(self.trackers) if batch else None
 
@@ -246,6 +247,11 @@ class SetProcessor:
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
             return None, False
+        lacking = link.state[cam].lacking
+        if lacking and lacking != self._lacking.get(cam):  # said once, until it changes
+            how = "with poses but" if link.state[cam].geometry else "from images alone,"
+            self.note(cam, f"matched {how} without {lacking}")
+        self._lacking[cam] = lacking
         if res.labels.any():
             return res.labels, True
         tracker.reset()

@@ -131,7 +131,9 @@ class CameraPipeline:
                 self._subs.append(node.create_subscription(
                     CameraInfo, topics[cam]["camera_info"][0], lambda msg, cam=cam: self.on_camera_info(cam, msg),
                     qos["input"]))
-            for cam in sorted(rig.moving):  # head or wrist cameras: a pose with each frame
+            # head or wrist cameras: a pose with each frame (subscribed before the images, like the
+            # masks, so a pose ready in the same wake-up as its image is stored first)
+            for cam in sorted(rig.moving & set(self.cameras)):
                 self._subs.append(node.create_subscription(
                     PoseStamped, topics[cam]["pose"][0], lambda msg, cam=cam: self.on_pose(cam, msg), qos["input"]))
             if depth:
