@@ -88,3 +88,15 @@ def test_cross_view_mistakes_are_named(episode, tmp_path):
             w.add_image(f"/{cam}/image_raw", 1, f"{cam}_optical_frame", np.zeros((240, 320, 3), np.uint8))
     with pytest.raises(ConfigError, match="the bag has no /ego/depth_registered/image_rect"):
         process_bag(plain, tmp_path / "d", crossview=PCC, rig=episode["rig"], depth=True, **common)
+
+
+def test_an_interrupted_cross_view_run_resumes(episode, tmp_path):
+    args = {"masks": {"ego": str(episode["mask"])}, "random_init_seed": 0, "progress": False, "crossview": PCC,
+            "rig": episode["rig"], "depth": True, "checkpoint_every": 1}
+    with pytest.raises(KeyboardInterrupt):
+        process_bag(episode["bag"], tmp_path / "out", stop_after=2, **args)
+    report = process_bag(episode["bag"], tmp_path / "out", resume=True, **args)
+    assert report["resumed_from"] == 2 and report["sets"] == FRAMES
+    labels, summaries = read_out(tmp_path / "out")
+    assert len(labels) == FRAMES and labels[-1].any()  # exo1 goes on from its matched labels
+    assert summaries[-1]["cameras"]["exo1"]["geometry"] is True

@@ -248,6 +248,8 @@ def process_bag(
             feed_link(link, synced_frames, drops)
             result = processor.process(SyncedSet(synced_frames.stamp_ns, frames, stamps))
             if replay:
+                for cam in (c for c in cams if link is not None and c != link.anchor and c in last_labels):
+                    link.resumed(cam)  # its last labels came from the matcher, not from a user
                 continue
             if writer is None:
                 from corr_core.data.bag import BagWriter

@@ -114,6 +114,12 @@ class CrossViewLink:
         """A camera's tracker was anchored from given masks (it is not matched until the anchor's change)."""
         self.state[camera] = CameraState(given=True, last_match=self.sets)
 
+    def resumed(self, camera: str) -> None:
+        """A camera's tracker restarted from its own last labels (``corr bag process --resume``):
+        they came from the matcher, so it is matched again when an object goes missing, as before
+        (:meth:`given` would leave it alone until the anchor changes)."""
+        self.state[camera] = CameraState(last_match=self.sets)
+
     def due(self, camera: str, anchor_labels: np.ndarray, anchored: bool, new_anchor: bool,
             poses: dict[str, np.ndarray] | None = None) -> bool:
         """Whether ``camera`` should be matched to the anchor's ``anchor_labels`` in this set
