@@ -106,6 +106,35 @@ def test_bench_backends_times_torch_and_onnxruntime(tmp_path, capsys):
     assert table in capsys.readouterr().out and "| 40x72 (40x72) |" in table
 
 
+def test_bench_crossview_times_every_mode_on_the_same_queries(tmp_path, capsys):
+    import numpy as np
+
+    from corr_core.testing import small_sim
+
+    sim = small_sim(tmp_path / "sim", seed=3000, episodes=1, frames=2, objects=3)
+    out = tmp_path / "x.json"
+    assert main(["bench", "crossview", "--sim", str(sim), "--resolution", "128p", "--every", "1", "--warmup", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    n = report["settings"]["queries"]
+    assert n == 3 and report["settings"]["threads"] == 1  # 2 instants x 2 directions, 1 untimed
+    base = np.asarray(report["results"]["images"]["seconds"])
+    for mode in ("images", "poses", "poses+depth", "proposals"):
+        r = report["results"][mode]
+        assert len(r["seconds"]) == n and 0 < r["seconds_median"] <= r["seconds_p90"]
+        # the ratio is the median of per-query ratios to images only (rounded times kept in the file)
+        assert r["ratio_to_images"] == pytest.approx(float(np.median(np.asarray(r["seconds"]) / base)), rel=0.02)
+    assert report["results"]["images"]["ratio_to_images"] == 1.0
+    assert report["results"]["proposals"]["seconds_median"] < report["results"]["images"]["seconds_median"]
+    table = out.with_suffix(".md").read_text()
+    assert table in capsys.readouterr().out and "| poses+depth |" in table
+    with pytest.raises(ConfigError, match="not more than --warmup 10"):
+        main(["bench", "crossview", "--sim", str(sim), "--resolution", "128p", "--every", "1", "--warmup", "10",
+              "--out", str(tmp_path / "y.json")])
+    with pytest.raises(ConfigError, match="--every must be >= 1"):
+        main(["bench", "crossview", "--every", "0"])
+
+
 @pytest.mark.slow
 def test_bench_methods_trains_what_is_missing_scores_every_row_and_reuses_its_evaluations(tmp_path, capsys):
     """The whole comparison on a tiny DAVIS layout: a reference row, one method trained by its
