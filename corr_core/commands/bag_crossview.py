@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from corr_core.errors import ConfigError, DataError
+from corr_core.topics import DEPTH, POSE, camera_topic
 
-__all__ = ["DEPTH_TOPIC", "crossview_topics", "feed_link"]
-
-#: An RGB-D camera's depth topic in a bag (what ``corr_node``'s ``crossview_depth`` reads live).
-DEPTH_TOPIC = "/{cam}/depth_registered/image_rect"
+__all__ = ["crossview_topics", "feed_link"]
 
 
 def crossview_topics(link: Any, bag_topics: dict[str, Any], depth: bool) -> dict[str, str]:
@@ -29,9 +27,10 @@ def crossview_topics(link: Any, bag_topics: dict[str, Any], depth: bool) -> dict
     if link is None or link.rig is None:
         return {}
     keys = {f"{c}/camera_info": f"/{c}/camera_info" for c in link.cameras if f"/{c}/camera_info" in bag_topics}
-    keys.update({f"{c}/pose": f"/{c}/pose" for c in sorted(link.rig.moving) if f"/{c}/pose" in bag_topics})
+    keys.update({f"{c}/pose": camera_topic(c, POSE, True) for c in sorted(link.rig.moving)
+                 if camera_topic(c, POSE, True) in bag_topics})
     if depth:
-        topic = DEPTH_TOPIC.format(cam=link.anchor)
+        topic = camera_topic(link.anchor, DEPTH, True)
         if topic not in bag_topics:
             raise ConfigError(f"--depth: the bag has no {topic} (the anchor camera's depth, registered to its images); "
                               f"its topics: {sorted(bag_topics)}")

@@ -23,9 +23,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +36,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from corr_core.data.image_codec import depth_to_mm
-from corr_core.errors import ConfigError, CorrError, DataError
+from corr_core.errors import ConfigError, CorrError
+from corr_core.topics import DEPTH, POSE, camera_topic
 from corr_ros.conversions import (
     array_to_image,
     camera_info,
@@ -50,11 +48,10 @@ from corr_ros.conversions import (
     stamp_to_ns,
 )
 from corr_ros.params import ParamSpec, declare_and_read
+from corr_ros.player_sources import BagEpisode, DavisEpisode, Frame
 from corr_ros.qos import qos_from_parameters, qos_param_specs, reliable_qos
 
 _T = Parameter.Type
-#: An RGB-D camera's depth topic, relative to the camera (what corr_node's crossview_depth reads).
-DEPTH_TOPIC = "depth_registered/image_rect"
 
 #: Every parameter of corr_player.
 PARAMS: list[ParamSpec] = [
@@ -100,118 +97,6 @@ PARAMS: list[ParamSpec] = [
     ParamSpec("frame_id_suffix", _T.STRING, "", "DAVIS source: header frame_id is <camera><suffix>"),
     *qos_param_specs(("output",)),
 ]
-
-
-@dataclass
-class Frame:
-    """One frame of every camera: ``(H, W, 3)`` uint8 RGB images and their headers' stamp/frame."""
-
-    images: dict[str, np.ndarray]
-    frame_ids: dict[str, str]
-    stamps_ns: dict[str, int] | None = None
-    infos: dict[str, Any] = field(default_factory=dict)
-    poses: dict[str, Any] = field(default_factory=dict)  # camera -> StampedPose (bag source)
-    depths: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (H, W) float32 metres
-
-
-class DavisEpisode:
-    """An episode in the DAVIS layout with one sub-folder per camera.
-
-    Raises:
-        DataError: missing folders or frames; differing frame counts are cut to the shortest.
-    """
-
-    def __init__(
-        self, root: str | Path, cameras: list[str], resolution: str, sequence: str, frame_id_suffix: str = ""
-    ) -> None:
-        from corr_core.data.davis import DavisDataset
-
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"episode folder not found: {self.root} (parameter 'root')")
-        if not cameras:
-            cameras = sorted(p.name for p in self.root.iterdir() if (p / "JPEGImages").is_dir())
-            if not cameras:
-                raise DataError(f"{self.root} holds no camera folders with JPEGImages/ (parameter 'root')")
-        self.cameras = list(cameras)
-        self._sets = {}
-        self._seq = {}
-        for cam in self.cameras:
-            jpeg = self.root / cam / "JPEGImages"
-            if not jpeg.is_dir():
-                raise DataError(f"camera {cam!r}: {jpeg} not found")
-            res = resolution or next(iter(sorted(p.name for p in jpeg.iterdir() if p.is_dir())), "")
-            ds = DavisDataset(self.root / cam, resolution=res)
-            seq = sequence or ds.sequences[0]
-            if seq not in ds.sequences:
-                raise DataError(
-                    f"camera {cam!r}: sequence {seq!r} not in {ds.image_dir}; have {ds.sequences}"
-                )
-            self._sets[cam], self._seq[cam] = ds, seq
-        counts = {c: self._sets[c].num_frames(self._seq[c]) for c in self.cameras}
-        self.length = min(counts.values())
-        self.frame_ids = {c: f"{c}{frame_id_suffix}" for c in self.cameras}
-
-    def first_masks(self) -> dict[str, np.ndarray]:
-        """Camera -> the first frame's ``(H, W)`` label map."""
-        return {c: self._sets[c].read_annotation(self._seq[c], 0) for c in self.cameras}
-
-    def __iter__(self) -> Iterator[Frame]:
-        for i in range(self.length):
-            images = {c: self._sets[c].read_frame(self._seq[c], i) for c in self.cameras}
-            yield Frame(images, dict(self.frame_ids))
-
-
-class BagEpisode:
-    """Synchronised camera images from a rosbag2 file (topics ``/<camera>/image_raw[/compressed]``)."""
-
-    def __init__(self, path: str | Path, cameras: list[str], slop_s: float) -> None:
-        from corr_core.data.bag import bag_info
-
-        self.path = Path(path)
-        topics = bag_info(self.path)["topics"]
-        if not cameras:
-            cameras = sorted(
-                t.strip("/")[: -len("/image_raw")] for t in topics if t.endswith("/image_raw")
-            ) or sorted(
-                t.strip("/")[: -len("/image_raw/compressed")]
-                for t in topics
-                if t.endswith("/image_raw/compressed")
-            )
-            if not cameras:
-                raise DataError(f"bag {self.path} has no <camera>/image_raw topics; topics: {sorted(topics)}")
-        self.cameras = list(cameras)
-        self.topics: dict[str, str] = {}
-        for cam in self.cameras:
-            for cand in (f"/{cam}/image_raw", f"/{cam}/image_raw/compressed"):
-                if cand in topics:
-                    self.topics[cam] = cand
-                    break
-            else:
-                raise DataError(f"bag {self.path} has no /{cam}/image_raw topic; topics: {sorted(topics)}")
-            for role, topic in (("camera_info", f"/{cam}/camera_info"), ("pose", f"/{cam}/pose"),
-                                ("depth", f"/{cam}/{DEPTH_TOPIC}")):
-                if topic in topics:
-                    self.topics[f"{cam}/{role}"] = topic
-        self.slop_s = slop_s
-        self.length = None
-
-    def first_masks(self) -> dict[str, np.ndarray]:
-        raise DataError(f"bag {self.path} holds no masks: give one label PNG per camera in parameter 'masks'")
-
-    def __iter__(self) -> Iterator[Frame]:
-        from corr_core.data.bag import read_synced, to_rgb
-
-        with read_synced(self.path, self.topics, slop_s=self.slop_s) as reader:
-            for synced in reader:
-                yield Frame(
-                    {c: to_rgb(img) for c, img in synced.images.items()},
-                    {c: h.frame_id for c, h in synced.headers.items()},
-                    {c: h.stamp_ns for c, h in synced.headers.items()},
-                    dict(synced.camera_info),
-                    dict(synced.poses),
-                    dict(synced.depths),
-                )
 
 
 class LabelWaiter:
@@ -272,8 +157,9 @@ class Player(Node):
             c: self.create_publisher(CameraInfo, f"{c}/camera_info", out_qos) for c in self.cameras
         }
         self.mask_pubs = {c: self.create_publisher(Image, f"{c}/masks_in", mask_qos) for c in self.cameras}
-        self.pose_pubs = {c: self.create_publisher(PoseStamped, f"{c}/pose", out_qos) for c in self.cameras}
-        self.depth_pubs = {c: self.create_publisher(Image, f"{c}/{DEPTH_TOPIC}", out_qos) for c in self.cameras}
+        self.pose_pubs = {c: self.create_publisher(PoseStamped, camera_topic(c, POSE), out_qos)
+                          for c in self.cameras}
+        self.depth_pubs = {c: self.create_publisher(Image, camera_topic(c, DEPTH), out_qos) for c in self.cameras}
         self.waiter = LabelWaiter()
         self.label_subs = []
         if self.p["wait_for_labels"]:

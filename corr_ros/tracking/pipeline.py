@@ -25,6 +25,7 @@ from corr_core.errors import DataError, UnknownEncodingError
 from corr_core.geometry import pose_matrix
 from corr_core.handoff import NewestSetWorker, WorkerStats
 from corr_core.sync import MaskAnchors, SyncedSet
+from corr_core.topics import DEPTH, POSE, camera_topic
 from corr_ros.conversions import (
     compressed_to_rgb,
     copy_header,
@@ -61,8 +62,8 @@ def camera_topics(cam: str, compressed: bool = False) -> dict[str, tuple[str, st
         "image": (f"{cam}/image_raw/compressed" if compressed else f"{cam}/image_raw", image),
         "masks": (f"{cam}/masks_in", "sensor_msgs/msg/Image"),
         "camera_info": (f"{cam}/camera_info", "sensor_msgs/msg/CameraInfo"),
-        "depth": (f"{cam}/depth_registered/image_rect", "sensor_msgs/msg/Image"),
-        "pose": (f"{cam}/pose", "geometry_msgs/msg/PoseStamped"),
+        "depth": (camera_topic(cam, DEPTH), "sensor_msgs/msg/Image"),
+        "pose": (camera_topic(cam, POSE), "geometry_msgs/msg/PoseStamped"),
         "labels": (f"{cam}/labels", "sensor_msgs/msg/Image"),
         "overlay": (f"{cam}/overlay", "sensor_msgs/msg/Image"),
     }

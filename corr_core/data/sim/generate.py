@@ -49,6 +49,7 @@ from corr_core.data.sim.render import SceneRenderer
 from corr_core.data.sim.sampling import default_num_lookalikes, sample_scene
 from corr_core.data.sim.scene import FPS, SceneSpec
 from corr_core.errors import ConfigError
+from corr_core.topics import DEPTH, POSE, camera_topic
 
 STAMP_OFFSET_NS = 1_700_000_000 * 10**9  # stamp of frame 0
 FRAME_PERIOD_NS = int(round(1e9 / FPS))  # 100 ms
@@ -337,8 +338,8 @@ def generate_episode(
                     if writer is not None:  # calibration, pose and depth first: a reader has them with the image
                         fid = f"{cam}_optical_frame"
                         writer.add_camera_info(f"/{cam}/camera_info", stamp, fid, size[0], size[1], c["K"])
-                        writer.add_pose(f"/{cam}/pose", stamp, WORLD_FRAME, c["T_world_cam"])
-                        writer.add_image(f"/{cam}/depth_registered/image_rect", stamp, fid,
+                        writer.add_pose(camera_topic(cam, POSE, True), stamp, WORLD_FRAME, c["T_world_cam"])
+                        writer.add_image(camera_topic(cam, DEPTH, True), stamp, fid,
                                          depth_to_mm(c["depth"]), "16UC1")
                         writer.add_image(f"/{cam}/image_raw", stamp, fid, c["rgb"])
     finally:
