@@ -60,7 +60,7 @@ def test_demo_serves_the_shipped_checkpoint_through_the_live_node(tmp_path, ros_
     assert f"feature network {network} from {ckpt}" in (out / "logs" / "corr_node.log").read_text()
 
 
-def test_demo_is_a_corr_command_plugin_with_the_same_options():
+def test_demo_is_a_corr_command_plugin_with_the_same_options(tmp_path):
     from corr_ros import demo
 
     parser = argparse.ArgumentParser(prog="corr")
@@ -70,6 +70,14 @@ def test_demo_is_a_corr_command_plugin_with_the_same_options():
     assert (args.out, args.frames, args.input_scale, args.seed, args.size, args.objects, args.timeout) == (
         "x", 6, 1.0, demo.DEMO_SEED, "320x240", 5, 900.0)
     assert args.checkpoint is None and args.train_iters == 200
+    assert not args.geometry and args.crossview is None
+    # --geometry plays the cross-view run with the rig: alone it is refused before anything is rendered
+    from corr_core.errors import CorrError
+
+    out = tmp_path / "demo"
+    with pytest.raises(CorrError, match="--geometry needs --crossview"):
+        demo.run(parser.parse_args(["demo", "--out", str(out), "--geometry"]))
+    assert not out.exists()
     # setup.py registers it in the group the `corr` command loads plugins from
     setup = (ROOT / "setup.py").read_text()
     assert re.search(r'"corr\.commands":\s*\[\s*"demo = corr_ros\.demo:add_parser"', setup)
