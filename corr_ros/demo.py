@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from corr_core.errors import CorrError, DataError
+from corr_core.topics import DEPTH
 
 log = logging.getLogger("corr.demo")
 
@@ -137,6 +138,9 @@ def play_through_node(
                  "-p", "wait_for_subscribers:=60.0", "-p", "labels_timeout:=60.0"]
     if crossview is not None:
         play_args += ["-p", "publish_masks:=false"]
+    if rig is not None:  # the first frame's geometry reaches the node like the later ones' (no discovery race)
+        waits = [f"{c}/{t}" for c in CAMERAS for t in ("camera_info", "pose")] + [f"{CAMERAS[0]}/{DEPTH}"]
+        play_args += ["-p", "wait_for_topics:=[" + ",".join(f"'{t}'" for t in waits) + "]"]
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[RosProcess] = []
     try:

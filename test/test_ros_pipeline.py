@@ -212,12 +212,16 @@ def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
         "rate:=50.0",
         "-p",
         "wait_for_subscribers:=60.0",
+        "-p",
+        "wait_for_topics:=['left/pose', '/left/depth_registered/image_rect']",
     )
-    ros_probe.wait_for(
-        lambda: player.check_alive() and all(len(images[c]) == 3 for c in cams),
-        60.0,
-        "three frames per camera",
-    )
+    def received() -> bool:
+        done = all(len(images[c]) == 3 for c in cams) and len(pose_msgs["left"]) == len(depths["left"]) == 3
+        if not done and player.returncode not in (None, 0):
+            player.check_alive()  # it failed: say why (a clean exit may leave messages still in flight)
+        return done
+
+    ros_probe.wait_for(received, 60.0, "three frames per camera, and the left camera's three poses and depth images")
     assert player.wait(timeout=30) == 0, player.log()
     for cam in cams:
         got = [stamp_to_ns(m.header) for m in images[cam]]
@@ -237,3 +241,9 @@ def test_player_plays_a_bag_with_its_stamps(tmp_path, launch_node, ros_probe):
         assert pm.header.frame_id == "base"
         assert np.allclose(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)), poses[k])
         assert dm.encoding == "16UC1" and np.allclose(image_to_depth(dm), (700 + k) / 1000)
+    # a topic to wait for that the player does not publish is named, with those it does
+    bad = launch_node("corr_ros.nodes.player", "-p", f"bag:={bag}", "-p", "wait_for_topics:=['left/odom']",
+                      name="player_bad_wait")
+    assert bad.wait(timeout=60) not in (0, None)
+    assert "parameter 'wait_for_topics': ['left/odom'] are not topics this player publishes" in bad.log()
+    assert "'left/pose'" in bad.log()

@@ -92,6 +92,13 @@ PARAMS: list[ParamSpec] = [
         range=(0.0, 3600.0),
     ),
     ParamSpec(
+        "wait_for_topics",
+        _T.STRING_ARRAY,
+        [],
+        "more published topics that need a subscriber before starting (within wait_for_subscribers), "
+        "e.g. [ego/pose, ego/depth_registered/image_rect] so a camera rig has the first frame's geometry",
+    ),
+    ParamSpec(
         "slop", _T.DOUBLE, 0.02, "bag source: stamp slop (s) of the cross-camera sync", range=(0.0, 10.0)
     ),
     ParamSpec("frame_id_suffix", _T.STRING, "", "DAVIS source: header frame_id is <camera><suffix>"),
@@ -160,6 +167,7 @@ class Player(Node):
         self.pose_pubs = {c: self.create_publisher(PoseStamped, camera_topic(c, POSE), out_qos)
                           for c in self.cameras}
         self.depth_pubs = {c: self.create_publisher(Image, camera_topic(c, DEPTH), out_qos) for c in self.cameras}
+        self.extra_waits = self._extra_waits()
         self.waiter = LabelWaiter()
         self.label_subs = []
         if self.p["wait_for_labels"]:
@@ -194,6 +202,7 @@ class Player(Node):
         pubs = list(self.image_pubs.values())
         if self.p["publish_masks"]:
             pubs += list(self.mask_pubs.values())
+        pubs += self.extra_waits
         # in lockstep, our own labels readers must also have matched the node's writers, or the
         # labels of the first frame could go unheard and cost a labels_timeout
         subs = self.label_subs
@@ -210,6 +219,24 @@ class Player(Node):
             stop.wait(0.05)
         if lonely() and timeout > 0:
             self.get_logger().warning(f"no peer after {timeout} s on {lonely()}; playing anyway")
+
+    def _extra_waits(self) -> list[Any]:
+        """The publishers of parameter ``wait_for_topics``.
+
+        Raises:
+            ConfigError: a topic this player does not publish (the ones it does are named).
+        """
+        mine: dict[str, Any] = {}
+        for c in self.cameras:
+            mine.update({f"{c}/image_raw": self.image_pubs[c], f"{c}/camera_info": self.info_pubs[c],
+                         camera_topic(c, POSE): self.pose_pubs[c], camera_topic(c, DEPTH): self.depth_pubs[c],
+                         f"{c}/masks_in": self.mask_pubs[c]})
+        wanted = [str(t).strip("/") for t in self.p["wait_for_topics"]]
+        unknown = [t for t in wanted if t not in mine]
+        if unknown:
+            raise ConfigError(f"parameter 'wait_for_topics': {unknown} are not topics this player publishes; "
+                              f"it publishes {sorted(mine)}")
+        return [mine[t] for t in wanted]
 
     def _publish_geometry(self, cam: str, frame: Frame, header: Header) -> None:
         """The camera's pose and depth of this frame, where the bag has them (stamped like its image)."""
