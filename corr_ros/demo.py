@@ -121,7 +121,10 @@ def play_through_node(
     node_cfg = find_resource("config", "corr_node.yaml")
     cams = "[" + ",".join(CAMERAS) + "]"
     node_args = (["--params-file", str(node_cfg)] if node_cfg else []) + [
-        "-p", f"cameras:={cams}", "-p", f"checkpoint:={checkpoint}", "-p", f"input_scale:={float(input_scale)}"]
+        "-p", f"cameras:={cams}", "-p", f"checkpoint:={checkpoint}", "-p", f"input_scale:={float(input_scale)}",
+        # lockstep playback must lose nothing: 230 KB frames (and 150 KB depth) sent best-effort were
+        # now and then lost on these 2 busy cores, costing a labels_timeout; a robot keeps sensor-data QoS
+        "-p", "qos.input.reliability:=reliable"]
     if crossview is not None:
         node_args += ["-p", f"crossview_checkpoint:={crossview}", "-p", f"anchor_camera:={CAMERAS[0]}",
                       "-p", "initial_masks:=[" + ",".join([f"'{masks[0]}'"] + ["''"] * (len(CAMERAS) - 1)) + "]"]

@@ -75,7 +75,7 @@ def test_depth_without_a_rig_is_a_configuration_error():
 
     params = {"crossview_checkpoint": "corr_core/assets/checkpoints/pcc_resnet18_l2_prior.safetensors",
               "anchor_camera": "ego", "crossview_proposer": "none", "crossview_rig": "", "crossview_depth": True,
-              "crossview_rematch_every": 0, "crossview_retry_every": 10, "slop": 0.05}
+              "crossview_rematch_every": 0, "crossview_retry_every": 10, "slop": 0.05, "crossview_geometry_wait": 0.1}
     with pytest.raises(ConfigError, match="'crossview_depth' needs 'crossview_rig'"):
         build_link(params.__getitem__, ["ego", "exo1"], "cpu", SimpleNamespace(info=print))
 
@@ -193,3 +193,25 @@ def test_a_camera_resumed_from_matched_labels_is_matched_again_when_an_object_go
     link.resumed("exo1")
     link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
     assert link.due("exo1", anchor, anchored=True, new_anchor=False)  # object 1 is missing on exo1
+
+
+def test_a_due_match_waits_briefly_for_the_geometry_of_its_set():
+    import threading
+
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_core.crossview.rig import CameraRig
+    from corr_core.errors import ConfigError
+    from corr_core.runtime.processing import _set_geometry
+
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    rig = CameraRig({"exo1": np.eye(4)}, {"ego": (K, (120, 160)), "exo1": (K, (120, 160))}, moving=["ego"])
+    stamps = {"ego": 1_000, "exo1": 1_000}
+    for wait, expect in ((0.0, False), (2.0, True)):
+        link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], rig=rig, geometry_wait_s=wait)
+        timer = threading.Timer(0.05, link.put_pose, ("ego", 1_000, np.eye(4)))  # the pose lands after the images
+        timer.start()
+        depth, poses = _set_geometry(link, "exo1", stamps)
+        timer.join()
+        assert depth is None and ("ego" in poses) is expect, wait
+    with pytest.raises(ConfigError, match="geometry_wait_s"):
+        CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], geometry_wait_s=-1)

@@ -81,11 +81,13 @@ class CrossViewLink:
             (:meth:`depth_at`, :meth:`poses_at`).
         expect_depth: with a rig, the anchor camera gives depth (a match without it says so in
             :attr:`CameraState.lacking`).
+        geometry_wait_s: with a rig, how long a due match of a live set may wait for that set's
+            camera_info, poses and depth, which travel on their own topics (``corr_node``'s worker).
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
                  retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
-                 slop_s: float = 0.02, expect_depth: bool = False) -> None:
+                 slop_s: float = 0.02, expect_depth: bool = False, geometry_wait_s: float = 0.0) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
@@ -100,6 +102,9 @@ class CrossViewLink:
             cam: NearestStamp(32) for cam in (rig.moving if rig is not None else ())}
         self.slop_ns = int(round(float(slop_s) * 1e9))
         self.expect_depth = bool(expect_depth) and rig is not None
+        if not 0.0 <= geometry_wait_s <= 10.0:
+            raise ConfigError(f"geometry_wait_s must be in [0, 10] s, got {geometry_wait_s}")
+        self.geometry_wait_s = float(geometry_wait_s)
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -181,6 +186,17 @@ class CrossViewLink:
                 out[cam] = pose
         return out
 
+    def lacking(self, camera: str, anchor_depth: np.ndarray | None = None,
+                poses: dict[str, np.ndarray] | None = None) -> list[str]:
+        """What a match of ``camera`` with this depth and these poses would go without (empty
+        without a rig, or with everything the rig expects)."""
+        if self.rig is None:
+            return []
+        out = self.rig.missing(self.anchor, camera, poses)
+        if self.expect_depth and anchor_depth is None:
+            out.append(f"{self.anchor}'s depth (within the slop)")
+        return out
+
     def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray,
               anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None) -> MatchResult:
         """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, with
@@ -188,9 +204,7 @@ class CrossViewLink:
         poses at this set, where given) and records its confidences."""
         geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
-        lacking = [] if self.rig is None else self.rig.missing(self.anchor, camera, poses)
-        if self.expect_depth and anchor_depth is None:
-            lacking.append(f"{self.anchor}'s depth (within the slop)")
+        lacking = self.lacking(camera, anchor_depth, poses)
         self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
                                          geometry=geometry is not None,
                                          depth=geometry is not None and geometry.src_depth is not None,
@@ -304,7 +318,7 @@ LINK_SETTING_NAMES = {"checkpoint": "the cross-view checkpoint", "anchor": "the 
 def build_link(checkpoint: str | Path, cameras: list[str], anchor: str | None = None, device: str = "cpu",
                proposer: str = "graph", rig: str | Path | None = None, depth: bool = False, rematch_every: int = 0,
                retry_every: int = 10, slop_s: float = 0.05, names: dict[str, str] | None = None,
-               log: Any = None) -> CrossViewLink:
+               log: Any = None, geometry_wait_s: float = 0.0) -> CrossViewLink:
     """The cross-view link ``corr_node`` and ``corr bag process`` serve: a PCC matcher from
     ``checkpoint`` (its calibrated thresholds), proposals, and optionally a camera rig file.
 
@@ -315,7 +329,7 @@ def build_link(checkpoint: str | Path, cameras: list[str], anchor: str | None = 
         proposer: target proposals ("graph", or "none").
         rig: camera rig file (:mod:`corr_core.crossview.rig`), or None for images only.
         depth: the anchor camera's depth narrows the bands (needs ``rig``).
-        rematch_every, retry_every, slop_s: see :class:`CrossViewLink`.
+        rematch_every, retry_every, slop_s, geometry_wait_s: see :class:`CrossViewLink`.
         names: how to name the settings in errors (keys of :data:`LINK_SETTING_NAMES`).
         log: called with one line describing the link (None: nothing).
 
@@ -343,4 +357,4 @@ def build_link(checkpoint: str | Path, cameras: list[str], anchor: str | None = 
             f"{checkpoint} (proposals: {proposer}; rig: {camera_rig.source if camera_rig else 'none'}"
             f"{f', depth from {anchor}' if depth else ''})")
     return CrossViewLink(matcher, anchor, cameras, rematch_every, retry_every, rig=camera_rig, slop_s=slop_s,
-                         expect_depth=depth)
+                         expect_depth=depth, geometry_wait_s=geometry_wait_s)

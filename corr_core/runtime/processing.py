@@ -238,11 +238,12 @@ class SetProcessor:
         labels come out empty) until a later match finds one."""
         link, tracker = self.link, self.trackers[cam]
         src = labels.get(link.anchor)
-        poses = link.poses_at({c: int(t) for c, t in synced.stamps_ns.items()}) if link.rig is not None else None
+        stamps = {c: int(t) for c, t in synced.stamps_ns.items()}
+        poses = link.poses_at(stamps) if link.rig is not None else None
         if src is None or not link.due(cam, src, tracker.anchored, new_anchor, poses):
             return None, False
         try:
-            depth = link.depth_at(int(synced.stamps_ns[link.anchor])) if link.rig is not None else None
+            depth, poses = _set_geometry(link, cam, stamps)
             res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
@@ -333,3 +334,17 @@ class SetProcessor:
         """Logs an event of a camera and keeps it for diagnostics (``last_event``)."""
         self.notes[cam] = text
         self.logger.warning(f"camera '{cam}': {text}")
+
+
+def _set_geometry(link: Any, cam: str, stamps: dict[str, int]) -> tuple[Any, Any]:
+    """The anchor depth and moving cameras' poses of a set for a match of ``cam``, waiting up to
+    ``link.geometry_wait_s`` for what the rig expects and has not got yet (they travel on their
+    own topics and may land just after the images)."""
+    if link.rig is None:
+        return None, None
+    deadline = time.monotonic() + link.geometry_wait_s
+    while True:
+        depth, poses = link.depth_at(stamps[link.anchor]), link.poses_at(stamps)
+        if not link.lacking(cam, depth, poses) or time.monotonic() >= deadline:
+            return depth, poses
+        time.sleep(0.005)

@@ -34,4 +34,4 @@ def build_link(param: Callable[[str], Any], cameras: list[str], device: str, log
         int(param("crossview_retry_every")), float(param("slop")),
         names={"checkpoint": "parameter 'crossview_checkpoint'", "anchor": "parameter 'anchor_camera'",
                "rig": "'crossview_rig'", "depth": "parameter 'crossview_depth'"},
-        log=logger.info)
+        log=logger.info, geometry_wait_s=float(param("crossview_geometry_wait")))

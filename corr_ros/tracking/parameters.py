@@ -130,6 +130,14 @@ PARAMS: list[ParamSpec] = [
         "look-alikes apart; '' for images only",
     ),
     ParamSpec(
+        "crossview_geometry_wait",
+        _T.DOUBLE,
+        0.1,
+        "cross-view mode with a rig: seconds a due match waits for its set's camera_info, poses and "
+        "depth, which travel on their own topics (then it matches with what it has, and says so)",
+        range=(0.0, 5.0),
+    ),
+    ParamSpec(
         "crossview_depth",
         _T.BOOL,
         False,
