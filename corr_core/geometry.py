@@ -58,14 +58,12 @@ def pose_matrix(position: object, quaternion: object, what: str = "pose") -> np.
     if t.shape != (3,) or q.shape != (4,) or not (np.isfinite(t).all() and np.isfinite(q).all()):
         raise DataError(f"{what}: needs a finite position (x, y, z) and orientation (x, y, z, w), got "
                         f"{t.tolist()}, {q.tolist()}")
-    n = np.linalg.norm(q)
-    if n < 1e-6:
+    if np.linalg.norm(q) < 1e-6:
         raise DataError(f"{what}: the orientation quaternion {q.tolist()} has no length (not set?)")
-    x, y, z, w = q / n
+    from scipy.spatial.transform import Rotation
+
     T = np.eye(4)
-    T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    T[:3, :3] = Rotation.from_quat(q).as_matrix()  # normalises q
     T[:3, 3] = t
     return T
 
@@ -84,6 +82,21 @@ def pose_quaternion(T: object, what: str = "pose") -> tuple[tuple[float, float, 
     return (float(T[0, 3]), float(T[1, 3]), float(T[2, 3])), (float(x), float(y), float(z), float(w))
 
 
+def check_intrinsics(K: object, size: object) -> tuple[np.ndarray, tuple[int, int]]:
+    """``K`` as a float64 ``(3, 3)`` pinhole matrix and ``size`` as ``(H, W)``.
+
+    Raises:
+        DataError: not a finite 3x3 matrix with ``fx, fy > 0`` (an uncalibrated camera_info's
+            all-zero ``k``), or a size that is not two positive sides.
+    """
+    K = np.asarray(K, np.float64)
+    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise DataError(f"camera pose: K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
+    if len(size) != 2 or min(size) < 1:  # type: ignore[arg-type]
+        raise DataError(f"camera pose: size must be (H, W) > 0, got {size}")
+    return K, (int(size[0]), int(size[1]))  # type: ignore[index]
+
+
 @dataclass(frozen=True)
 class CameraPose:
     """A calibrated camera at one instant.
@@ -99,15 +112,10 @@ class CameraPose:
     size: tuple[int, int]
 
     def __post_init__(self) -> None:
-        K = np.asarray(self.K, np.float64)
-        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise DataError(f"camera pose: K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
-        T = rigid_transform(self.T_world_cam)
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise DataError(f"camera pose: size must be (H, W) > 0, got {self.size}")
+        K, size = check_intrinsics(self.K, self.size)
         object.__setattr__(self, "K", K)
-        object.__setattr__(self, "T_world_cam", T)
-        object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+        object.__setattr__(self, "T_world_cam", rigid_transform(self.T_world_cam))
+        object.__setattr__(self, "size", size)
 
     def at(self, size: tuple[int, int]) -> CameraPose:
         """The same camera for images resized to ``(H, W)`` (pixel centres kept, OpenCV convention)."""

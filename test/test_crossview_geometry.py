@@ -300,6 +300,35 @@ def test_the_pcc_matcher_uses_its_geometry_and_depth_thresholds_only_for_matches
     assert CrossViewMatcher(build_pcc_model("pcc_tiny"), geometry_threshold=0.3).depth_threshold == 0.3
 
 
+def test_remembered_predictions_run_the_network_once_for_images_poses_and_depth():
+    from corr_core.crossview.matcher import CrossViewMatcher
+    from corr_core.methods.pcc.model import build_pcc_model
+
+    class Counting(CrossViewMatcher):
+        calls = 0
+
+        def _predict(self, *args):
+            Counting.calls += 1
+            return super()._predict(*args)
+
+    src_mask = disc(SIZE, project(SRC, OBJECT), 6)
+    img = np.full((*SIZE, 3), 90, np.uint8)
+    img[src_mask] = (200, 40, 40)
+    labels = src_mask.astype(np.uint16)
+    matcher = Counting(build_pcc_model("pcc_tiny"), max_side=160)
+    geometries = [None, ViewGeometry(SRC, TGT), ViewGeometry(SRC, TGT, np.full(SIZE, 1.0, np.float32))]
+    plain = [matcher.match(img, labels, img, geometry=g) for g in geometries]
+    assert Counting.calls == 3
+    matcher.remember_predictions()
+    kept = [matcher.match(img, labels, img, geometry=g) for g in geometries]
+    assert Counting.calls == 4  # one network pass for the three
+    for a, b in zip(plain, kept, strict=True):  # and the same answers
+        assert np.array_equal(a.labels, b.labels) and a.confidence == pytest.approx(b.confidence)
+    matcher.remember_predictions(False)
+    matcher.match(img, labels, img)
+    assert Counting.calls == 5
+
+
 def test_the_multicamera_tracker_matches_again_with_the_rig_geometry_once_intrinsics_arrive():
     import torch
     import torch.nn.functional as F

@@ -14,6 +14,7 @@ import argparse
 import datetime as _dt
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def bench_crossview(checkpoint: Path, scenes: list[Any], every: int, warmup: int
     times: dict[str, list[float]] = {m: [] for m in (*MODES, "proposals")}
     objects = []
     for k, q in enumerate(items):
-        geometry = {"images": None, "poses": q.geometry and _without_depth(q.geometry), "poses+depth": q.geometry}
+        geometry = {"images": None, "poses": replace(q.geometry, src_depth=None), "poses+depth": q.geometry}
         order = MODES[k % len(MODES):] + MODES[:k % len(MODES)]
         for mode in order:
             t0 = time.perf_counter()
@@ -107,12 +108,6 @@ def bench_crossview(checkpoint: Path, scenes: list[Any], every: int, warmup: int
         "host": {**{k: v for k, v in host_facts().items() if k != "machine"}, "torch": torch.__version__},
         "results": results,
     }
-
-
-def _without_depth(geometry: Any) -> Any:
-    from corr_core.geometry import ViewGeometry
-
-    return ViewGeometry(geometry.src, geometry.tgt)
 
 
 def crossview_table(report: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,6 +52,15 @@ class Matcher(Protocol):
         matcher takes it (callers pass it, None included); one without use for it ignores it.
         """
         ...
+
+
+def array_key(*arrays: np.ndarray) -> str:
+    """A digest of arrays' shapes and bytes: the key of a remembered answer to the same inputs."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(str(np.shape(a)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def fit_geometry(geometry: object, src_rgb: np.ndarray, tgt_rgb: np.ndarray) -> ViewGeometry | None:

@@ -34,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from corr_core.crossview.base import (
     MatchResult,
+    array_key,
     check_inputs,
     compose,
     fit_geometry,
@@ -108,14 +109,13 @@ class CrossViewMatcher:
         if not 0.0 < threshold < 1.0 or not 0.0 <= snap_iou <= 1.0:
             raise ConfigError(f"CrossViewMatcher: threshold must be in (0, 1) and snap_iou in [0, 1], got "
                               f"{threshold}, {snap_iou}")
-        if existence_threshold is not None and not 0.0 <= existence_threshold < 1.0:
-            raise ConfigError(f"CrossViewMatcher: existence_threshold must be in [0, 1), got {existence_threshold}")
+        for name, value in (("existence_threshold", existence_threshold), ("geometry_threshold", geometry_threshold),
+                            ("depth_threshold", depth_threshold)):
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"CrossViewMatcher: {name} must be in [0, 1), got {value}")
+        # each unset threshold falls back on the one before it
         self.existence_threshold = float(threshold if existence_threshold is None else existence_threshold)
-        if geometry_threshold is not None and not 0.0 <= geometry_threshold < 1.0:
-            raise ConfigError(f"CrossViewMatcher: geometry_threshold must be in [0, 1), got {geometry_threshold}")
         self.geometry_threshold = self.existence_threshold if geometry_threshold is None else float(geometry_threshold)
-        if depth_threshold is not None and not 0.0 <= depth_threshold < 1.0:
-            raise ConfigError(f"CrossViewMatcher: depth_threshold must be in [0, 1), got {depth_threshold}")
         self.depth_threshold = self.geometry_threshold if depth_threshold is None else float(depth_threshold)
         if select not in SELECT:
             raise ConfigError(f"CrossViewMatcher: select must be one of {SELECT}, got {select!r}")
@@ -130,6 +130,7 @@ class CrossViewMatcher:
         self.proposer = proposer
         self.snap_iou, self.threshold = float(snap_iou), float(threshold)
         self.max_side, self.min_pixels, self.batch = int(max_side), int(min_pixels), int(batch)
+        self._predictions: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu", stored: bool = True,
@@ -191,7 +192,7 @@ class CrossViewMatcher:
         queries = [(i, m) for i, m in queries if i not in result.existence]
         if not queries:
             return result
-        prob, conf = self._predict(src_small, np.stack([m for _, m in queries]), resize_rgb(tgt_rgb, tgt_net), size)
+        prob, conf = self._network(src_small, np.stack([m for _, m in queries]), resize_rgb(tgt_rgb, tgt_net), size)
         props = self.proposer.propose(tgt_rgb) if self.proposer is not None else None
         full = np.stack([src_labels == i for i, _ in queries])  # (Q, H1, W1) at the source size
         src_colour = None  # (Q, D) colour descriptors of the queried objects
@@ -241,6 +242,23 @@ class CrossViewMatcher:
         if geometry is None:
             return self.existence_threshold
         return self.geometry_threshold if geometry.src_depth is None else self.depth_threshold
+
+    def remember_predictions(self, on: bool = True) -> None:
+        """Keep the network's outputs per input (images and query masks) while ``on``, for callers
+        that match the same queries again with other geometry (``corr pcc score`` calibrates a
+        threshold for images, poses and poses + depth): the network then runs once per query.
+        Geometry only weights the proposals afterwards, so the answers are the same. Off: forgotten."""
+        self._predictions = {} if on else None
+
+    def _network(self, src: np.ndarray, queries: np.ndarray, tgt: np.ndarray,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_predict`, from the remembered outputs where :meth:`remember_predictions` is on."""
+        if self._predictions is None:
+            return self._predict(src, queries, tgt, size)
+        key = array_key(src, queries, tgt, np.asarray(size))
+        if key not in self._predictions:
+            self._predictions[key] = self._predict(src, queries, tgt, size)
+        return self._predictions[key]
 
     @torch.inference_mode()
     def _predict(self, src: np.ndarray, queries: np.ndarray, tgt: np.ndarray,

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from corr_core.errors import ConfigError, CorrError
-from corr_core.geometry import CameraPose, ViewGeometry, rigid_transform
+from corr_core.geometry import CameraPose, ViewGeometry, check_intrinsics, rigid_transform
 
 
 class CameraRig:
@@ -96,8 +96,7 @@ class CameraRig:
                     size = entry.get("size")
                     if not isinstance(size, list) or len(size) != 2:
                         raise ConfigError(f"camera {cam!r}: K needs size: [height, width]")
-                    pose = CameraPose(entry["K"], np.eye(4), (int(size[0]), int(size[1])))  # checks K
-                    intrinsics[str(cam)] = (pose.K, pose.size)
+                    intrinsics[str(cam)] = check_intrinsics(entry["K"], size)
             except (CorrError, ValueError, TypeError) as exc:
                 raise ConfigError(f"{path}: camera {cam!r}: {exc}") from exc
         return cls(poses, intrinsics, source=str(path), moving=moving, frame=str(data.get("frame") or ""))
@@ -122,9 +121,9 @@ class CameraRig:
         current = self._intrinsics.get(camera)
         if current is not None and current[1] == size and np.array_equal(current[0], K):
             return  # camera_info repeats itself at the camera's rate
-        pose = CameraPose(K, np.eye(4), size)  # checks K
+        checked = check_intrinsics(K, size)
         with self._lock:
-            self._intrinsics[camera] = (pose.K, pose.size)
+            self._intrinsics[camera] = checked
 
     def pair(self, src: str, tgt: str, src_depth: np.ndarray | None = None,
              poses: dict[str, np.ndarray] | None = None) -> ViewGeometry | None:

@@ -180,8 +180,13 @@ def decode_depth(msg: Any, topic: str | None = None) -> np.ndarray:
     if enc == "32FC1":
         metres = _pixels(msg, (1, np.dtype(np.float32)), topic)
     else:
-        metres = _pixels(msg, _LAYOUTS[enc], topic).astype(np.float32) / 1000.0
+        metres = depth_from_mm(_pixels(msg, _LAYOUTS[enc], topic))
     return np.where(np.isfinite(metres) & (metres > 0), metres, 0.0).astype(np.float32)
+
+
+def depth_from_mm(mm: np.ndarray) -> np.ndarray:
+    """16UC1 millimetres (a depth PNG, a 16UC1 message) as float32 metres; 0 stays 0 (unknown)."""
+    return mm.astype(np.float32) / 1000.0
 
 
 def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ episode's metadata, optionally with a simulated calibration error), as a robot's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from corr_core.crossview.base import Matcher, MatchResult
+from corr_core.crossview.base import Matcher, MatchResult, array_key
 from corr_core.errors import DataError
 from corr_core.evaluation.crossview_queries import Query, SimPoses, queries  # noqa: F401  (re-exported)
 from corr_core.geometry import ViewGeometry
@@ -181,15 +180,11 @@ class ReplayMatcher:
     @staticmethod
     def _key(src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
              geometry: ViewGeometry | None = None) -> str:
-        h = hashlib.sha1()
         arrays = [src_rgb, src_labels, tgt_rgb]
         if geometry is not None:
             arrays += [geometry.src.K, geometry.src.T_world_cam, geometry.tgt.K, geometry.tgt.T_world_cam]
             arrays += [] if geometry.src_depth is None else [geometry.src_depth]
-        for a in arrays:
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        return array_key(*arrays)
 
     def match(self, src_rgb: np.ndarray, src_labels: np.ndarray, tgt_rgb: np.ndarray,
               geometry: ViewGeometry | None = None) -> MatchResult:
@@ -302,11 +297,13 @@ def pcc_scorer(cfg: dict[str, Any], cache_dir: Path, device: str = "cpu", **sett
         matcher = CrossViewMatcher.from_checkpoint(checkpoint, device, stored=False, proposer=build_proposer("graph"),
                                                    **given)
         replay = ReplayMatcher(matcher)  # calibration and scoring see the same queries: match them once
+        matcher.remember_predictions()  # and the network runs once per query for all three thresholds
         thresh, _ = calibrate_existence(replay, scenes, directions, every)
         replay.rewind()
         # and for a calibrated rig (corr_node's crossview_rig), without and with the anchor's depth
         geo_thresh, _ = calibrate_existence(matcher, scenes, directions, every, poses=SimPoses())
         depth_thresh, _ = calibrate_existence(matcher, scenes, directions, every, poses=SimPoses(depth=True))
+        matcher.remember_predictions(False)
         update_checkpoint_metadata(checkpoint, existence_threshold=thresh, existence_threshold_geometry=geo_thresh,
                                    existence_threshold_depth=depth_thresh,
                                    existence_calibrated_on=(

@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from corr_core.data.image_codec import depth_from_mm
 from corr_core.errors import ConfigError, DataError
 from corr_core.train.data import read_rgb  # noqa: F401  (re-exported: the PCC modules read frames through here)
 
@@ -66,7 +67,7 @@ class Scene:
         raw = cv2.imread(str(files[t]), cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise DataError(f"{files[t]}: not a readable depth PNG")
-        return raw.astype(np.float32) / 1000.0
+        return depth_from_mm(raw)
 
     @property
     def num_frames(self) -> int:

@@ -5,7 +5,6 @@ docs/results.md, cross-view section, "Letting geometry choose".
     python docs/crossview/diagnostics/geometry_scores.py corr_core/assets/checkpoints/pcc_resnet18_l2_prior
 """
 
-import hashlib
 import sys
 
 import numpy as np
@@ -26,16 +25,9 @@ VARIANTS = {  # the network's term in a proposal's score (times colour^2 x band)
 
 
 class Variant(CrossViewMatcher):
-    """The matcher with another network term; network outputs cached across variants."""
+    """The matcher with another network term."""
 
     term = staticmethod(lambda s: s)
-    cache: dict = {}
-
-    def _predict(self, src, queries, tgt, size):
-        key = hashlib.sha1(src.tobytes() + queries.tobytes() + tgt.tobytes()).hexdigest()
-        if key not in self.cache:
-            self.cache[key] = super()._predict(src, queries, tgt, size)
-        return self.cache[key]
 
     def _soft_iou(self, prob, proposals):
         return self.term(CrossViewMatcher._soft_iou(prob, proposals))
@@ -46,6 +38,7 @@ if __name__ == "__main__":
     calibration, scoring = sim_scenes("runs/xv_tune10"), sim_scenes("runs/xv_tune10b")
     directions, poses = [("ego", "exo1"), ("exo1", "ego")], SimPoses(depth=True)
     matcher = Variant.from_checkpoint(sys.argv[1], stored=False, proposer=build_proposer("graph"))
+    matcher.remember_predictions()  # one network pass per query for every variant
     for name, term in VARIANTS.items():
         matcher.term = term
         threshold, _ = calibrate_existence(matcher, calibration, directions, poses=poses)
