@@ -192,7 +192,7 @@ def test_a_camera_resumed_from_matched_labels_is_matched_again_when_an_object_go
     assert not link.due("exo1", anchor, anchored=True, new_anchor=False)  # given masks are left alone
     link.resumed("exo1")
     link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
-    assert link.due("exo1", anchor, anchored=True, new_anchor=False)  # object 1 is missing on exo1
+    assert link.due("exo1", anchor, anchored=True, new_anchor=False) == "missing"  # object 1 is missing on exo1
 
 
 def test_a_due_match_waits_briefly_for_the_geometry_of_its_set():

@@ -7,7 +7,9 @@ and then track them over time. The matcher runs again for a camera when
 
 * the anchor camera got new masks (a new object, or corrected ones),
 * an object tracked on the anchor camera is missing on that camera (it was not found, was lost,
-  or is hidden) and ``retry_every`` sets have passed since the camera's last match,
+  or is hidden) and ``retry_every`` sets have passed since the camera's last match: this match only
+  adds what is missing (the objects the camera tracks keep their tracks, see
+  ``Tracker.step(..., merge=True)``),
 * ``rematch_every`` sets have passed (0: never for this reason alone),
 * its last match went without the cameras' geometry (intrinsics or a pose had not arrived yet)
   and the rig now has it.
@@ -30,6 +32,11 @@ from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.crossview.rig import CameraRig
 from corr_core.errors import ConfigError, DataError, MissingCameraError, ShapeMismatchError
 from corr_core.sync import NearestStamp
+
+#: Why a camera is matched (:meth:`CrossViewLink.due`): the anchor camera got masks; the camera
+#: tracks nothing yet; its last match went without geometry the rig now has; ``rematch_every`` sets
+#: passed; an object of the anchor is missing on it (only the missing objects are added).
+MATCH_REASONS = ("new anchor", "first", "geometry", "rematch", "missing")
 
 
 @dataclass
@@ -126,23 +133,32 @@ class CrossViewLink:
         self.state[camera] = CameraState(last_match=self.sets)
 
     def due(self, camera: str, anchor_labels: np.ndarray, anchored: bool, new_anchor: bool,
-            poses: dict[str, np.ndarray] | None = None) -> bool:
-        """Whether ``camera`` should be matched to the anchor's ``anchor_labels`` in this set
-        (``poses``: the moving cameras' poses at this set, see :meth:`match`)."""
+            poses: dict[str, np.ndarray] | None = None) -> str:
+        """Why ``camera`` should be matched to the anchor's ``anchor_labels`` in this set, or ""
+        (``poses``: the moving cameras' poses at this set, see :meth:`match`): one of
+        :data:`MATCH_REASONS`. A ``"missing"`` match only adds the objects the camera lacks
+        (:meth:`missing`); the others replace the camera's track.
+        """
         st = self.state[camera]
         if st.given and not new_anchor:
-            return False
-        if new_anchor or not anchored:
-            return True
+            return ""
+        if new_anchor:
+            return "new anchor"
+        if not anchored:
+            return "first"
         if self.rig is not None and not st.geometry and self.rig.pair(self.anchor, camera, None, poses) is not None:
-            return True  # matched before the geometry was known: a look-alike may have been taken
+            return "geometry"  # matched before the geometry was known: a look-alike may have been taken
         since = self.sets - st.last_match
         if self.rematch_every and since >= self.rematch_every:
-            return True
-        wanted = set(np.unique(anchor_labels).tolist()) - {0}
+            return "rematch"
+        return "missing" if self.missing(camera, anchor_labels) and since >= self.retry_every else ""
+
+    def missing(self, camera: str, anchor_labels: np.ndarray) -> set[int]:
+        """Ids the anchor camera tracks (at least ``min_area`` pixels there) that ``camera``'s
+        labels of the previous set lack (fewer than ``min_area`` pixels)."""
+        wanted = set(_areas(anchor_labels, 1))
         previous = self.last.get(camera)
-        have = set() if previous is None else set(_areas(previous, self.min_area))
-        return bool(wanted - have) and since >= self.retry_every
+        return wanted - (set() if previous is None else set(_areas(previous, self.min_area)))
 
     def put_depth(self, stamp_ns: int, depth: np.ndarray, image_size: tuple[int, int] | None = None) -> None:
         """The anchor camera's depth image at ``stamp_ns``: ``(H, W)`` float metres registered to
@@ -198,14 +214,26 @@ class CrossViewLink:
         return out
 
     def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray,
-              anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None) -> MatchResult:
+              anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None,
+              only: set[int] | None = None) -> MatchResult:
         """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, with
         ``anchor_depth``, the anchor frame's depth in metres, and ``poses``, the moving cameras'
-        poses at this set, where given) and records its confidences."""
+        poses at this set, where given) and records its confidences.
+
+        ``only``: the ids this match is for (a ``"missing"`` retry, :meth:`missing`): every object
+        is still matched (so that one-to-one assignment sees them all), but the returned labels
+        hold only these ids and the other objects keep the confidence of the match that placed
+        them. None: all of ``anchor_labels``'s objects.
+        """
         geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         lacking = self.lacking(camera, anchor_depth, poses)
-        self.state[camera] = CameraState(confidence=dict(res.confidence), last_match=self.sets,
+        confidence = dict(res.confidence)
+        if only is not None:
+            res.labels = np.where(np.isin(res.labels, sorted(only)), res.labels, 0).astype(res.labels.dtype)
+            kept = self.state[camera].confidence
+            confidence = {i: (c if i in only else kept.get(i, c)) for i, c in confidence.items()}
+        self.state[camera] = CameraState(confidence=confidence, last_match=self.sets,
                                          geometry=geometry is not None,
                                          depth=geometry is not None and geometry.src_depth is not None,
                                          lacking=", ".join(lacking))
@@ -289,11 +317,15 @@ class MultiCameraTracker:
             if given is not None:
                 labels[cam] = trk.step(frames[cam], given)
                 link.given(cam)
-            elif self.matcher is not None and src is not None and link.due(cam, src, trk.anchored,
-                                                                           anchor_mask is not None, poses):
-                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses)
+            elif self.matcher is not None and src is not None and (
+                    why := link.due(cam, src, trk.anchored, anchor_mask is not None, poses)):
+                adding = why == "missing"  # keep the tracked objects, add the missing ones
+                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses,
+                                 only=link.missing(cam, src) if adding else None)
                 matched.append(cam)
-                if res.labels.any():
+                if adding:
+                    labels[cam] = trk.step(frames[cam], res.labels, merge=True)
+                elif res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)
                 else:  # nothing of the anchor's objects is visible here
                     trk.reset()

@@ -69,6 +69,25 @@ def argmax_on_frame(soft: torch.Tensor, size: tuple[int, int], cfg: PropagationC
     return best_idx
 
 
+def merge_labels(tracked: np.ndarray, given: np.ndarray) -> np.ndarray | None:
+    """``tracked`` labels with the objects of ``given`` put in: each id of ``given`` loses its
+    tracked pixels and takes its given ones where ``tracked`` holds background or that id; the other
+    tracked objects keep every pixel they hold. ``(H, W)`` in the wider of the two dtypes, or None
+    when nothing changes (``given`` is empty, or its ids already hold exactly those pixels).
+    """
+    ids = np.unique(given)
+    ids = ids[ids != 0]
+    if not len(ids):
+        return None
+    dtype = np.promote_types(tracked.dtype, given.dtype)
+    own = np.isin(tracked, ids)
+    out = tracked.astype(dtype, copy=True)
+    out[own] = 0
+    free = out == 0
+    out[free] = given[free]
+    return None if np.array_equal(out, tracked) else out
+
+
 class ObjectManager:
     """Ids of the tracked objects and the dtype the label maps come back in.
 

@@ -44,7 +44,11 @@ stride.
 Masks given again later *re-anchor* the tracker: that frame and its masks become the new reference,
 the long- and short-term memories restart from it (old predictions that contradict the new masks
 are dropped), and ids not seen before are added (ids that are absent from the new masks keep their
-channel but are no longer predicted).
+channel but are no longer predicted). With ``merge=True`` the given masks add or correct only their
+own objects (a cross-view retry that found a missing object): the frame is tracked first, the given
+ids replace their tracked pixels where no other tracked object holds them, and that merged map
+re-anchors the tracker, so the objects it tracks well keep their masks
+(:func:`~corr_core.propagation.objects.merge_labels`).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from corr_core.errors import ConfigError, CorrError, DataError, ShapeMismatchErr
 from corr_core.models.fusion import FusedFeatures
 from corr_core.propagation.config import PropagationConfig
 from corr_core.propagation.context import ContextMemory
-from corr_core.propagation.objects import ObjectManager
+from corr_core.propagation.objects import ObjectManager, merge_labels
 
 #: Settings that shape the memories: read when masks are next given.
 MEMORY_SETTINGS = ("context", "long_term_size", "pad_context")
@@ -219,13 +223,18 @@ class Tracker:
     # ------------------------------------------------------------------ public steps
 
     @torch.inference_mode()
-    def step(self, frame: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    def step(self, frame: np.ndarray, masks: np.ndarray | None = None, merge: bool = False) -> np.ndarray:
         """Processes one frame.
 
         Args:
             frame: ``(H, W, 3)`` uint8 RGB.
             masks: ``(H, W)`` integer (or bool) label map, 0 = background. Required on the first
                 call (and after :meth:`reset`); given later, it re-anchors the tracker.
+            merge: with ``masks`` on an anchored tracker, they give only their own objects: the
+                frame is tracked, the ids in ``masks`` take their given pixels where no other
+                tracked object is, every other object keeps its tracked pixels, and the result
+                re-anchors the tracker (it is returned). Masks that change nothing (no id, or
+                every given pixel held by other objects) leave the tracker as a plain step does.
 
         Returns:
             ``(H, W)`` label map with the ids of the given masks, in the dtype of the masks
@@ -249,7 +258,7 @@ class Tracker:
         self._check_image_size(size)
         masks = self._prepare_masks(masks, size)  # before running the model: fail fast
         feat = self._encode(frame)
-        return self._step(feat, masks, size)
+        return self._step(feat, masks, size, merge)
 
     @torch.inference_mode()
     def step_features(
@@ -257,12 +266,13 @@ class Tracker:
         feat: torch.Tensor,
         masks: np.ndarray | None = None,
         image_size: tuple[int, int] | None = None,
+        merge: bool = False,
     ) -> np.ndarray:
         """Processes one frame given its features (e.g. one item of a batch computed on the GPU).
 
         Args:
             feat: ``(C, h, w)`` or ``(1, C, h, w)`` features (L2-normalised here).
-            masks: as in :meth:`step`.
+            masks, merge: as in :meth:`step`.
             image_size: ``(H, W)`` of the output; defaults to the masks' size, else the size fixed
                 by the first masks.
 
@@ -285,7 +295,7 @@ class Tracker:
         self._check_image_size(size)
         masks = self._prepare_masks(masks, size)
         feat = F.normalize(feat.to(self.device, torch.float32), dim=0).to(self._store_dtype)
-        return self._step(feat, masks, size)
+        return self._step(feat, masks, size, merge)
 
     @torch.inference_mode()
     def encode(self, frame: np.ndarray) -> torch.Tensor:
@@ -385,13 +395,20 @@ class Tracker:
                 )
         return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
 
-    def _step(self, feat: torch.Tensor, masks: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    def _step(self, feat: torch.Tensor, masks: np.ndarray | None, size: tuple[int, int],
+              merge: bool = False) -> np.ndarray:
         feat_size = (int(feat.shape[1]), int(feat.shape[2]))
         if self._feat_size is not None and feat_size != self._feat_size:
             raise ShapeMismatchError(
                 f"Tracker: feature map size changed from {self._feat_size[0]}x{self._feat_size[1]} to "
                 f"{feat_size[0]}x{feat_size[1]}; call reset() before changing the stream's size"
             )
+        if masks is not None and merge and self.memory.anchored:
+            tracked = self.objects.decode(self._propagate(feat), size, self._cfg)
+            masks = merge_labels(tracked, masks)
+            if masks is None:  # nothing to add: a plain step
+                self._num_frames += 1
+                return tracked
         if masks is not None:  # (re-)anchor: that frame and its masks become the reference
             labels = self.objects.anchor(masks, feat_size, self._cfg, self.device)
             self.memory.anchor(feat, labels, self._num_frames, self._cfg)

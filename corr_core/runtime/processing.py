@@ -196,10 +196,10 @@ class SetProcessor:
             stamp = int(synced.stamps_ns[cam])
             masks = self.anchors.take(cam, stamp)
             given = masks is not None
-            matched = False
+            matched = merge = False
             if link is not None and cam != link.anchor and masks is None:
-                masks, matched = self._crossview(cam, synced, labels_by_cam, new_anchor)
-            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats)
+                masks, matched, merge = self._crossview(cam, synced, labels_by_cam, new_anchor)
+            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats, merge)
             if link is not None and given and labels is not None:
                 link.given(cam)
                 new_anchor = new_anchor or cam == link.anchor
@@ -232,31 +232,35 @@ class SetProcessor:
         return result
 
     def _crossview(self, cam: str, synced: SyncedSet[Frame], labels: dict[str, np.ndarray | None],
-                   new_anchor: bool) -> tuple[np.ndarray | None, bool]:
+                   new_anchor: bool) -> tuple[np.ndarray | None, bool, bool]:
         """Masks for ``cam`` from the anchor camera through the matcher, when due: ``(masks or None,
-        matched)``. When the matcher finds none of the anchor's objects the camera's track ends (its
-        labels come out empty) until a later match finds one."""
+        matched, merge)``. A retry for missing objects gives only those (``merge``: the tracked
+        objects keep their tracks). Otherwise, when the matcher finds none of the anchor's objects,
+        the camera's track ends (its labels come out empty) until a later match finds one."""
         link, tracker = self.link, self.trackers[cam]
         src = labels.get(link.anchor)
         stamps = {c: int(t) for c, t in synced.stamps_ns.items()}
         poses = link.poses_at(stamps) if link.rig is not None else None
-        if src is None or not link.due(cam, src, tracker.anchored, new_anchor, poses):
-            return None, False
+        why = "" if src is None else link.due(cam, src, tracker.anchored, new_anchor, poses)
+        if not why:
+            return None, False, False
+        merge = why == "missing"
         try:
             depth, poses = _set_geometry(link, cam, stamps)
-            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses)
+            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses,
+                             only=link.missing(cam, src) if merge else None)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
-            return None, False
+            return None, False, False
         lacking = link.state[cam].lacking
         if lacking and lacking != self._lacking.get(cam):  # said once, until it changes
             how = "with poses but" if link.state[cam].geometry else "from images alone,"
             self.note(cam, f"matched {how} without {lacking}")
         self._lacking[cam] = lacking
-        if res.labels.any():
-            return res.labels, True
+        if merge or res.labels.any():
+            return res.labels, True, merge
         tracker.reset()
-        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), True
+        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), True, False
 
     def _set_features(self, synced: SyncedSet[Frame]) -> SetFeatures | None:
         """The set's features, batched over the cameras likely to be stepped: those anchored or
@@ -273,9 +277,11 @@ class SetProcessor:
         return SetFeatures(self.encoder, self.trackers, frames, [c for c, ok in ready.items() if ok])
 
     def _step(self, cam: str, frame: Frame, stamp: int, masks: np.ndarray | None,
-              given: bool = True, feats: SetFeatures | None = None) -> tuple[str, bool, np.ndarray | None]:
+              given: bool = True, feats: SetFeatures | None = None,
+              merge: bool = False) -> tuple[str, bool, np.ndarray | None]:
         """``(skip reason, re-anchored, labels or None)`` for one camera's frame; ``masks`` were
-        taken from the anchors (``given``) or come from the cross-view matcher; ``feats``: the
+        taken from the anchors (``given``) or come from the cross-view matcher (``merge``: they
+        only add objects to the camera's track, ``Tracker.step(..., merge=True)``); ``feats``: the
         set's batched features (None: the tracker encodes the frame itself)."""
         tracker, gate = self.trackers[cam], self.gates[cam]
         if frame.epoch != self._epochs[cam]:  # the gate confirmed a size change: start over
@@ -284,7 +290,7 @@ class SetProcessor:
             if self.link is not None:
                 self.link.forget(cam)
         size = (int(frame.rgb.shape[0]), int(frame.rgb.shape[1]))
-        if not given and masks is not None and not masks.any():  # the matcher found nothing here
+        if not given and not merge and masks is not None and not masks.any():  # the matcher found nothing here
             return "", False, masks
         if masks is not None and tuple(masks.shape) != size:
             if tracker.anchored and tracker.image_size == size:  # a mask of another size: not for this stream
@@ -320,15 +326,15 @@ class SetProcessor:
             self.note(cam, f"size changed from {format_size(old)} to {format_size(size)}: re-anchored from a mask")
         try:
             if feats is None:
-                labels = tracker.step(frame.rgb, masks)
+                labels = tracker.step(frame.rgb, masks, merge=merge)
             else:
-                labels = tracker.step_features(feats.get(cam), masks, image_size=size)
+                labels = tracker.step_features(feats.get(cam), masks, image_size=size, merge=merge)
         except Exception as exc:  # one bad frame must not stop the other cameras
             self.drops.drop(cam, "tracker error", f"{type(exc).__name__}: {exc}")
             return "tracker error", False, None
         if masks is not None:
             gate.anchored(size, frame.epoch)
-        return "", masks is not None, labels
+        return "", masks is not None and (not merge or bool(masks.any())), labels
 
     def note(self, cam: str, text: str) -> None:
         """Logs an event of a camera and keeps it for diagnostics (``last_event``)."""

@@ -1,0 +1,138 @@
+"""A cross-view retry adds the objects a camera lacks and keeps the ones it tracks.
+
+Before, a retry (an anchor object missing on a camera) re-anchored the camera on the matcher's
+masks of *every* object, so a good track could be replaced by a worse match, and a retry that
+found nothing ended the camera's track. ``Tracker.step(..., merge=True)`` and
+``CrossViewLink.match(..., only=...)`` keep the tracked objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from corr_core.crossview.base import MatchResult, check_inputs
+from corr_core.crossview.multicam import MultiCameraTracker
+from corr_core.propagation.config import PropagationConfig
+from corr_core.propagation.objects import merge_labels
+from corr_core.propagation.tracker import Tracker
+
+COLOURS = [(220, 40, 40), (40, 60, 220), (240, 220, 30)]
+
+
+def boxes(origins, size=(96, 128), seed=0):
+    """Coloured 16x16 boxes at ``origins`` on a noisy table: ``(rgb, ids 1..n)``."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(0, 4, (*size, 3)) + np.array([90, 120, 90]), 0, 255)
+    labels = np.zeros(size, np.uint16)
+    for k, ((y, x), colour) in enumerate(zip(origins, COLOURS, strict=False), 1):
+        img[y : y + 16, x : x + 16] = colour
+        labels[y : y + 16, x : x + 16] = k
+    return img.astype(np.uint8), labels
+
+
+class Colour(torch.nn.Module):
+    def forward(self, x):
+        return F.avg_pool2d(x, 8, ceil_mode=True) * 2 - 1
+
+
+def tracker():
+    return Tracker(Colour(), PropagationConfig(topk=5, context=2, radius=4.0))
+
+
+def test_merge_labels_adds_given_objects_only_where_no_other_tracked_object_is():
+    tracked = np.zeros((4, 6), np.uint8)
+    tracked[:, :2] = 1  # object 1, tracked
+    tracked[0, 4] = 2  # object 2, a few stray pixels
+    given = np.zeros((4, 6), np.uint16)
+    given[:, 1:4] = 2  # object 2 as a match found it, overlapping object 1's column 1
+    out = merge_labels(tracked, given)
+    assert out.dtype == np.uint16
+    assert (out[:, :2] == 1).all()  # object 1 keeps every pixel it held
+    assert (out[:, 2:4] == 2).all() and out[0, 4] == 0  # object 2: its given pixels, its stray ones gone
+    assert merge_labels(tracked, np.zeros_like(given)) is None  # nothing given
+    assert merge_labels(tracked, np.where(tracked == 2, 2, 0).astype(np.uint8)) is None  # nothing changes
+    only_on_1 = np.zeros_like(given)
+    only_on_1[:, 0] = 3  # a new object wholly on object 1: nothing left for it
+    assert merge_labels(tracked, only_on_1) is None
+
+
+def test_a_merged_step_keeps_tracked_objects_and_tracks_the_added_one_after():
+    img, truth = boxes([(8, 8), (48, 72)])  # on the stride-8 grid
+    first = np.where(truth == 1, 1, 0).astype(np.uint16)
+    trk = tracker()
+    trk.step(img, first)
+    plain = tracker()
+    plain.step(img, first)
+    nothing = plain.step(img)
+    same = trk.step(img, np.zeros_like(truth), merge=True)  # nothing to add: a plain step
+    np.testing.assert_array_equal(same, nothing)
+    added = trk.step(img, np.where(truth == 2, 2, 0).astype(np.uint16), merge=True)
+    assert set(np.unique(added)) == {0, 1, 2}
+    np.testing.assert_array_equal(added == 1, plain.step(img) == 1)  # object 1 as tracked
+    assert ((added == 2) == (truth == 2)).mean() > 0.99
+    after = trk.step(img)
+    assert trk.object_ids == (1, 2) and ((after == 2) & (truth == 2)).sum() > 0.8 * (truth == 2).sum()
+    with pytest.raises(Exception, match="masks"):
+        tracker().step(img, None, merge=True)  # the first frame still needs masks
+
+
+class Scripted:
+    """Answers with the target's true masks, except what it is told; counts calls."""
+
+    def __init__(self, truth_of):
+        self.truth_of, self.hidden, self.wrong, self.calls = truth_of, set(), {}, 0
+
+    def match(self, src_rgb, src_labels, tgt_rgb, geometry=None):
+        self.calls += 1
+        truth = self.truth_of(tgt_rgb)
+        res = MatchResult(np.zeros(truth.shape, np.uint16))
+        for i in check_inputs(src_rgb, src_labels, tgt_rgb):
+            mask = self.wrong.get(i, truth == i)
+            seen = i not in self.hidden and bool(mask.any())
+            res.masks[i] = mask if seen else np.zeros(truth.shape, bool)
+            res.existence[i], res.confidence[i] = seen, (0.3 if i in self.wrong else 0.9) if seen else 0.1
+            res.labels[res.masks[i]] = i
+        return res
+
+
+def test_a_retry_adds_the_missing_object_and_keeps_the_tracked_one():
+    ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
+    exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
+    truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
+    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    multi = MultiCameraTracker({"ego": tracker(), "exo1": tracker()}, matcher, anchor="ego", retry_every=2)
+    frames = {"ego": ego, "exo1": exo}
+    matcher.hidden = {2}
+    first = multi.step(frames, {"ego": ego_truth})
+    assert set(np.unique(first.labels["exo1"])) == {0, 1}
+    tracked_1 = multi.step(frames).labels["exo1"] == 1
+    matcher.hidden = set()
+    wrong = np.zeros(exo_truth.shape, bool)
+    wrong[0:16, 100:116] = True  # the retry's match puts object 1 on empty table
+    matcher.wrong = {1: wrong}
+    retry = multi.step(frames)
+    assert retry.matched == ["exo1"] and matcher.calls == 2
+    kept = retry.labels["exo1"] == 1  # object 1's track is kept, not the retry's mask
+    assert not (kept & wrong).any() and (kept & tracked_1).sum() > 0.9 * tracked_1.sum()
+    assert ((retry.labels["exo1"] == 2) == (exo_truth == 2)).mean() > 0.99  # object 2 added
+    assert retry.objects[1]["exo1"]["confidence"] == 0.9  # from the match that placed it, not 0.3
+    assert retry.objects[2]["exo1"] == {"visible": True, "confidence": 0.9, "area": 256}
+
+
+def test_a_retry_that_finds_nothing_keeps_the_camera_tracking():
+    ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
+    exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
+    truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
+    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    multi = MultiCameraTracker({"ego": tracker(), "exo1": tracker()}, matcher, anchor="ego", retry_every=1)
+    frames = {"ego": ego, "exo1": exo}
+    matcher.hidden = {2}
+    multi.step(frames, {"ego": ego_truth})
+    matcher.hidden = {1, 2}  # the retry sees nothing at all
+    retry = multi.step(frames)
+    assert retry.matched == ["exo1"]
+    assert ((retry.labels["exo1"] == 1) == (exo_truth == 1)).mean() > 0.99  # still tracked
+    assert retry.objects[1]["exo1"]["visible"] and multi.trackers["exo1"].anchored
