@@ -47,6 +47,16 @@ def test_graph_proposer_finds_each_object():
     assert all(best_iou(top, labels == k) > 0.85 for k in (1, 2, 3))
 
 
+def test_graph_proposer_gives_the_same_proposals_with_threads_and_without():
+    img, _ = scene()
+    one, many = build_proposer("graph", workers=1).propose(img), build_proposer("graph", workers=3).propose(img)
+    assert len(one) > 3
+    np.testing.assert_array_equal(one.masks, many.masks)
+    np.testing.assert_array_equal(one.scores, many.scores)
+    with pytest.raises(ConfigError, match="workers"):
+        build_proposer("graph", workers=0)
+
+
 def test_graph_proposer_uses_depth_where_colour_cannot_tell():
     img = np.full((96, 128, 3), 120, np.uint8)  # one flat colour: colour alone sees no object
     depth = np.full((96, 128), 1.0, np.float32)

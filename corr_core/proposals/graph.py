@@ -16,8 +16,10 @@ walls and table tops are too large or run off the image.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -42,6 +44,8 @@ class GraphProposer:
         ring: width of the ring around a segment used for its contrast score (pixels).
         border_penalty: score factor of segments that touch the image border (walls, floor, table
             edges and other "stuff" run off the image; things on a surface mostly do not).
+        workers: threads segmenting the scales at once (None: one per scale, at most the CPUs;
+            1: one after another). The proposals are the same either way.
     """
 
     name = "graph"
@@ -57,6 +61,7 @@ class GraphProposer:
         depth_weight: float = 2.0,
         ring: int = 3,
         border_penalty: float = 0.25,
+        workers: int | None = None,
     ) -> None:
         if not scales or any(float(s) <= 0 for s in scales):
             raise ConfigError(f"GraphProposer: scales must be positive numbers, got {list(scales)}")
@@ -72,6 +77,9 @@ class GraphProposer:
         self.depth_weight = float(depth_weight)
         self.ring = int(ring)
         self.border_penalty = float(border_penalty)
+        if workers is not None and int(workers) < 1:
+            raise ConfigError(f"GraphProposer: workers must be >= 1 (or None: one per scale), got {workers}")
+        self.workers = int(workers) if workers is not None else max(1, min(len(self.scales), os.cpu_count() or 1))
 
     def propose(self, rgb: np.ndarray, depth: np.ndarray | None = None, labels: np.ndarray | None = None) -> Proposals:
         """Proposals of an ``(H, W, 3) uint8`` RGB image (``depth``: ``(H, W)`` metres, 0 = none;
@@ -93,12 +101,19 @@ class GraphProposer:
             feats = np.concatenate([feats, d[..., None] * self.depth_weight], axis=2)
             lab = np.concatenate([lab, d[..., None] * 100.0], axis=2)  # scores: 1 cm ~ 1 Lab unit
         lo, hi = self.min_area * h * w, self.max_area * h * w
-        cands: list[_Segment] = []
-        for scale in self.scales:
+
+        def segment(scale: float) -> list[_Segment]:
             with warnings.catch_warnings():  # skimage warns that 4 channels may not be intended: they are
                 warnings.simplefilter("ignore", RuntimeWarning)
                 seg = felzenszwalb(feats, scale=scale, sigma=self.sigma, min_size=max(4, int(lo)), channel_axis=2)
-            cands.extend(_segments(seg, lo, hi))
+            return _segments(seg, lo, hi)
+
+        if self.workers > 1 and len(self.scales) > 1:  # skimage's segmentation releases the GIL
+            with ThreadPoolExecutor(min(self.workers, len(self.scales))) as pool:
+                per_scale = list(pool.map(segment, self.scales))
+        else:
+            per_scale = [segment(scale) for scale in self.scales]
+        cands = [c for segs in per_scale for c in segs]  # in scale order, whatever the threads did
         if not cands:
             return Proposals.empty((h, w))
         for c in cands:
@@ -168,15 +183,23 @@ def _segments(seg: np.ndarray, lo: float, hi: float) -> list[_Segment]:
 
 def _dedupe(cands: list[_Segment], iou_thresh: float) -> list[_Segment]:
     """Best-scored first; a candidate overlapping a kept one by more than ``iou_thresh`` is dropped
-    and counts as support for it. Returns the kept ones ranked by ``score * (1 + support)``: a
-    segment found again at other scales is stable, as SAM ranks masks by stability."""
+    and counts as support for it (the first such kept one, in kept order). Returns the kept ones
+    ranked by ``score * (1 + support)``: a segment found again at other scales is stable, as SAM
+    ranks masks by stability. Only kept segments whose bounding box meets the candidate's are
+    compared (a vectorised test: most pairs of small segments are far apart)."""
     kept: list[_Segment] = []
+    boxes = np.zeros((len(cands), 4), np.int64)  # y0, y1, x0, x1 of the kept segments
     for c in sorted(cands, key=lambda c: -c.score):
-        for k in kept:
-            if c.iou(k) > iou_thresh:
-                k.support += 1
+        ys, xs = c.box
+        k = boxes[: len(kept)]
+        meets = (np.maximum(k[:, 0], ys.start) < np.minimum(k[:, 1], ys.stop)) & (
+            np.maximum(k[:, 2], xs.start) < np.minimum(k[:, 3], xs.stop))
+        for j in np.flatnonzero(meets):
+            if c.iou(kept[j]) > iou_thresh:
+                kept[j].support += 1
                 break
         else:
+            boxes[len(kept)] = (ys.start, ys.stop, xs.start, xs.stop)
             kept.append(c)
     for k in kept:
         k.score *= 1 + k.support
