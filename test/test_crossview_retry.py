@@ -136,3 +136,60 @@ def test_a_retry_that_finds_nothing_keeps_the_camera_tracking():
     assert retry.matched == ["exo1"]
     assert ((retry.labels["exo1"] == 1) == (exo_truth == 1)).mean() > 0.99  # still tracked
     assert retry.objects[1]["exo1"]["visible"] and multi.trackers["exo1"].anchored
+
+
+def test_the_node_s_processing_adds_a_missing_object_and_keeps_the_tracked_one():
+    """The same through corr_node's SetProcessor (batched features, summary)."""
+    from corr_core.crossview.multicam import CrossViewLink
+    from corr_core.runtime.drops import DropCounter
+    from corr_core.runtime.frames import SizeGate
+    from corr_core.runtime.processing import Frame, SetProcessor
+    from corr_core.sync import MaskAnchors, SyncedSet
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, text):
+            self.lines.append(text)
+
+        warning = info
+
+    class Header:
+        frame_id = "cam"
+
+    ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
+    exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
+    truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
+    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    cams, log = ["ego", "exo1"], Log()
+    model = Colour()
+    link = CrossViewLink(matcher, "ego", cams, retry_every=2)
+    proc = SetProcessor({c: Tracker(model, PropagationConfig(topk=5, context=2, radius=4.0)) for c in cams},
+                        MaskAnchors(), {c: SizeGate() for c in cams}, DropCounter(log), log, link=link)
+    proc.anchors.put("ego", 1, ego_truth)
+    matcher.hidden = {2}
+
+    def step(n):
+        synced = SyncedSet(n, {"ego": Frame(Header(), ego, 0.0), "exo1": Frame(Header(), exo, 0.0)},
+                           {"ego": n, "exo1": n})
+        return proc.process(synced)
+
+    assert set(np.unique(step(1).outputs["exo1"].labels)) == {0, 1}
+    step(2)
+    matcher.hidden = {1, 2}  # the first retry finds nothing: exo1 keeps tracking object 1
+    out = step(3)
+    assert out.summary["cameras"]["exo1"]["matched"] and not out.summary["cameras"]["exo1"]["reanchored"]
+    tracked_1 = out.outputs["exo1"].labels == 1
+    assert (tracked_1 == (exo_truth == 1)).mean() > 0.99
+    step(4)
+    matcher.hidden = set()
+    wrong = np.zeros(exo_truth.shape, bool)
+    wrong[0:16, 100:116] = True
+    matcher.wrong = {1: wrong}  # the second finds object 2, and object 1 on empty table
+    out = step(5)
+    labels = out.outputs["exo1"].labels
+    assert out.summary["cameras"]["exo1"]["matched"] and out.summary["cameras"]["exo1"]["reanchored"]
+    assert not ((labels == 1) & wrong).any() and ((labels == 1) & tracked_1).sum() > 0.9 * tracked_1.sum()
+    assert ((labels == 2) == (exo_truth == 2)).mean() > 0.99
+    assert out.summary["objects"]["1"]["exo1"]["confidence"] == 0.9

@@ -325,10 +325,11 @@ class SetProcessor:
             tracker.reset()
             self.note(cam, f"size changed from {format_size(old)} to {format_size(size)}: re-anchored from a mask")
         try:
+            extra = {"merge": True} if merge else {}  # only a cross-view retry needs the tracker's merge
             if feats is None:
-                labels = tracker.step(frame.rgb, masks, merge=merge)
+                labels = tracker.step(frame.rgb, masks, **extra)
             else:
-                labels = tracker.step_features(feats.get(cam), masks, image_size=size, merge=merge)
+                labels = tracker.step_features(feats.get(cam), masks, image_size=size, **extra)
         except Exception as exc:  # one bad frame must not stop the other cameras
             self.drops.drop(cam, "tracker error", f"{type(exc).__name__}: {exc}")
             return "tracker error", False, None
