@@ -119,7 +119,7 @@ def test_bench_crossview_times_every_mode_on_the_same_queries(tmp_path, capsys):
     n = report["settings"]["queries"]
     assert n == 3 and report["settings"]["threads"] == 1  # 2 instants x 2 directions, 1 untimed
     base = np.asarray(report["results"]["images"]["seconds"])
-    for mode in ("images", "poses", "poses+depth", "proposals"):
+    for mode in ("images", "poses", "poses+depth", "proposals", "proposals_one_thread"):
         r = report["results"][mode]
         assert len(r["seconds"]) == n and 0 < r["seconds_median"] <= r["seconds_p90"]
         # the ratio is the median of per-query ratios to images only (rounded times kept in the file)
@@ -128,6 +128,7 @@ def test_bench_crossview_times_every_mode_on_the_same_queries(tmp_path, capsys):
     assert report["results"]["proposals"]["seconds_median"] < report["results"]["images"]["seconds_median"]
     table = out.with_suffix(".md").read_text()
     assert table in capsys.readouterr().out and "| poses+depth |" in table
+    assert "scales on one thread" in table and "faster |" in table
     with pytest.raises(ConfigError, match="not more than --warmup 10"):
         main(["bench", "crossview", "--sim", str(sim), "--resolution", "128p", "--every", "1", "--warmup", "10",
               "--out", str(tmp_path / "y.json")])

@@ -74,7 +74,8 @@ def bench_crossview(checkpoint: Path, scenes: list[Any], every: int, warmup: int
     if len(items) <= warmup:
         raise ConfigError(f"{len(items)} queries in the episodes, not more than --warmup {warmup}: give more "
                           "episodes or frames, or a smaller --every")
-    times: dict[str, list[float]] = {m: [] for m in (*MODES, "proposals")}
+    serial = build_proposer("graph", workers=1)  # the proposer's scales one after another: its baseline
+    times: dict[str, list[float]] = {m: [] for m in (*MODES, "proposals", "proposals_one_thread")}
     objects = []
     for k, q in enumerate(items):
         geometry = {"images": None, "poses": replace(q.geometry, src_depth=None), "poses+depth": q.geometry}
@@ -84,10 +85,13 @@ def bench_crossview(checkpoint: Path, scenes: list[Any], every: int, warmup: int
             matcher.match(q.src_rgb, q.labels, q.tgt_rgb, geometry=geometry[mode])
             if k >= warmup:
                 times[mode].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        matcher.proposer.propose(q.tgt_rgb)
+        pair = [("proposals", matcher.proposer), ("proposals_one_thread", serial)]
+        for name, proposer in pair[::-1] if k % 2 else pair:  # neither always runs first
+            t0 = time.perf_counter()
+            proposer.propose(q.tgt_rgb)
+            if k >= warmup:
+                times[name].append(time.perf_counter() - t0)
         if k >= warmup:
-            times["proposals"].append(time.perf_counter() - t0)
             objects.append(len(q.ids))
     base = np.asarray(times["images"])
     results = {}
@@ -129,6 +133,13 @@ def crossview_table(report: dict[str, Any]) -> str:
     p = r["proposals"]
     lines.append(f"| (of which the target's proposals) | {1e3 * p['seconds_median']:.1f} | "
                  f"{1e3 * p['seconds_p90']:.1f} | {p['ratio_to_images']:.2f}x |")
+    one = r.get("proposals_one_thread")
+    if one is not None:  # reports written before the proposer used threads have no such row
+        import numpy as np
+
+        speed = float(np.median(np.asarray(one["seconds"]) / np.asarray(p["seconds"])))
+        lines.append(f"| (the same proposals, scales on one thread) | {1e3 * one['seconds_median']:.1f} | "
+                     f"{1e3 * one['seconds_p90']:.1f} | {one['ratio_to_images']:.2f}x; threads {speed:.2f}x faster |")
     return "\n".join(lines) + "\n"
 
 
