@@ -22,14 +22,14 @@ from corr_core.proposals import build_proposer
 COLOURS = [(220, 40, 40), (40, 60, 220), (230, 210, 40)]
 
 
-def boxes_view(origins: list[tuple[int, int]], size=(128, 160), seed=0) -> tuple[np.ndarray, np.ndarray]:
-    """Three coloured boxes at ``origins`` on a noisy table: image and ids 1..3."""
+def boxes_view(origins: list[tuple[int, int]], size=(128, 160), seed=0, box=(20, 24)) -> tuple[np.ndarray, np.ndarray]:
+    """Up to three coloured ``box``-sized boxes at ``origins`` on a noisy table: image and ids 1..n."""
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal(0, 5, (*size, 3)) + np.array([90, 120, 90]), 0, 255)
     labels = np.zeros(size, np.uint16)
-    for k, ((y, x), colour) in enumerate(zip(origins, COLOURS, strict=True), 1):
-        img[y : y + 20, x : x + 24] = colour
-        labels[y : y + 20, x : x + 24] = k
+    for k, ((y, x), colour) in enumerate(zip(origins, COLOURS[: len(origins)], strict=True), 1):
+        img[y : y + box[0], x : x + box[1]] = colour
+        labels[y : y + box[0], x : x + box[1]] = k
     return img.astype(np.uint8), labels
 
 

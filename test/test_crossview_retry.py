@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_crossview import boxes_view
 
 from corr_core.crossview.base import MatchResult, check_inputs
 from corr_core.crossview.multicam import MultiCameraTracker
@@ -19,18 +20,10 @@ from corr_core.propagation.config import PropagationConfig
 from corr_core.propagation.objects import merge_labels
 from corr_core.propagation.tracker import Tracker
 
-COLOURS = [(220, 40, 40), (40, 60, 220), (240, 220, 30)]
 
-
-def boxes(origins, size=(96, 128), seed=0):
-    """Coloured 16x16 boxes at ``origins`` on a noisy table: ``(rgb, ids 1..n)``."""
-    rng = np.random.default_rng(seed)
-    img = np.clip(rng.normal(0, 4, (*size, 3)) + np.array([90, 120, 90]), 0, 255)
-    labels = np.zeros(size, np.uint16)
-    for k, ((y, x), colour) in enumerate(zip(origins, COLOURS, strict=False), 1):
-        img[y : y + 16, x : x + 16] = colour
-        labels[y : y + 16, x : x + 16] = k
-    return img.astype(np.uint8), labels
+def boxes(origins, seed=0):
+    """Coloured 16x16 boxes (on the stride-8 grid where the origins are) on a noisy 96x128 table."""
+    return boxes_view(origins, size=(96, 128), seed=seed, box=(16, 16))
 
 
 class Colour(torch.nn.Module):
@@ -98,11 +91,16 @@ class Scripted:
         return res
 
 
-def test_a_retry_adds_the_missing_object_and_keeps_the_tracked_one():
+def two_views():
+    """ego and exo1 views of objects 1 and 2, their truth, and a matcher answering from it."""
     ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
     exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
     truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
-    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    return ego, ego_truth, exo, exo_truth, Scripted(lambda rgb: truths[rgb.tobytes()])
+
+
+def test_a_retry_adds_the_missing_object_and_keeps_the_tracked_one():
+    ego, ego_truth, exo, exo_truth, matcher = two_views()
     multi = MultiCameraTracker({"ego": tracker(), "exo1": tracker()}, matcher, anchor="ego", retry_every=2)
     frames = {"ego": ego, "exo1": exo}
     matcher.hidden = {2}
@@ -123,10 +121,7 @@ def test_a_retry_adds_the_missing_object_and_keeps_the_tracked_one():
 
 
 def test_a_retry_that_finds_nothing_keeps_the_camera_tracking():
-    ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
-    exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
-    truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
-    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    ego, ego_truth, exo, exo_truth, matcher = two_views()
     multi = MultiCameraTracker({"ego": tracker(), "exo1": tracker()}, matcher, anchor="ego", retry_every=1)
     frames = {"ego": ego, "exo1": exo}
     matcher.hidden = {2}
@@ -158,10 +153,7 @@ def test_the_node_s_processing_adds_a_missing_object_and_keeps_the_tracked_one()
     class Header:
         frame_id = "cam"
 
-    ego, ego_truth = boxes([(8, 8), (48, 72)], seed=1)
-    exo, exo_truth = boxes([(64, 96), (16, 32)], seed=2)
-    truths = {ego.tobytes(): ego_truth, exo.tobytes(): exo_truth}
-    matcher = Scripted(lambda rgb: truths[rgb.tobytes()])
+    ego, ego_truth, exo, exo_truth, matcher = two_views()
     cams, log = ["ego", "exo1"], Log()
     model = Colour()
     link = CrossViewLink(matcher, "ego", cams, retry_every=2)
