@@ -9,7 +9,8 @@ exo1's labels are scored with DAVIS J&F against its ground truth over the object
 this for one episode through real ROS 2 nodes; this measures it over many.
 
     corr generate sim --out runs/xv_heldout30 --seed 0 --episodes 30 --frames 30 --hidden-per-camera 1 --no-bag
-    python docs/crossview/diagnostics/track_episodes.py runs/xv_heldout30 --episodes 10 --out runs/xv_track.json
+    python docs/crossview/diagnostics/track_episodes.py runs/xv_heldout30 --episodes 30 --out runs/xv_track.json
+    # with poses per frame and the ego depth (a calibrated RGB-D rig): --geometry
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -26,10 +28,14 @@ from corr_core.api import build_camera_trackers, packaged_checkpoint
 from corr_core.crossview import SHIPPED_PCC
 from corr_core.crossview.matcher import CrossViewMatcher
 from corr_core.crossview.multicam import MultiCameraTracker
+from corr_core.crossview.rig import CameraRig
 from corr_core.data.labels import read_label_png
+from corr_core.geometry import CameraPose
 from corr_core.methods.pcc.scenes import read_rgb, sim_scenes
 from corr_core.metrics.davis import evaluate_sequence
 from corr_core.proposals import build_proposer
+
+CAMERAS = ["ego", "exo1"]
 
 
 def score_exo(scene, labels: dict[int, np.ndarray]) -> tuple[dict[str, float], int]:
@@ -56,6 +62,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--retry-every", type=int, default=10)
     p.add_argument("--input-scale", type=float, default=1.0)
+    p.add_argument("--geometry", action="store_true",
+                   help="a rig of moving cameras: poses per frame and ego depth from the episode, as corr demo --geometry")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -66,13 +74,26 @@ def main() -> None:
     propagation = {"topk": 10, "context": 20, "radius": 12.0, "input_scale": args.input_scale}
     rows, started = [], time.time()
     for scene in sim_scenes(args.sim)[: args.episodes]:
-        trackers, _ = build_camera_trackers(["ego", "exo1"], packaged_checkpoint(), propagation)
-        multi = MultiCameraTracker(trackers, matcher, "ego", retry_every=args.retry_every)
+        trackers, _ = build_camera_trackers(CAMERAS, packaged_checkpoint(), propagation)
+        rig = None
+        if args.geometry:  # every camera moving, its pose given per frame, in the sim's world frame
+            rig = CameraRig({}, moving=CAMERAS, frame="world")
+            for cam in CAMERAS:
+                pose = CameraPose.from_sim(scene.meta, cam, 0)
+                rig.set_intrinsics(cam, pose.K, pose.size)
+        multi = MultiCameraTracker(trackers, matcher, "ego", retry_every=args.retry_every, rig=rig)
         labels, matches = {"exo1": {}}, 0
         for t in range(scene.num_frames):
-            frames = {cam: read_rgb(scene.frames[cam][t]) for cam in ("ego", "exo1")}
+            frames = {cam: read_rgb(scene.frames[cam][t]) for cam in CAMERAS}
             masks = {"ego": read_label_png(scene.labels["ego"][t])} if t == 0 else None
-            step = multi.step(frames, masks)
+            geometry = {}
+            if rig is not None:
+                depth = scene.depth_m("ego", t)
+                if depth.shape != frames["ego"].shape[:2]:
+                    depth = cv2.resize(depth, frames["ego"].shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                geometry = {"anchor_depth": depth,
+                            "poses": {cam: CameraPose.from_sim(scene.meta, cam, t).T_world_cam for cam in CAMERAS}}
+            step = multi.step(frames, masks, **geometry)
             matches += len(step.matched)
             exo = step.labels["exo1"]
             labels["exo1"][t] = np.zeros(frames["exo1"].shape[:2], np.int64) if exo is None else exo
@@ -85,7 +106,7 @@ def main() -> None:
     boot = np.random.default_rng(0).choice(jf, (2000, len(jf))).mean(1)
     report = {"sim": str(args.sim), "episodes": rows, "jf_mean": float(jf.mean()),
               "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-              "retry_every": args.retry_every, "input_scale": args.input_scale,
+              "retry_every": args.retry_every, "input_scale": args.input_scale, "geometry": args.geometry,
               "seconds": round(time.time() - started, 1)}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"exo1 J&F over {len(rows)} episodes: {jf.mean():.3f} (95 % {report['ci95'][0]:.3f}..{report['ci95'][1]:.3f})")
