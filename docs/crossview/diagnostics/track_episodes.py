@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("sim", type=Path)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--retry-every", type=int, default=10)
+    p.add_argument("--rematch-every", type=int, default=0)
     p.add_argument("--input-scale", type=float, default=1.0)
     p.add_argument("--geometry", action="store_true",
                    help="a rig of moving cameras: poses per frame and ego depth from the episode, as corr demo --geometry")
@@ -81,7 +82,8 @@ def main() -> None:
             for cam in CAMERAS:
                 pose = CameraPose.from_sim(scene.meta, cam, 0)
                 rig.set_intrinsics(cam, pose.K, pose.size)
-        multi = MultiCameraTracker(trackers, matcher, "ego", retry_every=args.retry_every, rig=rig)
+        multi = MultiCameraTracker(trackers, matcher, "ego", rematch_every=args.rematch_every,
+                                   retry_every=args.retry_every, rig=rig)
         labels, matches = {"exo1": {}}, 0
         for t in range(scene.num_frames):
             frames = {cam: read_rgb(scene.frames[cam][t]) for cam in CAMERAS}
@@ -106,7 +108,7 @@ def main() -> None:
     boot = np.random.default_rng(0).choice(jf, (2000, len(jf))).mean(1)
     report = {"sim": str(args.sim), "episodes": rows, "jf_mean": float(jf.mean()),
               "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-              "retry_every": args.retry_every, "input_scale": args.input_scale, "geometry": args.geometry,
+              "retry_every": args.retry_every, "rematch_every": args.rematch_every, "input_scale": args.input_scale, "geometry": args.geometry,
               "seconds": round(time.time() - started, 1)}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"exo1 J&F over {len(rows)} episodes: {jf.mean():.3f} (95 % {report['ci95'][0]:.3f}..{report['ci95'][1]:.3f})")
