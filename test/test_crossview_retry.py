@@ -167,11 +167,14 @@ def test_the_node_s_processing_adds_a_missing_object_and_keeps_the_tracked_one()
                            {"ego": n, "exo1": n})
         return proc.process(synced)
 
-    assert set(np.unique(step(1).outputs["exo1"].labels)) == {0, 1}
-    step(2)
+    first = step(1)
+    assert set(np.unique(first.outputs["exo1"].labels)) == {0, 1}
+    assert first.summary["cameras"]["exo1"]["match_reason"] == "new anchor"
+    assert step(2).summary["cameras"]["exo1"]["match_reason"] == ""
     matcher.hidden = {1, 2}  # the first retry finds nothing: exo1 keeps tracking object 1
     out = step(3)
     assert out.summary["cameras"]["exo1"]["matched"] and not out.summary["cameras"]["exo1"]["reanchored"]
+    assert out.summary["cameras"]["exo1"]["match_reason"] == "missing"
     tracked_1 = out.outputs["exo1"].labels == 1
     assert (tracked_1 == (exo_truth == 1)).mean() > 0.99
     step(4)

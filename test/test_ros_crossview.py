@@ -76,7 +76,7 @@ def test_masks_on_ego_only_reach_exo_with_the_same_ids_and_a_hidden_object_is_re
     summary = drv.probe.wait_for(
         lambda: next((json.loads(m.data) for m in drv.summaries if json.loads(m.data)["stamp_ns"] == stamp), None),
         STEP_S, "the summary of that set")
-    assert summary["cameras"]["exo1"]["matched"]
+    assert summary["cameras"]["exo1"]["matched"] and summary["cameras"]["exo1"]["match_reason"] == "new anchor"
     for i in given:  # the hidden object included
         report = summary["objects"][str(i)]
         assert report["ego"]["visible"]

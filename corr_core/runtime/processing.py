@@ -69,7 +69,8 @@ class ProcessedSet:
         outputs: per camera that produced labels.
         summary: JSON-ready ``{"stamp_ns", "cameras": {cam: {frame_id, stamp_ns, reanchored, matched,
             objects}}, "skipped": {cam: reason}}``; in cross-view mode also ``"objects": {id: {cam:
-            {visible, confidence, area}}}``.
+            {visible, confidence, area}}}``, and per non-anchor camera ``match_reason`` (why it was
+            matched in this set, one of ``multicam.MATCH_REASONS``, or "").
         latency_s: from the newest frame's reception to the end of processing.
         processing_s: time spent in :meth:`SetProcessor.process`.
     """
@@ -196,10 +197,10 @@ class SetProcessor:
             stamp = int(synced.stamps_ns[cam])
             masks = self.anchors.take(cam, stamp)
             given = masks is not None
-            matched = merge = False
+            reason = ""
             if link is not None and cam != link.anchor and masks is None:
-                masks, matched, merge = self._crossview(cam, synced, labels_by_cam, new_anchor)
-            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats, merge)
+                masks, reason = self._crossview(cam, synced, labels_by_cam, new_anchor)
+            skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats, reason == "missing")
             if link is not None and given and labels is not None:
                 link.given(cam)
                 new_anchor = new_anchor or cam == link.anchor
@@ -218,8 +219,8 @@ class SetProcessor:
                 "frame_id": frame.header.frame_id,
                 "stamp_ns": stamp,
                 "reanchored": reanchored,
-                "matched": matched,
-                **({"geometry": link.state[cam].geometry, "depth": link.state[cam].depth}
+                "matched": bool(reason),
+                **({"match_reason": reason, "geometry": link.state[cam].geometry, "depth": link.state[cam].depth}
                    if link is not None and cam != link.anchor else {}),
                 "objects": objects(labels),
             }
@@ -232,18 +233,19 @@ class SetProcessor:
         return result
 
     def _crossview(self, cam: str, synced: SyncedSet[Frame], labels: dict[str, np.ndarray | None],
-                   new_anchor: bool) -> tuple[np.ndarray | None, bool, bool]:
+                   new_anchor: bool) -> tuple[np.ndarray | None, str]:
         """Masks for ``cam`` from the anchor camera through the matcher, when due: ``(masks or None,
-        matched, merge)``. A retry for missing objects gives only those (``merge``: the tracked
-        objects keep their tracks). Otherwise, when the matcher finds none of the anchor's objects,
-        the camera's track ends (its labels come out empty) until a later match finds one."""
+        why it was matched or "")``. A ``"missing"`` retry gives only the missing objects (the
+        tracker merges them, the tracked objects keep their tracks). Otherwise, when the matcher
+        finds none of the anchor's objects, the camera's track ends (its labels come out empty)
+        until a later match finds one."""
         link, tracker = self.link, self.trackers[cam]
         src = labels.get(link.anchor)
         stamps = {c: int(t) for c, t in synced.stamps_ns.items()}
         poses = link.poses_at(stamps) if link.rig is not None else None
         why = "" if src is None else link.due(cam, src, tracker.anchored, new_anchor, poses)
         if not why:
-            return None, False, False
+            return None, ""
         merge = why == "missing"
         try:
             depth, poses = _set_geometry(link, cam, stamps)
@@ -251,16 +253,16 @@ class SetProcessor:
                              only=link.missing(cam, src) if merge else None)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
-            return None, False, False
+            return None, ""
         lacking = link.state[cam].lacking
         if lacking and lacking != self._lacking.get(cam):  # said once, until it changes
             how = "with poses but" if link.state[cam].geometry else "from images alone,"
             self.note(cam, f"matched {how} without {lacking}")
         self._lacking[cam] = lacking
         if merge or res.labels.any():
-            return res.labels, True, merge
+            return res.labels, why
         tracker.reset()
-        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), True, False
+        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), why
 
     def _set_features(self, synced: SyncedSet[Frame]) -> SetFeatures | None:
         """The set's features, batched over the cameras likely to be stepped: those anchored or
