@@ -3,7 +3,7 @@
 Before, a retry (an anchor object missing on a camera) re-anchored the camera on the matcher's
 masks of *every* object, so a good track could be replaced by a worse match, and a retry that
 found nothing ended the camera's track. ``Tracker.step(..., merge=True)`` and
-``CrossViewLink.match(..., only=...)`` keep the tracked objects.
+``CrossViewLink.match(..., reason="missing")`` keep the tracked objects.
 """
 
 from __future__ import annotations

@@ -215,21 +215,23 @@ class CrossViewLink:
 
     def match(self, camera: str, anchor_rgb: np.ndarray, anchor_labels: np.ndarray, rgb: np.ndarray,
               anchor_depth: np.ndarray | None = None, poses: dict[str, np.ndarray] | None = None,
-              only: set[int] | None = None) -> MatchResult:
+              reason: str = "") -> MatchResult:
         """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, with
         ``anchor_depth``, the anchor frame's depth in metres, and ``poses``, the moving cameras'
         poses at this set, where given) and records its confidences.
 
-        ``only``: the ids this match is for (a ``"missing"`` retry, :meth:`missing`): every object
-        is still matched (so that one-to-one assignment sees them all), but the returned labels
-        hold only these ids and the other objects keep the confidence of the match that placed
-        them. None: all of ``anchor_labels``'s objects.
+        ``reason``: why it is matched (:meth:`due`). A ``"missing"`` retry still matches every
+        object (so that one-to-one assignment sees them all), but the returned labels hold only
+        the missing ones (:meth:`missing`), for the tracker to merge, and the other objects keep
+        the confidence of the match that placed them. Any other reason: all of
+        ``anchor_labels``'s objects.
         """
         geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         lacking = self.lacking(camera, anchor_depth, poses)
         confidence = dict(res.confidence)
-        if only is not None:
+        if reason == "missing":
+            only = self.missing(camera, anchor_labels)
             res.labels = np.where(np.isin(res.labels, sorted(only)), res.labels, 0).astype(res.labels.dtype)
             kept = self.state[camera].confidence
             confidence = {i: (c if i in only else kept.get(i, c)) for i, c in confidence.items()}
@@ -319,11 +321,9 @@ class MultiCameraTracker:
                 link.given(cam)
             elif self.matcher is not None and src is not None and (
                     why := link.due(cam, src, trk.anchored, anchor_mask is not None, poses)):
-                adding = why == "missing"  # keep the tracked objects, add the missing ones
-                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses,
-                                 only=link.missing(cam, src) if adding else None)
+                res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses, why)
                 matched.append(cam)
-                if adding:
+                if why == "missing":  # keep the tracked objects, add the missing ones
                     labels[cam] = trk.step(frames[cam], res.labels, merge=True)
                 elif res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)

@@ -246,11 +246,9 @@ class SetProcessor:
         why = "" if src is None else link.due(cam, src, tracker.anchored, new_anchor, poses)
         if not why:
             return None, ""
-        merge = why == "missing"
         try:
             depth, poses = _set_geometry(link, cam, stamps)
-            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses,
-                             only=link.missing(cam, src) if merge else None)
+            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses, why)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
             return None, ""
@@ -259,7 +257,7 @@ class SetProcessor:
             how = "with poses but" if link.state[cam].geometry else "from images alone,"
             self.note(cam, f"matched {how} without {lacking}")
         self._lacking[cam] = lacking
-        if merge or res.labels.any():
+        if why == "missing" or res.labels.any():  # a retry that finds nothing leaves the track as it is
             return res.labels, why
         tracker.reset()
         return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), why
