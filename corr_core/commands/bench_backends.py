@@ -9,8 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from corr_core.commands.bench_common import check_out_arg, host_facts, parse_resolutions, write_report
-from corr_core.commands.common import add_overwrite_arg
+from corr_core.commands.bench_common import (
+    add_report_args,
+    check_out_arg,
+    host_facts,
+    parse_resolutions,
+    write_report,
+)
 from corr_core.errors import ConfigError
 from corr_core.options import add_model_args, model_source
 
@@ -32,9 +37,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     back.add_argument("--repeats", type=int, default=10, help="timed frames per backend and size (default 10)")
     back.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
     back.add_argument("--threads", type=int, default=0, help="threads for both backends (default: torch's)")
-    back.add_argument("--out", type=Path, default=None,
-                      help="result JSON (a .md table beside it); default runs/bench/backends-<time>.json")
-    add_overwrite_arg(back, "an existing --out report")
+    add_report_args(back, "backends")
     back.set_defaults(func=run_backends)
 
 

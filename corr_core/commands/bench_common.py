@@ -1,19 +1,20 @@
-"""What ``corr bench propagate`` and ``corr bench backends`` share: frame sizes, host facts and
-the report files (JSON plus a Markdown table beside it). Torch-free at import time.
+"""What the ``corr bench`` tasks share: frame sizes, host facts and the report files (JSON plus a
+Markdown table beside it, ``--out`` / ``--overwrite``). Torch-free at import time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
-from corr_core.commands.common import check_output, timestamped
+from corr_core.commands.common import add_overwrite_arg, check_output, timestamped
 from corr_core.errors import ConfigError
 
-__all__ = ["RESOLUTIONS", "check_out_arg", "cpu_name", "parse_resolution", "parse_resolutions", "write_report"]
+__all__ = ["RESOLUTIONS", "add_report_args", "check_out_arg", "cpu_name", "parse_resolution", "parse_resolutions", "write_report"]
 
 RESOLUTIONS = {"480p": (480, 854), "240p": (240, 427), "360p": (360, 640), "720p": (720, 1280)}
 
@@ -43,6 +44,14 @@ def parse_resolutions(text: str) -> list[tuple[str, tuple[int, int]]]:
     if not resolutions:
         raise ConfigError("--resolutions is empty")
     return resolutions
+
+
+def add_report_args(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """``--out`` (the report JSON, a ``.md`` table beside it; :func:`write_report`'s default
+    ``runs/bench/<prefix>-<time>.json``) and ``--overwrite``, as every ``corr bench`` task has them."""
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"result JSON (a .md table beside it); default runs/bench/{prefix}-<time>.json")
+    add_overwrite_arg(parser, "an existing --out report")
 
 
 def check_out_arg(out: Path | None, overwrite: bool) -> None:

@@ -18,8 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from corr_core.commands.bench_common import check_out_arg, host_facts, write_report
-from corr_core.commands.common import add_overwrite_arg
+from corr_core.commands.bench_common import add_report_args, check_out_arg, host_facts, write_report
 from corr_core.errors import ConfigError
 
 MODES = ("images", "poses", "poses+depth")
@@ -43,9 +42,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=int, default=5, help="every n-th instant of each episode [5]")
     p.add_argument("--warmup", type=int, default=2, help="untimed queries first [2]")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="result JSON (a .md table beside it); default runs/bench/crossview-<time>.json")
-    add_overwrite_arg(p, "an existing --out report")
+    add_report_args(p, "crossview")
     p.set_defaults(func=run_crossview)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corr_core.commands.bench_common import check_out_arg, host_facts, write_report
+from corr_core.commands.bench_common import add_report_args, check_out_arg, host_facts, write_report
 from corr_core.errors import ConfigError, DataError
 
 __all__ = ["ROWS", "Row", "add_parser", "markdown", "run_methods"]
@@ -301,8 +301,6 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(tasks: argparse._SubParsersAction) -> None:
     """Registers ``corr bench methods``."""
-    from corr_core.commands.common import add_overwrite_arg
-
     p = tasks.add_parser("methods", help="the temporal methods' CPU recipes compared head to head (train, "
                          "evaluate on DAVIS dev and sim, speed, memory, feature rank)", description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,6 +312,5 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sim", action="store_true", help="DAVIS dev only")
     p.add_argument("--train", action="store_true", help="train the runs that are missing (about 30 min each here)")
     p.add_argument("--probe-iters", type=int, default=12, help="steps of the speed/memory probe (0: off)")
-    p.add_argument("--out", type=Path, default=None, help="report .json (default runs/bench/methods-<time>.json)")
-    add_overwrite_arg(p, "an existing --out report")
+    add_report_args(p, "methods")
     p.set_defaults(func=run)

@@ -23,8 +23,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from corr_core.commands.bench_common import check_out_arg, host_facts, parse_resolutions, write_report
-from corr_core.commands.common import add_overwrite_arg
+from corr_core.commands.bench_common import (
+    add_report_args,
+    check_out_arg,
+    host_facts,
+    parse_resolutions,
+    write_report,
+)
 from corr_core.errors import ConfigError, CorrError
 from corr_core.options import add_propagation_args, propagation_overrides
 
@@ -74,13 +79,7 @@ def add_parser(tasks: argparse._SubParsersAction) -> None:
     )
     prop.add_argument("--objects", type=int, default=3, help="objects besides background (default 3)")
     prop.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: torch's)")
-    prop.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="result JSON (a .md table is written beside it); default runs/bench/propagate-<time>.json",
-    )
-    add_overwrite_arg(prop, "an existing --out report")
+    add_report_args(prop, "propagate")
     prop.set_defaults(func=run_propagate)
 
 
