@@ -181,20 +181,6 @@ def test_a_match_says_what_geometry_it_went_without():
     assert link.state["exo1"].depth and link.state["exo1"].lacking == ""
 
 
-def test_a_camera_resumed_from_matched_labels_is_matched_again_when_an_object_goes_missing():
-    from corr_core.crossview.multicam import CrossViewLink
-
-    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], retry_every=1)
-    anchor = np.zeros((4, 4), np.uint16)
-    anchor[:2] = 1
-    link.given("exo1")  # what the replayed set of a resumed run does with exo1's last labels
-    link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
-    assert not link.due("exo1", anchor, anchored=True, new_anchor=False)  # given masks are left alone
-    link.resumed("exo1")
-    link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
-    assert link.due("exo1", anchor, anchored=True, new_anchor=False) == "missing"  # object 1 is missing on exo1
-
-
 def test_a_due_match_waits_briefly_for_the_geometry_of_its_set():
     import threading
 

@@ -188,3 +188,17 @@ def test_the_node_s_processing_adds_a_missing_object_and_keeps_the_tracked_one()
     assert not ((labels == 1) & wrong).any() and ((labels == 1) & tracked_1).sum() > 0.9 * tracked_1.sum()
     assert ((labels == 2) == (exo_truth == 2)).mean() > 0.99
     assert out.summary["objects"]["1"]["exo1"]["confidence"] == 0.9
+
+
+def test_a_camera_resumed_from_matched_labels_is_matched_again_when_an_object_goes_missing():
+    from corr_core.crossview.multicam import CrossViewLink
+
+    link = CrossViewLink(matcher=None, anchor="ego", cameras=["ego", "exo1"], retry_every=1)
+    anchor = np.zeros((4, 4), np.uint16)
+    anchor[:2] = 1
+    link.given("exo1")  # what the replayed set of a resumed run does with exo1's last labels
+    link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
+    assert not link.due("exo1", anchor, anchored=True, new_anchor=False)  # given masks are left alone
+    link.resumed("exo1")
+    link.end_set({"ego": anchor, "exo1": np.zeros((4, 4), np.uint16)}, (1,))
+    assert link.due("exo1", anchor, anchored=True, new_anchor=False) == "missing"  # object 1 is missing on exo1
