@@ -25,7 +25,8 @@ CUES = ("log_odds", "colour", "log_soft_iou", "margin", "map_max", "map_ratio")
 
 
 class Spy(M.CrossViewMatcher):
-    """The matcher, remembering what its last match computed on the way."""
+    """The matcher, remembering what its last match computed on the way (also used by
+    layout_assignment.py)."""
 
     seen: dict = {}
 
@@ -35,6 +36,7 @@ class Spy(M.CrossViewMatcher):
         return prob, exist
 
     def _soft_iou(self, prob, proposals):
+        self.seen["props"] = proposals
         self.seen["soft_iou"] = M.CrossViewMatcher._soft_iou(prob, proposals)
         return self.seen["soft_iou"]
 

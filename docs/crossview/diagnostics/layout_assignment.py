@@ -19,8 +19,8 @@ import itertools
 import sys
 
 import numpy as np
+from existence_cues import Spy  # the matcher, remembering its proposals, scores and existence
 
-import corr_core.crossview.matcher as M
 from corr_core.evaluation.crossview import _lookalikes, _overlap
 from corr_core.evaluation.crossview_queries import queries
 from corr_core.methods.pcc.appearance import colour_descriptors
@@ -29,25 +29,6 @@ from corr_core.proposals import build_proposer
 
 SCENES = ("runs/xv_tune10", "runs/xv_tune10b")  # seeds 2000-2019: tuning only
 DIRECTIONS = [("ego", "exo1"), ("exo1", "ego")]
-
-
-class Spy(M.CrossViewMatcher):
-    """The matcher, remembering its existence outputs, proposals and assignment scores."""
-
-    seen: dict = {}
-
-    def _predict(self, *args):
-        prob, exist = super()._predict(*args)
-        self.seen["exist"] = exist
-        return prob, exist
-
-    def _soft_iou(self, prob, proposals):
-        self.seen["props"] = proposals
-        return M.CrossViewMatcher._soft_iou(prob, proposals)
-
-    def _assign(self, score):
-        self.seen["score"], self.seen["choice"] = score, super()._assign(score)
-        return self.seen["choice"]
 
 
 def centroid(mask):
