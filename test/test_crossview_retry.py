@@ -52,21 +52,6 @@ def test_merge_labels_adds_given_objects_only_where_no_other_tracked_object_is()
     assert merge_labels(tracked, only_on_1) is None
 
 
-def test_merge_labels_drops_objects_and_lets_given_ones_take_their_pixels():
-    tracked = np.zeros((4, 6), np.uint8)
-    tracked[:, :2] = 1
-    tracked[:, 4:] = 2
-    given = np.zeros((4, 6), np.uint8)
-    given[:, 1:3] = 3  # a new object on object 1's column 1, which is dropped
-    out = merge_labels(tracked, given, drop=[1])
-    assert (out[:, 0] == 0).all() and (out[:, 1:3] == 3).all() and (out[:, 4:] == 2).all()
-    out = merge_labels(tracked, np.zeros_like(given), drop=(2,))  # nothing given, one dropped
-    assert set(np.unique(out)) == {0, 1} and (out[:, :2] == 1).all()
-    assert merge_labels(tracked, np.zeros_like(given), drop=(5,)) is None  # not tracked: nothing changes
-    again = np.where(tracked == 2, 2, 0).astype(np.uint8)
-    assert merge_labels(tracked, again, drop=(2,)) is None  # given and dropped: given wins
-
-
 def test_a_merged_step_keeps_tracked_objects_and_tracks_the_added_one_after():
     img, truth = boxes([(8, 8), (48, 72)])  # on the stride-8 grid
     first = np.where(truth == 1, 1, 0).astype(np.uint16)
@@ -133,31 +118,6 @@ def test_a_retry_adds_the_missing_object_and_keeps_the_tracked_one():
     assert ((retry.labels["exo1"] == 2) == (exo_truth == 2)).mean() > 0.99  # object 2 added
     assert retry.objects[1]["exo1"]["confidence"] == 0.9  # from the match that placed it, not 0.3
     assert retry.objects[2]["exo1"] == {"visible": True, "confidence": 0.9, "area": 256}
-
-
-@pytest.mark.parametrize("policy", ["always", "geometry", "never"])
-def test_a_retry_ends_the_track_of_an_object_its_match_calls_absent_only_where_allowed(policy):
-    """``drop_absent``: a tracked object the retry's match calls absent loses its track ("always";
-    "geometry" only for matches with the cameras' geometry, so not here; "never")."""
-    ego, ego_truth, exo, exo_truth, matcher = two_views()
-    multi = MultiCameraTracker({"ego": tracker(), "exo1": tracker()}, matcher, anchor="ego", retry_every=1,
-                               drop_absent=policy)
-    frames = {"ego": ego, "exo1": exo}
-    matcher.hidden = {2}
-    multi.step(frames, {"ego": ego_truth})
-    matcher.hidden = {1}  # the retry finds object 2 and calls object 1 absent
-    retry = multi.step(frames)
-    assert retry.matched == ["exo1"]
-    assert ((retry.labels["exo1"] == 2) == (exo_truth == 2)).mean() > 0.99  # added either way
-    ended = policy == "always"
-    assert multi.link.state["exo1"].dropped == ((1,) if ended else ())
-    assert retry.objects[1]["exo1"]["visible"] is not ended
-    assert retry.objects[1]["exo1"]["confidence"] == (0.1 if ended else 0.9)
-    after = multi.step(frames)  # an ended track stays ended until a match finds the object again
-    assert (not (after.labels["exo1"] == 1).any()) is ended
-    assert after.matched == (["exo1"] if ended else [])  # object 1 is missing: retried
-    with pytest.raises(Exception, match="drop_absent must be one of"):
-        MultiCameraTracker({"ego": tracker()}, matcher, anchor="ego", drop_absent="sometimes")
 
 
 def test_a_retry_that_finds_nothing_keeps_the_camera_tracking():

@@ -38,11 +38,6 @@ from corr_core.sync import NearestStamp
 #: passed; an object of the anchor is missing on it (only the missing objects are added).
 MATCH_REASONS = ("new anchor", "first", "geometry", "rematch", "missing")
 
-#: When a ``"missing"`` retry may end the track of an object the camera tracks and the retry's
-#: match calls absent there: never; only when the match had the cameras' geometry (an epipolar
-#: band: its existence is far more reliable than from images alone); always.
-DROP_ABSENT = ("never", "geometry", "always")
-
 
 @dataclass
 class CameraState:
@@ -54,7 +49,6 @@ class CameraState:
     geometry: bool = False  # its last match knew both cameras' calibration (epipolar band)
     depth: bool = False  # ... and the anchor camera's depth at the matched frame
     lacking: str = ""  # with a rig: what its last match went without ("" when nothing)
-    dropped: tuple[int, ...] = ()  # ids its last match (a retry) ended the track of (drop_absent)
 
 
 @dataclass
@@ -96,14 +90,11 @@ class CrossViewLink:
             :attr:`CameraState.lacking`).
         geometry_wait_s: with a rig, how long a due match of a live set may wait for that set's
             camera_info, poses and depth, which travel on their own topics (``corr_node``'s worker).
-        drop_absent: when a retry ends the track of an object that its match calls absent
-            (:data:`DROP_ABSENT`).
     """
 
     def __init__(self, matcher: Matcher, anchor: str, cameras: list[str], rematch_every: int = 0,
                  retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
-                 slop_s: float = 0.02, expect_depth: bool = False, geometry_wait_s: float = 0.0,
-                 drop_absent: str = "never") -> None:
+                 slop_s: float = 0.02, expect_depth: bool = False, geometry_wait_s: float = 0.0) -> None:
         if anchor not in cameras:
             raise ConfigError(f"anchor camera {anchor!r} is not one of the cameras {sorted(cameras)}")
         if rematch_every < 0 or retry_every < 1:
@@ -121,9 +112,6 @@ class CrossViewLink:
         if not 0.0 <= geometry_wait_s <= 10.0:
             raise ConfigError(f"geometry_wait_s must be in [0, 10] s, got {geometry_wait_s}")
         self.geometry_wait_s = float(geometry_wait_s)
-        if drop_absent not in DROP_ABSENT:
-            raise ConfigError(f"drop_absent must be one of {list(DROP_ABSENT)}, got {drop_absent!r}")
-        self.drop_absent = drop_absent
         self.state = {cam: CameraState() for cam in self.cameras}
         self.sets = 0
         self.anchor_ids: tuple[int, ...] = ()
@@ -235,25 +223,19 @@ class CrossViewLink:
         ``reason``: why it is matched (:meth:`due`). A ``"missing"`` retry still matches every
         object (so that one-to-one assignment sees them all), but the returned labels hold only
         the missing ones (:meth:`missing`), for the tracker to merge, and the other objects keep
-        the confidence of the match that placed them, except those it calls absent where
-        ``drop_absent`` allows: their ids go into :attr:`CameraState.dropped` (the tracker ends
-        them, ``Tracker.step(..., merge=True, drop=...)``) with the new confidence. Any other
-        reason: all of ``anchor_labels``'s objects.
+        the confidence of the match that placed them. Any other reason: all of
+        ``anchor_labels``'s objects.
         """
         geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
         lacking = self.lacking(camera, anchor_depth, poses)
-        confidence, dropped = dict(res.confidence), ()
+        confidence = dict(res.confidence)
         if reason == "missing":
             only = self.missing(camera, anchor_labels)
             res.labels = np.where(np.isin(res.labels, sorted(only)), res.labels, 0).astype(res.labels.dtype)
-            if self.drop_absent == "always" or (self.drop_absent == "geometry" and geometry is not None):
-                previous = self.last.get(camera)
-                tracked = set() if previous is None else set(_areas(previous, self.min_area))
-                dropped = tuple(sorted(i for i in tracked - only if res.existence.get(i) is False))
             kept = self.state[camera].confidence
-            confidence = {i: (c if i in only or i in dropped else kept.get(i, c)) for i, c in confidence.items()}
-        self.state[camera] = CameraState(confidence=confidence, last_match=self.sets, dropped=dropped,
+            confidence = {i: (c if i in only else kept.get(i, c)) for i, c in confidence.items()}
+        self.state[camera] = CameraState(confidence=confidence, last_match=self.sets,
                                          geometry=geometry is not None,
                                          depth=geometry is not None and geometry.src_depth is not None,
                                          lacking=", ".join(lacking))
@@ -290,15 +272,13 @@ class MultiCameraTracker:
         matcher: finds the anchor camera's objects in the others (None: cameras are independent,
             as without cross-view).
         anchor: the camera whose objects the others receive.
-        rematch_every, retry_every, min_area, rig, drop_absent: see :class:`CrossViewLink`.
+        rematch_every, retry_every, min_area, rig: see :class:`CrossViewLink`.
     """
 
     def __init__(self, trackers: dict[str, Any], matcher: Matcher | None, anchor: str, rematch_every: int = 0,
-                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None,
-                 drop_absent: str = "never") -> None:
+                 retry_every: int = 10, min_area: int = 1, rig: CameraRig | None = None) -> None:
         self.trackers, self.matcher, self.anchor = trackers, matcher, anchor
-        self.link = CrossViewLink(matcher, anchor, list(trackers), rematch_every, retry_every, min_area, rig,
-                                  drop_absent=drop_absent)
+        self.link = CrossViewLink(matcher, anchor, list(trackers), rematch_every, retry_every, min_area, rig)
 
     def reset(self, camera: str | None = None) -> None:
         """Forgets one camera's track (None: all); it waits for masks or a match again."""
@@ -343,8 +323,8 @@ class MultiCameraTracker:
                     why := link.due(cam, src, trk.anchored, anchor_mask is not None, poses)):
                 res = link.match(cam, frames[self.anchor], src, frames[cam], anchor_depth, poses, why)
                 matched.append(cam)
-                if why == "missing":  # keep the tracked objects (but those dropped), add the missing ones
-                    labels[cam] = trk.step(frames[cam], res.labels, merge=True, drop=link.state[cam].dropped)
+                if why == "missing":  # keep the tracked objects, add the missing ones
+                    labels[cam] = trk.step(frames[cam], res.labels, merge=True)
                 elif res.labels.any():
                     labels[cam] = trk.step(frames[cam], res.labels)
                 else:  # nothing of the anchor's objects is visible here

@@ -8,8 +8,6 @@ grid is :attr:`PropagationConfig.label_resize <corr_core.propagation.config.Prop
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -71,23 +69,20 @@ def argmax_on_frame(soft: torch.Tensor, size: tuple[int, int], cfg: PropagationC
     return best_idx
 
 
-def merge_labels(tracked: np.ndarray, given: np.ndarray, drop: Iterable[int] = ()) -> np.ndarray | None:
-    """``tracked`` labels with the objects of ``given`` put in and those of ``drop`` taken out:
-    each id of ``given`` loses its tracked pixels and takes its given ones where ``tracked`` holds
-    background, that id or a dropped one; each id of ``drop`` (and not of ``given``) loses every
-    pixel; the other tracked objects keep every pixel they hold. ``(H, W)`` in the wider of the two
-    dtypes, or None when nothing changes (``given`` is empty and nothing dropped is tracked, or the
-    result is ``tracked``).
+def merge_labels(tracked: np.ndarray, given: np.ndarray) -> np.ndarray | None:
+    """``tracked`` labels with the objects of ``given`` put in: each id of ``given`` loses its
+    tracked pixels and takes its given ones where ``tracked`` holds background or that id; the other
+    tracked objects keep every pixel they hold. ``(H, W)`` in the wider of the two dtypes, or None
+    when nothing changes (``given`` is empty, or its ids already hold exactly those pixels).
     """
     ids = np.unique(given)
     ids = ids[ids != 0]
-    gone = np.setdiff1d(np.asarray(list(drop), np.int64), ids)
-    gone = gone[gone != 0]
-    if not len(ids) and not len(gone):
+    if not len(ids):
         return None
     dtype = np.promote_types(tracked.dtype, given.dtype)
+    own = np.isin(tracked, ids)
     out = tracked.astype(dtype, copy=True)
-    out[np.isin(tracked, np.union1d(ids, gone))] = 0
+    out[own] = 0
     free = out == 0
     out[free] = given[free]
     return None if np.array_equal(out, tracked) else out

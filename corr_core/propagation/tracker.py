@@ -53,7 +53,6 @@ re-anchors the tracker, so the objects it tracks well keep their masks
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -224,8 +223,7 @@ class Tracker:
     # ------------------------------------------------------------------ public steps
 
     @torch.inference_mode()
-    def step(self, frame: np.ndarray, masks: np.ndarray | None = None, merge: bool = False,
-             drop: Iterable[int] = ()) -> np.ndarray:
+    def step(self, frame: np.ndarray, masks: np.ndarray | None = None, merge: bool = False) -> np.ndarray:
         """Processes one frame.
 
         Args:
@@ -237,8 +235,6 @@ class Tracker:
                 tracked object is, every other object keeps its tracked pixels, and the result
                 re-anchors the tracker (it is returned). Masks that change nothing (no id, or
                 every given pixel held by other objects) leave the tracker as a plain step does.
-            drop: with ``merge``, ids the merged map leaves out: their tracked pixels become
-                background (or a given object's) and they are no longer tracked.
 
         Returns:
             ``(H, W)`` label map with the ids of the given masks, in the dtype of the masks
@@ -262,7 +258,7 @@ class Tracker:
         self._check_image_size(size)
         masks = self._prepare_masks(masks, size)  # before running the model: fail fast
         feat = self._encode(frame)
-        return self._step(feat, masks, size, merge, drop)
+        return self._step(feat, masks, size, merge)
 
     @torch.inference_mode()
     def step_features(
@@ -271,13 +267,12 @@ class Tracker:
         masks: np.ndarray | None = None,
         image_size: tuple[int, int] | None = None,
         merge: bool = False,
-        drop: Iterable[int] = (),
     ) -> np.ndarray:
         """Processes one frame given its features (e.g. one item of a batch computed on the GPU).
 
         Args:
             feat: ``(C, h, w)`` or ``(1, C, h, w)`` features (L2-normalised here).
-            masks, merge, drop: as in :meth:`step`.
+            masks, merge: as in :meth:`step`.
             image_size: ``(H, W)`` of the output; defaults to the masks' size, else the size fixed
                 by the first masks.
 
@@ -300,7 +295,7 @@ class Tracker:
         self._check_image_size(size)
         masks = self._prepare_masks(masks, size)
         feat = F.normalize(feat.to(self.device, torch.float32), dim=0).to(self._store_dtype)
-        return self._step(feat, masks, size, merge, drop)
+        return self._step(feat, masks, size, merge)
 
     @torch.inference_mode()
     def encode(self, frame: np.ndarray) -> torch.Tensor:
@@ -401,7 +396,7 @@ class Tracker:
         return F.normalize(out[0].float(), dim=0).to(self._store_dtype)
 
     def _step(self, feat: torch.Tensor, masks: np.ndarray | None, size: tuple[int, int],
-              merge: bool = False, drop: Iterable[int] = ()) -> np.ndarray:
+              merge: bool = False) -> np.ndarray:
         feat_size = (int(feat.shape[1]), int(feat.shape[2]))
         if self._feat_size is not None and feat_size != self._feat_size:
             raise ShapeMismatchError(
@@ -410,7 +405,7 @@ class Tracker:
             )
         if masks is not None and merge and self.memory.anchored:
             tracked = self.objects.decode(self._propagate(feat), size, self._cfg)
-            masks = merge_labels(tracked, masks, drop)
+            masks = merge_labels(tracked, masks)
             if masks is None:  # nothing to add: a plain step
                 self._num_frames += 1
                 return tracked

@@ -27,7 +27,7 @@ import torch
 from corr_core.api import build_camera_trackers, packaged_checkpoint
 from corr_core.crossview import SHIPPED_PCC
 from corr_core.crossview.matcher import CrossViewMatcher
-from corr_core.crossview.multicam import DROP_ABSENT, MultiCameraTracker
+from corr_core.crossview.multicam import MultiCameraTracker
 from corr_core.crossview.rig import CameraRig
 from corr_core.data.labels import read_label_png
 from corr_core.geometry import CameraPose
@@ -63,8 +63,6 @@ def main() -> None:
     p.add_argument("--retry-every", type=int, default=10)
     p.add_argument("--rematch-every", type=int, default=0)
     p.add_argument("--input-scale", type=float, default=1.0)
-    p.add_argument("--drop-absent", choices=DROP_ABSENT, default="never",
-                   help="when a retry ends the track of an object its match calls absent")
     p.add_argument("--geometry", action="store_true",
                    help="a rig of moving cameras: poses per frame and ego depth from the episode, as corr demo --geometry")
     p.add_argument("--out", type=Path, required=True)
@@ -85,7 +83,7 @@ def main() -> None:
                 pose = CameraPose.from_sim(scene.meta, cam, 0)
                 rig.set_intrinsics(cam, pose.K, pose.size)
         multi = MultiCameraTracker(trackers, matcher, "ego", rematch_every=args.rematch_every,
-                                   retry_every=args.retry_every, rig=rig, drop_absent=args.drop_absent)
+                                   retry_every=args.retry_every, rig=rig)
         labels, matches = {"exo1": {}}, 0
         for t in range(scene.num_frames):
             frames = {cam: read_rgb(scene.frames[cam][t]) for cam in CAMERAS}
@@ -111,7 +109,6 @@ def main() -> None:
     report = {"sim": str(args.sim), "episodes": rows, "jf_mean": float(jf.mean()),
               "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
               "retry_every": args.retry_every, "rematch_every": args.rematch_every, "input_scale": args.input_scale, "geometry": args.geometry,
-              "drop_absent": args.drop_absent,
               "seconds": round(time.time() - started, 1)}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"exo1 J&F over {len(rows)} episodes: {jf.mean():.3f} (95 % {report['ci95'][0]:.3f}..{report['ci95'][1]:.3f})")
