@@ -187,3 +187,43 @@ def test_with_a_camera_rig_matches_keep_to_the_epipolar_band(ros_probe, rig_node
     # and the node says what its match went without
     drv.probe.wait_for(lambda: "camera 'exo1': matched from images alone, without ego's pose (ego/pose within the "
                        "slop)" in rig_node.log(), STEP_S, "the note of a match without the ego pose")
+
+
+@pytest.fixture(scope="module")
+def background_node(launch_node, episode):
+    masks = str(episode["root"] / "ego" / "Annotations" / "240p" / "ep" / "00000.png")
+    return launch_node(
+        "corr_ros.nodes.corr_node",
+        "--params-file", str(REPO_ROOT / "config" / "corr_node.yaml"), "-r", "__ns:=/bg",
+        "-p", "random_init:=true", "-p", "camera_timeout:=0.0", "-p", "diagnostics_period:=0.2",
+        "-p", f"crossview_checkpoint:={PCC}.safetensors", "-p", "anchor_camera:=ego",
+        "-p", "crossview_background:=true", "-p", f"initial_masks:=['{masks}', '']", name="corr_node_bg",
+    )
+
+
+def test_with_background_matches_the_sets_go_on_while_exo_is_matched(ros_probe, background_node, episode):
+    """``crossview_background``: the set that starts exo1's match is published for ego at once and
+    says exo1's match is under way; a later set brings exo1 the ego ids, on their objects."""
+    from corr_ros.conversions import image_to_labels
+
+    drv = Driver(ros_probe, ns="/bg")
+    drv.wait_connected(background_node)
+    images = episode["frames"]
+    first = drv.stamp_ns + 100_000_000
+    stamp = drv.send_until_labels(images=images)
+    assert stamp > first  # the first set went out without exo1's labels
+    assert drv.labels_at("ego", first) is not None and drv.labels_at("exo1", first) is None
+
+    def summary_of(t):
+        return drv.probe.wait_for(
+            lambda: next((json.loads(m.data) for m in drv.summaries if json.loads(m.data)["stamp_ns"] == t), None),
+            STEP_S, f"the summary of set {t}")
+
+    assert summary_of(first)["skipped"]["exo1"] == "cross-view match under way"
+    taken = summary_of(stamp)["cameras"]["exo1"]
+    assert taken["matched"] and taken["match_reason"] == "new anchor" and not taken["match_under_way"]
+    exo, truth = image_to_labels(drv.labels_at("exo1", stamp)), episode["truth"]
+    found = set(np.unique(exo).tolist()) - {0}
+    assert found and found <= set(np.unique(truth["ego"]).tolist()) - {0}
+    ious = [np.sum((exo == i) & (truth["exo1"] == i)) / np.sum((exo == i) | (truth["exo1"] == i)) for i in found]
+    assert max(ious) > 0.5, ious
