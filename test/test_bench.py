@@ -136,28 +136,6 @@ def test_bench_crossview_times_every_mode_on_the_same_queries(tmp_path, capsys):
         main(["bench", "crossview", "--every", "0"])
 
 
-def test_bench_crossview_live_replays_each_episode_in_both_modes(tmp_path, capsys):
-    from corr_core.testing import small_sim
-
-    sim = small_sim(tmp_path / "sim", seed=3000, episodes=1, frames=3, objects=3)
-    out = tmp_path / "live.json"
-    assert main(["bench", "crossview-live", "--sim", str(sim), "--resolution", "128p", "--episodes", "1",
-                 "--rate", "100", "--queue", "1", "--threads", "1", "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["settings"]["rate"] == 100 and report["settings"]["queue"] == 1
-    for mode in ("worker", "background"):
-        r = report["results"][mode]
-        assert r["processed"] + r["dropped"] == 3 and r["processed"] >= 1  # the first set is never dropped
-        assert 0 < r["worker_median_s"] <= r["worker_p95_s"] <= r["worker_max_s"]
-        assert 0.0 <= r["exo1_jf"] <= 1.0 and len(r["episodes"]) == 1
-    assert report["results"]["worker"]["ratio_to_worker"]["worker_max_s"] == 1.0
-    assert report["results"]["worker"]["matches"] >= 1  # in the worker the first set is matched
-    table = out.with_suffix(".md").read_text()
-    assert table in capsys.readouterr().out and "| in the background |" in table
-    with pytest.raises(ConfigError, match="--rate must be > 0"):
-        main(["bench", "crossview-live", "--rate", "0"])
-
-
 @pytest.mark.slow
 def test_bench_methods_trains_what_is_missing_scores_every_row_and_reuses_its_evaluations(tmp_path, capsys):
     """The whole comparison on a tiny DAVIS layout: a reference row, one method trained by its

@@ -11,9 +11,7 @@ Sub-commands, one module each:
 * ``methods`` (:mod:`corr_core.commands.bench_methods`): the temporal methods' CPU recipes trained
   on one budget and compared (J&F on DAVIS dev and sim, speed, memory, feature rank);
 * ``crossview`` (:mod:`corr_core.commands.bench_crossview`): milliseconds of one cross-view match
-  from images alone and with the cameras' poses and depth, as a ratio to images alone;
-* ``crossview-live`` (:mod:`corr_core.commands.bench_live`): the cross-view mode at a live camera
-  rate, matches in the worker against matches in the background (latency, dropped sets, exo1 J&F).
+  from images alone and with the cameras' poses and depth, as a ratio to images alone.
 
 The model and propagation flags are :mod:`corr_core.options`' (as in ``corr eval``); an existing
 ``--out`` report is refused unless ``--overwrite`` is given.
@@ -26,14 +24,13 @@ Examples::
     corr bench backends --resolutions 240p,480p
     corr bench methods --train --out docs/bench/methods.json
     corr bench crossview --out docs/bench/crossview.json
-    corr bench crossview-live --out docs/bench/crossview-live.json
 """
 
 from __future__ import annotations
 
 import argparse
 
-from corr_core.commands import bench_backends, bench_crossview, bench_live, bench_methods, bench_propagate
+from corr_core.commands import bench_backends, bench_crossview, bench_methods, bench_propagate
 from corr_core.commands.bench_backends import backends_table, run_backends
 from corr_core.commands.bench_common import RESOLUTIONS, parse_resolution
 from corr_core.commands.bench_propagate import markdown_table, run_propagate
@@ -47,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="speed/memory benchmarks (label propagation: local vs dense; feature network: torch vs onnxruntime; "
-             "the methods compared; a cross-view match with and without geometry; the cross-view mode at a live rate)",
+             "the methods compared; a cross-view match with and without geometry)",
         description="Speed and memory benchmarks.",
     )
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -55,4 +52,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench_backends.add_parser(tasks)
     bench_methods.add_parser(tasks)
     bench_crossview.add_parser(tasks)
-    bench_live.add_parser(tasks)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +32,6 @@ from corr_core.crossview.base import Matcher, MatchResult
 from corr_core.crossview.rig import CameraRig
 from corr_core.errors import ConfigError, DataError, MissingCameraError, ShapeMismatchError
 from corr_core.sync import NearestStamp
-
-if TYPE_CHECKING:
-    from corr_core.geometry import ViewGeometry
 
 #: Why a camera is matched (:meth:`CrossViewLink.due`): the anchor camera got masks; the camera
 #: tracks nothing yet; its last match went without geometry the rig now has; ``rematch_every`` sets
@@ -221,7 +218,7 @@ class CrossViewLink:
               reason: str = "") -> MatchResult:
         """Runs the matcher for ``camera`` (with both cameras' geometry when the rig has it, with
         ``anchor_depth``, the anchor frame's depth in metres, and ``poses``, the moving cameras'
-        poses at this set, where given) and records its confidences (:meth:`record`).
+        poses at this set, where given) and records its confidences.
 
         ``reason``: why it is matched (:meth:`due`). A ``"missing"`` retry still matches every
         object (so that one-to-one assignment sees them all), but the returned labels hold only
@@ -229,22 +226,9 @@ class CrossViewLink:
         the confidence of the match that placed them. Any other reason: all of
         ``anchor_labels``'s objects.
         """
-        geometry = self.geometry(camera, anchor_depth, poses)
+        geometry = self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
         res = self.matcher.match(anchor_rgb, anchor_labels, rgb, geometry=geometry)
-        return self.record(camera, res, anchor_labels, geometry, self.lacking(camera, anchor_depth, poses), reason)
-
-    def geometry(self, camera: str, anchor_depth: np.ndarray | None = None,
-                 poses: dict[str, np.ndarray] | None = None) -> ViewGeometry | None:
-        """Both cameras' geometry for a match of ``camera`` (None without a rig, or while the rig
-        lacks a camera's intrinsics or pose)."""
-        return self.rig.pair(self.anchor, camera, anchor_depth, poses) if self.rig is not None else None
-
-    def record(self, camera: str, res: MatchResult, anchor_labels: np.ndarray, geometry: ViewGeometry | None,
-               lacking: list[str], reason: str = "") -> MatchResult:
-        """Takes in a match of ``camera`` made with ``geometry`` (the second half of :meth:`match`,
-        for a match run elsewhere, e.g. in the background): its confidences become the camera's, a
-        ``"missing"`` retry's labels keep only the missing objects; returns ``res`` so restricted.
-        ``lacking``: what the match went without (:meth:`lacking`)."""
+        lacking = self.lacking(camera, anchor_depth, poses)
         confidence = dict(res.confidence)
         if reason == "missing":
             only = self.missing(camera, anchor_labels)

@@ -108,25 +108,3 @@ def write_overlays(overlays: dict[str, dict[int, np.ndarray]], stamps: Sequence[
         for i, stamp in enumerate(stamps):
             if stamp in images:
                 cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(images[stamp], cv2.COLOR_RGB2BGR))
-
-
-def score_shown_objects(gt: np.ndarray, pred: np.ndarray, name: str = "") -> tuple[dict[str, float], int]:
-    """DAVIS J&F of ``pred`` over the objects ``gt`` shows, and the pixels ``pred`` gives to
-    objects ``gt`` never shows (``(T, H, W)`` id maps of one camera).
-
-    The ids are renumbered 1..k first: DAVIS scores ids 1..max of the first frame, so a gap (an
-    object of the anchor camera that this camera never shows, as the sim hides one per camera)
-    would count as an object with empty ground truth in some episodes and not in others.
-    """
-    from corr_core.metrics.davis import evaluate_sequence
-
-    gt, pred = gt.astype(np.int64), pred.astype(np.int64)
-    shown = np.unique(gt)
-    shown = shown[shown != 0]
-    table = np.zeros(int(max(gt.max(initial=0), pred.max(initial=0))) + 1, np.int64)
-    table[shown] = np.arange(1, len(shown) + 1)
-    phantom = int(np.count_nonzero((pred != 0) & (table[pred] == 0)))
-    result = evaluate_sequence(table[gt], table[pred], name=name, missing_objects="empty")
-    j = float(np.mean([o["J-Mean"] for o in result["objects"].values()]))
-    f = float(np.mean([o["F-Mean"] for o in result["objects"].values()]))
-    return {"J&F-Mean": (j + f) / 2, "J-Mean": j, "F-Mean": f}, phantom

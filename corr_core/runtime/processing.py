@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from corr_core.runtime.background import BackgroundMatches, carry_forward
 from corr_core.runtime.drops import DropCounter
 from corr_core.runtime.frames import SizeGate, format_size
 from corr_core.sync import MaskAnchors, SyncedSet
@@ -126,11 +125,6 @@ class SetProcessor:
         batch: when the trackers share one network (``corr_node`` builds them so), the frames of a
             set that have the same size go through it in one batch
             (:mod:`corr_core.runtime.batching`); otherwise (or False) each tracker encodes its own.
-        background: cross-view matches run in a thread of their own while every camera keeps
-            being tracked; a match's masks are carried from the matched frame to the set it is
-            taken at (:mod:`corr_core.runtime.background`). Needs ``batch`` (the frames' features
-            are what is carried); otherwise, and by default, a match runs in the set that needs it.
-        max_match_frames: with ``background``, frames a match may take before it is given up.
     """
 
     def __init__(
@@ -143,8 +137,6 @@ class SetProcessor:
         render_overlay: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None,
         link: Any = None,
         batch: bool = True,
-        background: bool = False,
-        max_match_frames: int = 30,
     ) -> None:
         if render_overlay is None:
             from corr_core.viz import overlay as render_overlay
@@ -161,18 +153,6 @@ class SetProcessor:
         self._lacking: dict[str, str] = {}  # per camera, what its last cross-view match went without
         self.link = link
         self.encoder = _batch_encoder(self.trackers) if batch else None
-        self.background: BackgroundMatches | None = None
-        if background and link is not None:
-            if self.encoder is None:
-                logger.warning("cross-view matches run in the worker: matching in the background needs the "
-                               "cameras' features batched through one network")
-            else:
-                self.background = BackgroundMatches(max_match_frames)
-
-    def close(self) -> None:
-        """Stops the background matches (a running one finishes in its thread, unseen)."""
-        if self.background is not None:
-            self.background.close()
 
     def anchored(self, camera: str) -> bool:
         """Whether the camera's tracker holds a mask."""
@@ -219,13 +199,7 @@ class SetProcessor:
             given = masks is not None
             reason = ""
             if link is not None and cam != link.anchor and masks is None:
-                masks, reason = self._crossview(cam, synced, labels_by_cam, new_anchor, feats)
-            if self.background is not None and masks is None and self.background.busy(cam) and \
-                    not self.trackers[cam].anchored:
-                self.drops.drop(cam, "cross-view match under way", f"frame at {stamp} ns")
-                result.summary["skipped"][cam] = "cross-view match under way"
-                labels_by_cam[cam] = None
-                continue
+                masks, reason = self._crossview(cam, synced, labels_by_cam, new_anchor)
             skipped, reanchored, labels = self._step(cam, frame, stamp, masks, given, feats, reason == "missing")
             if link is not None and given and labels is not None:
                 link.given(cam)
@@ -246,8 +220,7 @@ class SetProcessor:
                 "stamp_ns": stamp,
                 "reanchored": reanchored,
                 "matched": bool(reason),
-                **({"match_reason": reason, "geometry": link.state[cam].geometry, "depth": link.state[cam].depth,
-                    "match_under_way": self.background is not None and self.background.busy(cam)}
+                **({"match_reason": reason, "geometry": link.state[cam].geometry, "depth": link.state[cam].depth}
                    if link is not None and cam != link.anchor else {}),
                 "objects": objects(labels),
             }
@@ -260,66 +233,25 @@ class SetProcessor:
         return result
 
     def _crossview(self, cam: str, synced: SyncedSet[Frame], labels: dict[str, np.ndarray | None],
-                   new_anchor: bool, feats: SetFeatures | None = None) -> tuple[np.ndarray | None, str]:
+                   new_anchor: bool) -> tuple[np.ndarray | None, str]:
         """Masks for ``cam`` from the anchor camera through the matcher, when due: ``(masks or None,
         why it was matched or "")``. A ``"missing"`` retry gives only the missing objects (the
         tracker merges them, the tracked objects keep their tracks). Otherwise, when the matcher
         finds none of the anchor's objects, the camera's track ends (its labels come out empty)
-        until a later match finds one. In the background (``background``), a due match is
-        started, and taken (carried to this frame) at the first set after it is done."""
+        until a later match finds one."""
         link, tracker = self.link, self.trackers[cam]
-        if self.background is not None:
-            if new_anchor and self.background.discard(cam):
-                pass  # made for the anchor's old masks: matched again below
-            elif self.background.busy(cam):
-                return self._take_background(cam, synced, feats)
         src = labels.get(link.anchor)
         stamps = {c: int(t) for c, t in synced.stamps_ns.items()}
         poses = link.poses_at(stamps) if link.rig is not None else None
         why = "" if src is None else link.due(cam, src, tracker.anchored, new_anchor, poses)
         if not why:
             return None, ""
-        anchor_rgb, rgb = synced.items[link.anchor].rgb, synced.items[cam].rgb
         try:
             depth, poses = _set_geometry(link, cam, stamps)
-            if self.background is not None and feats is not None:
-                geometry, lacking = link.geometry(cam, depth, poses), link.lacking(cam, depth, poses)
-                self.background.submit(
-                    cam, lambda: (link.matcher.match(anchor_rgb, src, rgb, geometry=geometry), geometry, lacking),
-                    why, src, feats.get(cam), rgb.shape[:2])
-                return None, ""
-            res = link.match(cam, anchor_rgb, src, rgb, depth, poses, why)
+            res = link.match(cam, synced.items[link.anchor].rgb, src, synced.items[cam].rgb, depth, poses, why)
         except Exception as exc:  # the camera keeps tracking what it had
             self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
             return None, ""
-        return self._matched(cam, res, why, rgb.shape[:2])
-
-    def _take_background(self, cam: str, synced: SyncedSet[Frame],
-                         feats: SetFeatures | None) -> tuple[np.ndarray | None, str]:
-        """With a match of ``cam`` under way: this frame's features are kept for it; once it is
-        done, ``(its masks carried to this frame, why it was matched)``; ``(None, "")`` while it
-        runs, or when it failed."""
-        background, rgb = self.background, synced.items[cam].rgb
-        feat = feats.get(cam) if feats is not None else None
-        job = background.take(cam)
-        if job is None:
-            if feat is not None and not background.add_frame(cam, feat, rgb.shape[:2]):
-                self.note(cam, f"cross-view match given up after {background.max_frames} frames; matching again")
-            return None, ""
-        try:
-            res, geometry, lacking = job.future.result()
-            frames = job.frames + ([(feat, rgb.shape[:2])] if feat is not None else [])
-            tracker = self.trackers[cam]
-            res.labels = carry_forward(tracker.cfg, tracker.device, frames, res.labels)
-            self.link.record(cam, res, job.anchor_labels, geometry, lacking, job.reason)
-        except Exception as exc:  # the camera keeps tracking what it had
-            self.drops.drop(cam, "cross-view error", f"{type(exc).__name__}: {exc}")
-            return None, ""
-        return self._matched(cam, res, job.reason, rgb.shape[:2])
-
-    def _matched(self, cam: str, res: Any, why: str, size: tuple[int, int]) -> tuple[np.ndarray | None, str]:
-        """What a match of ``cam`` (recorded by the link) gives its tracker: ``(masks, why)``."""
-        link = self.link
         lacking = link.state[cam].lacking
         if lacking and lacking != self._lacking.get(cam):  # said once, until it changes
             how = "with poses but" if link.state[cam].geometry else "from images alone,"
@@ -327,8 +259,8 @@ class SetProcessor:
         self._lacking[cam] = lacking
         if why == "missing" or res.labels.any():  # a retry that finds nothing leaves the track as it is
             return res.labels, why
-        self.trackers[cam].reset()
-        return np.zeros(size, res.labels.dtype), why
+        tracker.reset()
+        return np.zeros(synced.items[cam].rgb.shape[:2], res.labels.dtype), why
 
     def _set_features(self, synced: SyncedSet[Frame]) -> SetFeatures | None:
         """The set's features, batched over the cameras likely to be stepped: those anchored or
@@ -357,8 +289,6 @@ class SetProcessor:
             self._epochs[cam] = frame.epoch
             if self.link is not None:
                 self.link.forget(cam)
-            if self.background is not None:
-                self.background.discard(cam)
         size = (int(frame.rgb.shape[0]), int(frame.rgb.shape[1]))
         if not given and not merge and masks is not None and not masks.any():  # the matcher found nothing here
             return "", False, masks

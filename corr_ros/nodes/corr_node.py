@@ -254,8 +254,7 @@ class CorrNode(LifecycleNode):
         trackers = self._build_trackers(checkpoint)
         link = build_link(lambda name: self.get_parameter(name).value, self._cameras, self._device, self.get_logger())
         processor = SetProcessor(trackers, anchors, gates, self._drops, self.get_logger(), link=link,
-                                 batch=bool(self.get_parameter("batch_cameras").value),
-                                 background=bool(self.get_parameter("crossview_background").value))
+                                 batch=bool(self.get_parameter("batch_cameras").value))
         self._pipeline = CameraPipeline(
             self,
             processor,

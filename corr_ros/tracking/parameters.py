@@ -146,14 +146,6 @@ PARAMS: list[ParamSpec] = [
         "stamped like it), which narrows each band to the object's depths",
     ),
     ParamSpec(
-        "crossview_background",
-        _T.BOOL,
-        False,
-        "cross-view mode: run matches in a thread of their own while every camera keeps being tracked; "
-        "a match's masks are carried from the frame it matched to the set that takes it (needs "
-        "batch_cameras); false: the set that needs a match waits for it (~0.5 s on a CPU)",
-    ),
-    ParamSpec(
         "size_change_frames",
         _T.INTEGER,
         3,

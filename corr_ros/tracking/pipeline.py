@@ -189,7 +189,6 @@ class CameraPipeline:
         """Stops the worker (after its set in progress, up to ``wait_s``: see :meth:`stop`) and
         destroys the topics (cleanup)."""
         self.stop(wait_s)
-        self.processor.close()
         for sub in self._subs:
             self.node.destroy_subscription(sub)
         for pub in [*self._label_pubs.values(), *self._overlay_pubs.values(), self._summary_pub]:

@@ -30,9 +30,9 @@ from corr_core.crossview.matcher import CrossViewMatcher
 from corr_core.crossview.multicam import MultiCameraTracker
 from corr_core.crossview.rig import CameraRig
 from corr_core.data.labels import read_label_png
-from corr_core.evaluation.recorded import score_shown_objects
 from corr_core.geometry import CameraPose
 from corr_core.methods.pcc.scenes import read_rgb, sim_scenes
+from corr_core.metrics.davis import evaluate_sequence
 from corr_core.proposals import build_proposer
 
 CAMERAS = ["ego", "exo1"]
@@ -40,10 +40,20 @@ CAMERAS = ["ego", "exo1"]
 
 def score_exo(scene, labels: dict[int, np.ndarray]) -> tuple[dict[str, float], int]:
     """DAVIS J&F of exo1's labels over the objects exo1 shows, and the pixels given to objects it
-    never shows (:func:`~corr_core.evaluation.recorded.score_shown_objects`)."""
-    gt = np.stack([read_label_png(scene.labels["exo1"][t]) for t in range(scene.num_frames)])
-    pred = np.stack([labels[t] for t in range(scene.num_frames)])
-    return score_shown_objects(gt, pred, name=f"exo1/{scene.name}")
+    never shows. The ids are renumbered 1..k first: DAVIS scores ids 1..max of the first frame, so
+    a gap (an ego object hidden from exo1, as the sim hides one per camera) would count as an
+    object with empty ground truth in some episodes and not in others."""
+    gt = np.stack([read_label_png(scene.labels["exo1"][t]) for t in range(scene.num_frames)]).astype(np.int64)
+    shown = np.unique(gt)
+    shown = shown[shown != 0]
+    table = np.zeros(int(max(gt.max(), max(int(lab.max()) for lab in labels.values()))) + 1, np.int64)
+    table[shown] = np.arange(1, len(shown) + 1)
+    pred = np.stack([labels[t] for t in range(scene.num_frames)]).astype(np.int64)
+    phantom = int(np.count_nonzero((pred != 0) & (table[pred] == 0)))
+    result = evaluate_sequence(table[gt], table[pred], name=f"exo1/{scene.name}", missing_objects="empty")
+    j = float(np.mean([o["J-Mean"] for o in result["objects"].values()]))
+    f = float(np.mean([o["F-Mean"] for o in result["objects"].values()]))
+    return {"J&F-Mean": (j + f) / 2, "J-Mean": j, "F-Mean": f}, phantom
 
 
 def main() -> None:
