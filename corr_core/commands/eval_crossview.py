@@ -6,11 +6,19 @@ Examples::
     corr eval crossview --sim runs/heldout_sim --checkpoint corr_core/assets/checkpoints/fc_resnet18_s8 \\
         --out runs/xv/fc --calibrate runs/tune_sim
     corr eval crossview --merge runs/xv/pcc runs/xv/fc --out docs/crossview
+    corr eval crossview --sim runs/heldout_sim --pcc runs/pcc_cpu/iter_2/model --tracks --out runs/xv_tracks
 
 Every object visible in a source view is a query (its ground-truth mask); the prediction in the
 target view is scored with the EgoExo4D metrics (IoU, location error, contour accuracy, balanced
 accuracy of existence), with 95 % intervals over episodes, plus the look-alike test. Writes
 ``metrics.json``, ``table.md`` and side-by-side overlays (query | prediction | ground truth).
+
+With ``--tracks`` the episodes are played as ``corr_node`` serves the cross-view mode instead: the
+anchor camera's masks of frame 0 only, the other cameras matched and then tracked (the shipped FC
+features, the node's propagation defaults), matched again when an object goes missing; each other
+camera is scored with DAVIS J&F over the objects it shows
+(:mod:`corr_core.evaluation.crossview_tracks`). The matcher decides existence with its
+checkpoint's own thresholds, as in the node.
 """
 
 from __future__ import annotations
@@ -94,6 +102,8 @@ def run_crossview(args: argparse.Namespace) -> int:
         raise ConfigError("give --sim FOLDER (a `corr generate sim` output) or --merge RUN ...")
     check_output(out, args.overwrite)
     scenes = sim_scenes(args.sim, resolution=args.resolution, episodes=args.episodes)
+    if args.tracks:
+        return _run_tracks(args, scenes, out)
     directions = _directions(args.directions, scenes[0].cameras)
     matcher, name = _matcher(args)
     settings: dict[str, Any] = {"sim": str(args.sim), "every": args.every, "min_pixels": args.min_pixels,
@@ -118,6 +128,34 @@ def run_crossview(args: argparse.Namespace) -> int:
                                 conf_thresh=conf_thresh, poses=poses)
     result["settings"] = settings
     print(write_report({args.name or name: result}, out))
+    return 0
+
+
+def _run_tracks(args: argparse.Namespace, scenes: list[Any], out: Path) -> int:
+    """``corr eval crossview --tracks`` (module docstring)."""
+    from corr_core.api import build_camera_trackers, packaged_checkpoint
+    from corr_core.evaluation.crossview_tracks import evaluate_tracks, tracks_table
+
+    if args.pcc is None:
+        raise ConfigError("--tracks plays the node's cross-view mode: give its PCC model (--pcc)")
+    for flag, given in (("--calibrate", args.calibrate), ("--pose-error", args.pose_error),
+                        ("--directions", args.directions)):
+        if given:
+            raise ConfigError(f"--tracks does not take {flag} (the matcher's own thresholds decide, as in the node; "
+                              "the anchor camera's objects go to every other camera)")
+    matcher, name = _matcher(args)
+    fc = packaged_checkpoint()
+    result = evaluate_tracks(matcher, scenes, lambda cams: build_camera_trackers(cams, fc, device=args.device)[0],
+                             anchor=args.anchor, geometry=args.geometry, retry_every=args.retry_every,
+                             rematch_every=args.rematch_every)
+    result["settings"] = {"sim": str(args.sim), "anchor": args.anchor, "geometry": args.geometry or "none",
+                          "retry_every": args.retry_every, "rematch_every": args.rematch_every,
+                          "tracking": str(fc), "proposer": args.proposer}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({args.name or name: result}, indent=2))
+    table = tracks_table(args.name or name, result)
+    (out / "table.md").write_text(table)
+    print(table)
     return 0
 
 
@@ -160,6 +198,14 @@ def add_crossview_parser(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="the method's name in the table")
     p.add_argument("--no-overlays", action="store_true", help="do not write overlay pictures")
     p.add_argument("--merge", nargs="+", default=None, metavar="RUN", help="merge earlier runs into one table")
+    p.add_argument("--tracks", action="store_true",
+                   help="play each episode as corr_node's cross-view mode (masks on --anchor's first frame only, "
+                        "then matched and tracked) and score the other cameras with DAVIS J&F")
+    p.add_argument("--anchor", default="ego", help="with --tracks: the camera given masks (default ego)")
+    p.add_argument("--retry-every", type=int, default=10,
+                   help="with --tracks: sets between matches of a camera missing an object (default 10, the node's)")
+    p.add_argument("--rematch-every", type=int, default=0,
+                   help="with --tracks: re-match every camera every n sets (default 0: never, the node's)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_overwrite_arg(p)
     p.set_defaults(func=run_crossview)
