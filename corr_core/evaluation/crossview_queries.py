@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from corr_core.crossview.base import Matcher, MatchResult
@@ -46,10 +45,7 @@ class SimPoses:
             tgt = tgt.perturbed(self.rot_deg, self.trans_m, rng)
         if not self.depth:
             return ViewGeometry(src, tgt)
-        depth = scene.depth_m(src_cam, t)
-        if size is not None and depth.shape != tuple(size):
-            depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-        return ViewGeometry(src, tgt, depth)
+        return ViewGeometry(src, tgt, scene.depth_m(src_cam, t, size))
 
     def describe(self) -> dict[str, Any]:
         return {"rot_deg": self.rot_deg, "trans_m": self.trans_m, "depth": self.depth}

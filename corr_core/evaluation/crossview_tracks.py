@@ -48,8 +48,6 @@ def score_shown_objects(gt: np.ndarray, pred: np.ndarray, name: str = "") -> tup
 
 def _play(scene: Any, multi: Any, anchor: str, geometry: str | None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """One episode through ``multi``: ``({camera: (T, H, W) labels}, {camera: matches})``."""
-    import cv2
-
     from corr_core.data.labels import read_label_png
     from corr_core.geometry import CameraPose
     from corr_core.methods.pcc.scenes import read_rgb
@@ -64,10 +62,7 @@ def _play(scene: Any, multi: Any, anchor: str, geometry: str | None) -> tuple[di
         if geometry is not None:
             extra["poses"] = {c: CameraPose.from_sim(scene.meta, c, t).T_world_cam for c in cams}
             if geometry == "depth":
-                depth = scene.depth_m(anchor, t)
-                if depth.shape != frames[anchor].shape[:2]:
-                    depth = cv2.resize(depth, frames[anchor].shape[1::-1], interpolation=cv2.INTER_NEAREST)
-                extra["anchor_depth"] = depth
+                extra["anchor_depth"] = scene.depth_m(anchor, t, frames[anchor].shape[:2])
         step = multi.step(frames, masks, **extra)
         for c in step.matched:
             matches[c] += 1

@@ -54,9 +54,11 @@ class Scene:
     def cameras(self) -> list[str]:
         return list(self.frames)
 
-    def depth_m(self, camera: str, t: int) -> np.ndarray:
+    def depth_m(self, camera: str, t: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """``(H, W)`` float32 depth of ``camera`` at frame ``t`` in metres along its optical axis
-        (0: no surface), from the uint16 millimetre PNGs ``corr generate sim`` writes.
+        (0: no surface), from the uint16 millimetre PNGs ``corr generate sim`` writes at the
+        episode's native size; with ``size`` ``(H, W)`` (its frames' size), resized to it (nearest:
+        no depth is made up between surfaces).
 
         Raises:
             DataError: no depth for that camera, or an unreadable file.
@@ -67,7 +69,10 @@ class Scene:
         raw = cv2.imread(str(files[t]), cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise DataError(f"{files[t]}: not a readable depth PNG")
-        return depth_from_mm(raw)
+        depth = depth_from_mm(raw)
+        if size is not None and depth.shape != tuple(size):
+            depth = cv2.resize(depth, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
+        return depth
 
     @property
     def num_frames(self) -> int:
