@@ -91,9 +91,9 @@ def check_intrinsics(K: object, size: object) -> tuple[np.ndarray, tuple[int, in
     """
     K = np.asarray(K, np.float64)
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise DataError(f"camera pose: K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
+        raise DataError(f"camera intrinsics: K must be a finite 3x3 pinhole matrix with fx, fy > 0, got {K.tolist()}")
     if len(size) != 2 or min(size) < 1:  # type: ignore[arg-type]
-        raise DataError(f"camera pose: size must be (H, W) > 0, got {size}")
+        raise DataError(f"camera intrinsics: size must be (H, W) > 0, got {size}")
     return K, (int(size[0]), int(size[1]))  # type: ignore[index]
 
 
